@@ -1,0 +1,205 @@
+"""Load-test torchship's v2 server: req/s and latency percentiles vs the in-process limit.
+
+Single-sample requests at several concurrencies, JSON and binary bodies, against a tiny
+seeded ``cnn`` (or a CIFAR-shaped ``resnet``) served by ``torchship.serve`` in a subprocess.
+The load generator is a small asyncio HTTP/1.1 keep-alive client with pre-built request
+bytes (tens of microseconds per request), because it shares the two cores with the server.
+In the same run it measures the in-process Predictor: p50 latency at batch 1 and the best
+samples/s over batch sizes, the ceiling the server is compared against.
+
+    .venv/bin/python benchmarks/serve_load.py --model cnn --concurrency 1,8,32 --duration-s 5
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py --model resnet
+
+Prints a table, then one JSON line for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+SERVER = """
+import sys
+from torchship.serve import ModelSettings, ServeConfig, serve
+settings = dict(runtime=sys.argv[3], max_batch_size=int(sys.argv[4]), max_queue_delay_ms=float(sys.argv[5]))
+if sys.argv[6] != "0":
+    settings["threads"] = int(sys.argv[6])
+config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=1024))
+serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
+"""
+
+
+def make_artifact(kind: str, root: Path):
+    from torchship.testing import tiny_artifact
+
+    if kind == "cnn":
+        return tiny_artifact("cnn", shape=(3, 32, 32), path=root / "cnn")
+    return tiny_artifact("resnet", shape=(3, 32, 32), path=root / "resnet")
+
+
+def in_process_limit(art, runtime: str, threads: int | None, batch_sizes=(1, 8, 16, 32, 64), seconds=1.5) -> dict:
+    from torchship.runtime import load_predictor
+
+    predictor = load_predictor(art, runtime, threads=threads, warmup=10)
+    shape = art.manifest.input.shape
+    x1 = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+    lat = []
+    end = time.perf_counter() + seconds
+    cpu0 = time.process_time()
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        predictor.predict(x1)
+        lat.append(time.perf_counter() - t0)
+    cpu_ms_batch1 = (time.process_time() - cpu0) * 1e3 / len(lat)
+    best = {}
+    for n in batch_sizes:
+        xb = np.repeat(x1, n, axis=0)
+        predictor.predict(xb)
+        count, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 2:
+            predictor.predict(xb)
+            count += n
+        best[n] = count / (time.perf_counter() - t0)
+    predictor.close()
+    top = max(best, key=best.get)
+    return {"p50_ms_batch1": float(np.median(lat) * 1e3), "cpu_ms_batch1": cpu_ms_batch1, "best_samples_per_s": best[top], "best_batch": top,
+            "samples_per_s_by_batch": {str(k): round(v) for k, v in best.items()}}
+
+
+def request_bytes(model: str, shape: list[int], binary: bool, port: int) -> bytes:
+    x = np.random.default_rng(1).standard_normal((1, *shape)).astype(np.float32)
+    if binary:
+        head = orjson.dumps({"inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.nbytes}}],
+                             "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]})
+        body, extra = head + x.tobytes(), f"Inference-Header-Content-Length: {len(head)}\r\n"
+    else:
+        body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32",
+                                         "data": x.ravel().tolist()}], "outputs": [{"name": "logits"}]})
+        extra = ""
+    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses: dict) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = int(head.lower().split(b"\r\ncontent-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+            if b"connection: close" in head.lower():
+                break
+    except (ConnectionError, asyncio.IncompleteReadError):
+        statuses["conn_error"] = statuses.get("conn_error", 0) + 1
+    finally:
+        writer.close()
+
+
+async def run_load(port: int, payload: bytes, concurrency: int, duration_s: float) -> dict:
+    lat: list[float] = []
+    statuses: dict = {}
+    stop_at = time.perf_counter() + duration_s
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_worker(port, payload, stop_at, lat, statuses) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    ok = statuses.get(200, 0)
+    ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
+    return {"concurrency": concurrency, "req_per_s": ok / elapsed, "p50_ms": float(np.percentile(ms, 50)),
+            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+            "errors": sum(v for k, v in statuses.items() if k != 200)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (robust to the descheduling that skews wall-clock figures)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(art_path: Path, args, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
+                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0)])
+    import urllib.request
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["cnn", "resnet"], default="cnn")
+    parser.add_argument("--runtime", default="eager")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--modes", default="json,binary")
+    parser.add_argument("--duration-s", type=float, default=5.0)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-queue-delay-ms", type=float, default=2.0)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
+    args = parser.parse_args()
+
+    import torch
+
+    tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    art = make_artifact(args.model, tmp)
+    limit = in_process_limit(art, args.runtime, args.threads)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start_server(art.path, args, port)
+    rows = []
+    try:
+        for mode in args.modes.split(","):
+            payload = request_bytes(art.manifest.name, art.manifest.input.shape, mode == "binary", port)
+            asyncio.run(run_load(port, payload, 4, 1.0))  # warm-up
+            for c in map(int, args.concurrency.split(",")):
+                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                row = {"mode": mode, "body_bytes": len(payload), **asyncio.run(run_load(port, payload, c, args.duration_s))}
+                served = row["req_per_s"] * (time.perf_counter() - t0)
+                row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
+                rows.append(row)
+                print(f"{mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  "
+                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    print(f"in-process {args.runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms "
+          f"(CPU {limit['cpu_ms_batch1']:.3f} ms), best "
+          f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}")
+    print(json.dumps({
+        "benchmark": "serve_load", "model": args.model, "runtime": args.runtime,
+        "settings": {"max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms,
+                     "threads": args.threads, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__},
+        "in_process": limit, "server": rows,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from torchship.cli.main import main
+
+main()

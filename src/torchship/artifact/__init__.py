@@ -1,0 +1,18 @@
+"""Artifacts: self-describing model directories that every stage reads and writes."""
+
+from torchship.artifact.manifest import SCHEMA, Architecture, InputSpec, Lineage, Manifest, Reference
+from torchship.artifact.store import MANIFEST, WEIGHTS, Artifact, load, sha256_file
+
+__all__ = [
+    "MANIFEST",
+    "SCHEMA",
+    "WEIGHTS",
+    "Architecture",
+    "Artifact",
+    "InputSpec",
+    "Lineage",
+    "Manifest",
+    "Reference",
+    "load",
+    "sha256_file",
+]

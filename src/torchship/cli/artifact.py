@@ -1,0 +1,73 @@
+"""``torchship inspect``: what an artifact is, readably (or as JSON)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from torchship.cli._common import metrics_table, out
+from torchship.cli.main import app
+
+
+@app.command(epilog="Example: torchship inspect runs/digits-cnn/artifact --json")
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Verify an artifact's checksums and print what it is: model, input, metrics, lineage, files."""
+    from torchship.artifact import Artifact
+
+    art = Artifact.load(artifact)
+    m = art.manifest
+    if as_json:
+        print(json.dumps(m.to_json_dict() | {"digest": art.digest}, indent=2))
+        return
+    out.print(f"[bold]{m.name}[/bold] v{m.version}  ({m.task}, created {m.created})  {art.digest[:19]}")
+    arch = m.architecture
+    kwargs = ", ".join(f"{k}={v}" for k, v in arch.kwargs.items())
+    params = sum(t.numel() for t in art.state_dict().values())
+    out.print(f"model     {arch.describe()}({kwargs})  {params:,} weights")
+    spec = m.input
+    out.print(
+        f"input     {spec.dtype}{list(spec.shape)} {spec.layout}; x = (raw * {spec.scale:.6g} - mean) / std, "
+        f"mean {_short(spec.mean)}, std {_short(spec.std)}"
+    )
+    out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{' ...' if len(m.labels) > 12 else ''}")
+    parent = m.lineage.parent[:19] if m.lineage.parent else "none"
+    out.print(f"lineage   {m.lineage.op} (parent {parent})")
+    if m.data:
+        sizes = m.data.get("sizes", {})
+        out.print(f"data      {m.data.get('name', '?')}  {', '.join(f'{k} {v}' for k, v in sizes.items())}")
+    if m.metrics:
+        out.print(metrics_table(m.metrics))
+    files = Table(title="files (sha256 verified)")
+    files.add_column("file")
+    files.add_column("bytes", justify="right")
+    files.add_column("sha256")
+    for name, digest in m.files.items():
+        files.add_row(name, f"{(art.path / name).stat().st_size:,}", digest[7:19])
+    out.print(files)
+    if m.exports:
+        exports = Table(title="exports (verified against eager)")
+        for col in ("format", "file", "max |Δ|", "mean |Δ|", "top-1 agreement"):
+            exports.add_column(col)
+        for fmt, info in m.exports.items():
+            exports.add_row(
+                fmt, str(info.get("file", "")), _num(info.get("max_abs_diff")), _num(info.get("mean_abs_diff")),
+                _num(info.get("top1_agreement")),
+            )
+        out.print(exports)
+    out.print("env       " + ", ".join(f"{k} {v}" for k, v in m.env.items()))
+
+
+def _short(values: list[float]) -> str:
+    shown = ", ".join(f"{v:.4g}" for v in values[:4])
+    return f"[{shown}{', ...' if len(values) > 4 else ''}]"
+
+
+def _num(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else ("" if value is None else str(value))

@@ -1,0 +1,68 @@
+"""``torchship evaluate`` and ``torchship predict``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from torchship.cli._common import AllowImport, metrics_table, out
+from torchship.cli.main import app
+
+
+@app.command(epilog="Example: torchship evaluate runs/digits-cnn/artifact --split val --json metrics.json")
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    data: Annotated[str | None, typer.Option(help="Dataset NAME[:PATH]; default: the one it was trained on.")] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
+    runtime: Annotated[str, typer.Option(help="Runtime to evaluate through (eager, onnxruntime, ...).")] = "eager",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics + confusion matrix here.")] = None,
+    allow_import: AllowImport = None,
+) -> None:
+    """Measure accuracy, macro-F1, AUROC and loss, and print the confusion matrix."""
+    from torchship.artifact import Artifact
+    from torchship.evaluate import evaluate as run_evaluation
+
+    art = Artifact.load(artifact)
+    result = run_evaluation(art, data, split, runtime, allow_import or [])
+    out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
+    table = Table(title="confusion matrix (rows: true, columns: predicted)")
+    table.add_column("")
+    for label in result.labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(result.labels, result.confusion):
+        table.add_row(label, *[str(v) if v else "." for v in row])
+    out.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        out.print(f"wrote {json_out}")
+
+
+@app.command(epilog="Example: torchship predict runs/digits-cnn/artifact seven.png three.npy --top-k 3")
+def predict(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    files: Annotated[list[Path], typer.Argument(help="Images (PNG/JPEG/BMP) or .npy arrays.")],
+    top_k: Annotated[int, typer.Option(help="How many labels to show per file.")] = 3,
+    runtime: Annotated[str, typer.Option(help="Runtime (eager, onnxruntime, ...).")] = "eager",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    allow_import: AllowImport = None,
+) -> None:
+    """Top-k labels with probabilities; preprocessing (size, channels, normalization) comes from the manifest."""
+    from torchship.artifact import Artifact
+    from torchship.evaluate import predict_files
+
+    art = Artifact.load(artifact)
+    results = predict_files(art, files, top_k, runtime, allow_import or [])
+    if as_json:
+        print(json.dumps([{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]))
+        return
+    table = Table()
+    table.add_column("file")
+    for i in range(1, min(top_k, len(art.manifest.labels)) + 1):
+        table.add_column(f"#{i}")
+    for r in results:
+        table.add_row(r.file, *[f"{label} ({p:.1%})" for label, p in r.top])
+    out.print(table)

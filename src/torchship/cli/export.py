@@ -1,0 +1,74 @@
+"""``torchship export``: add verified exports (ONNX, TorchScript, torch.export, AOTInductor, Triton)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from torchship.cli._common import AllowImport, err, out
+from torchship.cli.main import app
+
+EXAMPLE = (
+    "Example: torchship export runs/digits-cnn/artifact --format onnx,torchscript,exported,triton "
+    "-o runs/digits-cnn/exported"
+)
+
+
+@app.command(epilog=EXAMPLE)
+def export(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help="Comma-separated: onnx, torchscript, exported, aoti, triton.")
+    ] = "onnx",
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write here; default: into ARTIFACT.")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="Largest max |Δ| vs eager accepted (default 1e-4).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Parity inputs: dataset NAME[:PATH] (val split), a .npy file, or 'random'; "
+                     "default: the artifact's own dataset, else random."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Verify on a seeded sample of at most this many inputs.")] = 256,
+    slim: Annotated[bool, typer.Option("--slim/--no-slim", help="Simplify the ONNX graph with onnxslim.")] = True,
+    opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
+    max_batch_size: Annotated[int, typer.Option(help="max_batch_size in the Triton config.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the exports' manifest records as JSON.")] = False,
+    allow_import: AllowImport = None,
+) -> None:
+    """Export ARTIFACT, verify every export against eager PyTorch, and record parity in the manifest.
+
+    Nothing is written unless every format passes: max |Δ| within the tolerance on the
+    validation split (or seeded random inputs when the artifact names no dataset).
+    """
+    from torchship.artifact import Artifact
+    from torchship.export import export as run_export
+    from torchship.export import resolve_formats
+
+    art = Artifact.load(artifact)
+    names = resolve_formats(formats)
+    err.print(f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)")
+    result = run_export(
+        art, names, out_dir, tolerance=tolerance, data=data, slim=slim, opset=opset,
+        max_batch_size=max_batch_size, max_samples=samples, device=device, allow_import=allow_import or [],
+    )
+    records = {name: result.manifest.exports[name] for name in names}
+    if as_json:
+        print(json.dumps({"artifact": str(result.path), "exports": records}, indent=2))
+        return
+    table = Table(title=f"{result.manifest.name}: exports verified against eager ({result.path})")
+    for column in ("format", "file", "max |Δ|", "mean |Δ|", "top-1 agreement", "samples", "tolerance"):
+        table.add_column(column, justify="left" if column in ("format", "file") else "right")
+    for name, info in records.items():
+        table.add_row(
+            name, str(info.get("file", "")), f"{info['max_abs_diff']:.3g}", f"{info['mean_abs_diff']:.3g}",
+            f"{info['top1_agreement']:.2%}", str(info["samples"]), f"{info['tolerance']:.0e}",
+        )
+    out.print(table)
+    source = next(iter(records.values()))["samples_source"]
+    out.print(f"parity inputs: {source}")
+    if "triton" in records:
+        out.print(f"Triton/KServe: tritonserver --model-repository {result.path / records['triton']['repository']}")

@@ -1,0 +1,104 @@
+"""Measure what compression changes: parameters, MACs, weight bytes and validation accuracy.
+
+Every method measures parent and child the same way in the same run and records both in
+the child's lineage (``params.report``), so the before/after table is a manifest read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchship.artifact import Artifact
+from torchship.data import DataConfig, Dataset, load_data
+from torchship.errors import DataError, require
+
+
+@dataclass
+class ValData:
+    """The validation split an artifact is judged on, normalized as its manifest says."""
+
+    config: DataConfig
+    dataset: Dataset
+    x: torch.Tensor  # (n, *input.shape)
+    y: torch.Tensor  # (n,)
+
+
+def data_config(artifact: Artifact, data: str | dict[str, Any] | None) -> DataConfig:
+    """The artifact's own data config; ``NAME[:PATH]``; or a dict of DataConfig fields over it."""
+    from torchship.evaluate import data_config_for
+
+    if isinstance(data, dict):
+        stored = artifact.manifest.data.get("config") or {}
+        same = data.get("name") in (None, stored.get("name"))
+        return DataConfig.model_validate({**(stored if same else {}), **data})
+    return data_config_for(artifact, data)
+
+
+def load_val(artifact: Artifact, data: str | dict[str, Any] | None) -> ValData:
+    """Load the data and check it fits ``artifact`` (shape, classes, labels).
+
+    Raises:
+        DataError: The data has another input shape or other labels than the artifact.
+    """
+    from torchship.evaluate import split_for_artifact
+
+    cfg = data_config(artifact, data)
+    dataset = load_data(cfg)
+    if dataset.labels != artifact.manifest.labels:
+        raise DataError(
+            f"{artifact.manifest.name} was trained on labels {_short(artifact.manifest.labels)} but dataset "
+            f"{dataset.name} has {_short(dataset.labels)}",
+            fix="use the artifact's own data (drop --data) or data with the same labels",
+        )
+    x, y = split_for_artifact(artifact, dataset, "val")
+    return ValData(cfg, dataset, x, y)
+
+
+def _short(labels: list[str]) -> str:
+    return "[" + ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "") + f"] ({len(labels)})"
+
+
+@torch.inference_mode()
+def val_metrics(model: nn.Module, val: ValData, batch_size: int = 1024) -> dict[str, float]:
+    """Accuracy, macro-F1, AUROC and loss of ``model`` on the validation split."""
+    from torchship.train.metrics import evaluate_logits
+
+    model.eval()
+    values, _ = evaluate_logits(model, val.x, val.y, val.dataset.num_classes, batch_size)
+    return values
+
+
+def count_macs(model: nn.Module, input_shape: list[int]) -> int:
+    """Multiply-accumulates of one sample's forward pass (Torch-Pruning's op counter)."""
+    tp = require("torch_pruning", "compress")
+    example = torch.zeros(1, *input_shape)
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        macs, _ = tp.utils.count_ops_and_params(model.eval(), example)
+    return int(macs)
+
+
+def model_stats(model: nn.Module, input_shape: list[int], metrics: dict[str, float]) -> dict[str, Any]:
+    """The figures a before/after table shows for one model."""
+    state = model.state_dict()
+    params = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    return {
+        "params": params,
+        "nonzero_params": nonzero,
+        "macs": count_macs(model, input_shape),
+        "weights_bytes": sum(t.numel() * t.element_size() for t in state.values()),
+        "val_accuracy": float(metrics["accuracy"]),
+    }
+
+
+def weights_file_bytes(artifact: Artifact) -> int | None:
+    """Size on disk of a saved artifact's weights.safetensors."""
+    if artifact.path is None:
+        return None
+    return (artifact.path / "weights.safetensors").stat().st_size

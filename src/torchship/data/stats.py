@@ -1,0 +1,49 @@
+"""Reference statistics of the training inputs: the baseline drift monitoring compares against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from torchship.data.dataset import Split
+
+# torch.quantile refuses inputs above 2**24 elements; per channel this many values is plenty
+_MAX_QUANTILE_VALUES = 1 << 18
+
+
+def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> dict[str, Any]:
+    """Per-channel (per-feature for tables) statistics of the normalized inputs, and class frequencies.
+
+    Splits are already in a seeded random order, so the first ``max_samples`` are a fair
+    sample of the inputs. Quantiles use at most 2**18 evenly spaced values per channel.
+    Class frequencies count every label of the split.
+
+    Returns:
+        The manifest's ``reference`` fields: ``n`` (the samples the input statistics
+        summarize), ``input_mean``, ``input_std``,
+        ``input_quantiles`` (``p01``/``p50``/``p99``, each a list over channels) and
+        ``class_freq`` (a list over classes, summing to 1).
+
+    Example:
+        >>> split = Split(torch.zeros(4, 2), torch.tensor([0, 1, 1, 1]))
+        >>> reference_stats(split, num_classes=3)["class_freq"]
+        [0.25, 0.75, 0.0]
+    """
+    x = split.x[:max_samples]
+    # x: (n, c, h, w) or (n, f); stats per channel / feature over the other dims
+    dims = [0, *range(2, x.dim())]
+    mean = x.mean(dim=dims, dtype=torch.float64)
+    std = x.std(dim=dims) if len(x) > 1 else torch.zeros(x.shape[1])
+    # (n, c, h, w) -> (c, n*h*w) ; (n, f) -> (f, n)
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1)
+    step = max(1, -(-flat.shape[1] // _MAX_QUANTILE_VALUES))
+    q = torch.quantile(flat[:, ::step].double(), torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64), dim=1)
+    counts = torch.bincount(split.y, minlength=num_classes).double()
+    return {
+        "n": int(len(x)),
+        "input_mean": mean.tolist(),
+        "input_std": std.double().tolist(),
+        "input_quantiles": {"p01": q[0].tolist(), "p50": q[1].tolist(), "p99": q[2].tolist()},
+        "class_freq": (counts / counts.sum().clamp(min=1)).tolist(),
+    }

@@ -1,0 +1,146 @@
+"""Evaluate an artifact on labelled data, and predict labels for files.
+
+Both run the model through a runtime (``eager`` by default), so an export is judged exactly
+as it will be served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchship.artifact import Artifact
+from torchship.errors import DataError
+
+
+@dataclass
+class Evaluation:
+    split: str
+    samples: int
+    metrics: dict[str, float]
+    labels: list[str]
+    confusion: list[list[int]]
+    runtime: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "split": self.split, "samples": self.samples, "runtime": self.runtime,
+            "metrics": self.metrics, "labels": self.labels, "confusion_matrix": self.confusion,
+        }
+
+
+@dataclass
+class Prediction:
+    file: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+def data_config_for(artifact: Artifact, data: str | None = None):
+    """The artifact's own data config, or ``NAME[:PATH]`` with the artifact's split settings."""
+    from torchship.data import DataConfig, parse_data_arg
+
+    stored = artifact.manifest.data.get("config")
+    if data is None:
+        if stored is None:
+            raise DataError(f"artifact {artifact.manifest.name} does not record its dataset", fix="pass --data NAME[:PATH]")
+        return DataConfig.model_validate(stored)
+    parsed = parse_data_arg(data)
+    if stored is not None and stored.get("name") == parsed.name:
+        return DataConfig.model_validate({**stored, "path": parsed.path or stored.get("path")})
+    return parsed
+
+
+def split_for_artifact(artifact: Artifact, dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs of ``split`` re-normalized with the artifact's statistics; checked against its input spec."""
+    part = getattr(dataset, split, None)
+    if part is None:
+        raise DataError(f"dataset {dataset.name} has no {split} split", fix="use --split val, or set data.test_fraction")
+    spec = artifact.manifest.input
+    if list(dataset.input["shape"]) != list(spec.shape):
+        raise DataError(
+            f"dataset {dataset.name} gives inputs of shape {dataset.input['shape']} but {artifact.manifest.name} "
+            f"expects {spec.shape}",
+            fix="set data.resize / data.channels to match the model",
+        )
+    if len(dataset.labels) != len(artifact.manifest.labels):
+        raise DataError(
+            f"dataset {dataset.name} has {len(dataset.labels)} classes but the model has {len(artifact.manifest.labels)}"
+        )
+    x = renormalize(part.x, dataset.input, spec.model_dump())
+    return x, part.y
+
+
+def renormalize(x: torch.Tensor, source: dict[str, Any], target: dict[str, Any]) -> torch.Tensor:
+    """Map inputs normalized by ``source`` statistics to ``target``'s (identity when they agree)."""
+    if source["mean"] == target["mean"] and source["std"] == target["std"] and source["scale"] == target["scale"]:
+        return x
+    # x: (n, channels, ...) ; per-channel stats broadcast over the trailing dims
+    view = (1, -1) + (1,) * (x.dim() - 2)
+    s_mean, s_std = torch.tensor(source["mean"]).view(view), torch.tensor(source["std"]).view(view)
+    t_mean, t_std = torch.tensor(target["mean"]).view(view), torch.tensor(target["std"]).view(view)
+    unit = x * s_std + s_mean  # raw * scale, in [0, 1] for images
+    return ((unit - t_mean) / t_std).float()
+
+
+def evaluate(
+    artifact: Artifact,
+    data: str | None = None,
+    split: str = "val",
+    runtime: str = "eager",
+    allow_import: Iterable[str] = (),
+    batch_size: int = 512,
+) -> Evaluation:
+    """Metrics and confusion matrix of ``artifact`` on a split of its data (or ``data``)."""
+    from torchship.data import load_data
+    from torchship.runtime import load_predictor
+    from torchship.train.metrics import ClassificationMetrics
+
+    dataset = load_data(data_config_for(artifact, data))
+    x, y = split_for_artifact(artifact, dataset, split)
+    predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=1)
+    metrics = ClassificationMetrics(len(artifact.manifest.labels), confusion=True)
+    try:
+        for start in range(0, len(x), batch_size):
+            logits = predictor.predict(x[start : start + batch_size].numpy())
+            metrics.update(torch.from_numpy(np.asarray(logits)), y[start : start + batch_size])
+    finally:
+        predictor.close()
+    return Evaluation(split, len(x), metrics.compute(), artifact.manifest.labels, metrics.confusion_matrix(), runtime)
+
+
+def predict_files(
+    artifact: Artifact,
+    files: Sequence[str | Path],
+    top_k: int = 3,
+    runtime: str = "eager",
+    allow_import: Iterable[str] = (),
+) -> list[Prediction]:
+    """Top-k labels with probabilities for image (PNG/JPEG/...) or .npy files."""
+    from torchship.data import preprocess_image
+    from torchship.runtime import load_predictor
+
+    spec = artifact.manifest.input.model_dump()
+    batch = []
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise DataError(f"{path} does not exist", fix="check the file name")
+        batch.append(preprocess_image(path, spec))
+    predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=0)
+    try:
+        logits = torch.from_numpy(np.asarray(predictor.predict(torch.stack(batch).numpy())))
+    finally:
+        predictor.close()
+    probs = logits.softmax(dim=1)
+    k = min(top_k, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    labels = artifact.manifest.labels
+    return [
+        Prediction(str(f), [(labels[i], float(p)) for p, i in zip(v.tolist(), ix.tolist())])
+        for f, v, ix in zip(files, values, indices)
+    ]

@@ -1,0 +1,48 @@
+"""TorchScript: scripted (or traced, when scripting fails) and frozen, saved as ``model.ts``.
+
+The file holds the frozen module; ``torch.jit.optimize_for_inference`` runs after loading
+(``runtime/torchscript.py``), because a module saved after it fails to reload.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from torchship.export.base import ExportContext, ExportError, Staged, exporters
+from torchship.export.capture import failure_summary
+
+FILE = "model.ts"
+
+
+@exporters.register("torchscript")
+def export_torchscript(ctx: ExportContext) -> Staged:
+    """Script the model (trace it if scripting fails), freeze it, save ``model.ts``.
+
+    Raises:
+        ExportError: If the model can be neither scripted nor traced; names the op or line.
+    """
+    model = ctx.model.eval()
+    try:
+        module, method = torch.jit.script(model), "script"
+    except Exception as script_exc:  # TorchScript's frontend raises many types for unsupported Python
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                module, method = torch.jit.trace(model, (ctx.example,), check_trace=False), "trace"
+        except Exception as trace_exc:  # tracing fails on the same breadth of errors
+            raise ExportError(
+                f"cannot export {type(model).__name__} to TorchScript: scripting failed "
+                f"({failure_summary(script_exc)}) and tracing failed ({failure_summary(trace_exc)})",
+                fix="export the other formats (--format onnx,exported)",
+            ) from trace_exc
+    frozen = torch.jit.freeze(module.eval())
+    path = ctx.staging / FILE
+    frozen.save(str(path))
+    from torchship.runtime.base import RuntimeOptions
+    from torchship.runtime.torchscript import TorchScriptPredictor
+
+    predictor = TorchScriptPredictor(path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape)
+    record = {"file": FILE, "method": method, "frozen": True, "optimize_for_inference": "on load"}
+    return Staged({FILE: path}, record, predictor)

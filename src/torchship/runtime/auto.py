@@ -1,0 +1,105 @@
+"""``auto``: measure the runtimes this artifact can use and keep the fastest.
+
+Candidates are ``eager`` plus every runtime whose export the artifact holds (and whose
+library is installed); ``compile`` only when asked for, since it compiles for tens of
+seconds. Each candidate is warmed up, then timed on a batch of ``batch_size`` zeros; the
+lowest median wins. ``describe()`` says what was picked and every median measured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from torchship.artifact import Artifact
+from torchship.runtime.base import Predictor, RuntimeError_, RuntimeOptions, runtimes, warm_up
+
+log = logging.getLogger(__name__)
+
+# export format -> the runtime that serves it, and the module it needs
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "onnxruntime"), "torchscript": ("torchscript", None),
+                   "exported": ("exported", None), "aoti": ("aoti", None)}
+
+
+def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
+    """Runtimes ``auto`` considers for this artifact, eager first."""
+    names = ["eager"]
+    for fmt, (runtime, module) in FORMAT_RUNTIMES.items():
+        if fmt in artifact.manifest.exports and (module is None or importlib.util.find_spec(module)):
+            names.append(runtime)
+    names += [name for name in include if name not in names and name != "auto"]
+    return names
+
+
+def median_latency_ms(predictor: Predictor, batch: np.ndarray, repeats: int) -> float:
+    """Median wall time of ``predictor.predict(batch)`` over ``repeats`` calls, in ms."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+class AutoPredictor:
+    """The fastest measured predictor, with what was measured; forwards ``predict`` to it."""
+
+    name = "auto"
+
+    def __init__(self, chosen: Predictor, medians_ms: dict[str, float], batch_size: int, failed: dict[str, str]):
+        self.chosen = chosen
+        self.picked = chosen.name
+        self.medians_ms = medians_ms
+        self.batch_size = batch_size
+        self.failed = failed
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.chosen.predict(batch)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.chosen.describe(),
+            "runtime": f"auto -> {self.picked}",
+            "picked": self.picked,
+            "median_ms": self.medians_ms,
+            "measured_batch_size": self.batch_size,
+            "skipped": self.failed,
+        }
+
+    def close(self) -> None:
+        self.chosen.close()
+
+
+@runtimes.register("auto")
+def _auto(artifact: Artifact, options: RuntimeOptions) -> AutoPredictor:
+    extra = dict(options.extra)
+    batch_size = int(extra.pop("batch_size", 8))
+    repeats = int(extra.pop("repeats", 20))
+    include = tuple(extra.pop("include", ()))
+    inner = RuntimeOptions(options.threads, options.inter_op_threads, options.device, 0, options.allow_import, extra)
+    batch = np.zeros((batch_size, *artifact.manifest.input.shape), dtype=np.float32)
+    best: tuple[float, Predictor] | None = None
+    medians: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for name in candidates(artifact, include):
+        try:
+            predictor = runtimes.get(name)(artifact, inner)
+        except Exception as exc:  # a runtime that cannot load here is skipped, and said so
+            failed[name] = str(exc).splitlines()[0][:200]
+            continue
+        warm_up(predictor, artifact, max(options.warmup, 1))
+        medians[name] = round(median_latency_ms(predictor, batch, repeats), 4)
+        if best is None or medians[name] < best[0]:
+            if best is not None:
+                best[1].close()
+            best = (medians[name], predictor)
+        else:
+            predictor.close()
+    if best is None:
+        raise RuntimeError_(f"no runtime could load {artifact.manifest.name} ({failed})", fix="check the exports")
+    log.info("auto picked %s (median ms at batch %d: %s)", best[1].name, batch_size, medians)
+    return AutoPredictor(best[1], medians, batch_size, failed)

@@ -1,0 +1,112 @@
+"""The one interface every runtime implements, and the registry that picks one by name.
+
+``bench``, ``optimize``, ``evaluate`` and the server all run models through a ``Predictor``:
+
+    predictor = load_predictor(artifact, "onnxruntime", threads=2)
+    logits = predictor.predict(batch)          # np.ndarray (n, *input.shape) -> (n, classes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from torchship.artifact import Artifact
+from torchship.errors import TorchshipError
+from torchship.registry import Registry
+
+
+class RuntimeError_(TorchshipError):  # noqa: N801 - avoid shadowing the builtin RuntimeError
+    """A runtime cannot load or run this artifact."""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run: threads for intra-/inter-op parallelism, device, warm-up iterations."""
+
+    threads: int | None = None
+    inter_op_threads: int | None = None
+    device: str = "cpu"
+    warmup: int = 3
+    allow_import: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Predictor(Protocol):
+    """Batches in, logits out. ``predict`` takes normalized float32 inputs of any batch size."""
+
+    name: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+PredictorFactory = Callable[[Artifact, RuntimeOptions], Predictor]
+runtimes: Registry[PredictorFactory] = Registry("runtime", error=RuntimeError_)
+
+
+def load_predictor(
+    artifact: Artifact,
+    runtime: str = "eager",
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+    warmup: int = 3,
+    allow_import: Iterable[str] = (),
+    **extra: Any,
+) -> Predictor:
+    """Load ``artifact`` into the named runtime and warm it up."""
+    factory = runtimes.get(runtime)
+    options = RuntimeOptions(
+        threads=threads, device=device, warmup=warmup, allow_import=tuple(allow_import), extra=extra
+    )
+    predictor = factory(artifact, options)
+    warm_up(predictor, artifact, options.warmup)
+    return predictor
+
+
+def warm_up(predictor: Predictor, artifact: Artifact, iterations: int) -> None:
+    if iterations <= 0:
+        return
+    sample = np.zeros((1, *artifact.manifest.input.shape), dtype=np.float32)
+    for _ in range(iterations):
+        predictor.predict(sample)
+
+
+def export_file(artifact: Artifact, fmt: str) -> Path:
+    """Path of the artifact's verified ``fmt`` export.
+
+    Raises:
+        RuntimeError_: If the artifact has no such export, naming the command that makes it.
+    """
+    info = artifact.manifest.exports.get(fmt) or {}
+    name = info.get("file")
+    if not name or name not in artifact.manifest.files or artifact.path is None:
+        where = artifact.path if artifact.path is not None else "ART"
+        raise RuntimeError_(
+            f"artifact {artifact.manifest.name} has no {fmt} export",
+            fix=f"run: torchship export {where} --format {fmt}",
+        )
+    return artifact.path / name
+
+
+def as_batch(batch: Any, shape: Sequence[int]) -> np.ndarray:
+    """A contiguous float32 array of shape (n, *shape), or a one-line error saying what was wrong.
+
+    Raises:
+        RuntimeError_: If the batch does not have the input shape the manifest declares.
+    """
+    x = np.ascontiguousarray(batch, dtype=np.float32)
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        raise RuntimeError_(
+            f"batch has shape {list(x.shape)}, expected (n, {', '.join(map(str, shape))})",
+            fix="send normalized inputs shaped like the manifest's input, with a leading batch dimension",
+        )
+    return x

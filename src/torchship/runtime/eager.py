@@ -1,0 +1,47 @@
+"""Eager PyTorch: the reference every other runtime is compared against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchship.artifact import Artifact
+from torchship.runtime.base import RuntimeOptions, runtimes
+
+
+def apply_threads(options: RuntimeOptions) -> None:
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    if options.inter_op_threads:
+        try:
+            torch.set_num_interop_threads(options.inter_op_threads)
+        except RuntimeError:
+            pass  # can only be set once per process, before any inter-op work
+
+
+class EagerPredictor:
+    name = "eager"
+
+    def __init__(self, artifact: Artifact, options: RuntimeOptions):
+        apply_threads(options)
+        self.device = torch.device(options.device)
+        self.model = artifact.build_model(options.allow_import).to(self.device).eval()
+        self.options = options
+
+    @torch.inference_mode()
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        return self.model(x).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "device": str(self.device), "threads": torch.get_num_threads()}
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+@runtimes.register("eager")
+def _eager(artifact: Artifact, options: RuntimeOptions) -> EagerPredictor:
+    return EagerPredictor(artifact, options)

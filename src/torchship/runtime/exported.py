@@ -1,0 +1,101 @@
+"""torch.export: the ``model.pt2`` ExportedProgram, run as a graph module without the model's code.
+
+``torch.export.load`` falls back to full unpickling (``torch.load(weights_only=False)``,
+``pickle.loads``) for payloads the archive marks as pickled: tensor subclasses, opaque
+objects, legacy weight files, and sample inputs that ``weights_only`` cannot read. torchship
+writes none of those, so before loading it opens the archive (a zip of JSON and raw tensor
+bytes) and refuses any of them; what is then loaded is JSON plus raw tensor data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchship.artifact import Artifact
+from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.eager import apply_threads
+
+
+class ExportedPredictor:
+    """The ExportedProgram's ``module()``; its batch dimension is dynamic."""
+
+    name = "exported"
+
+    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+        apply_threads(options)
+        check_pt2_without_pickles(path)
+        self.device = torch.device(options.device)
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # the deserializer raises assorted types for a bad archive
+            raise RuntimeError_(
+                f"cannot load ExportedProgram {path.name} ({str(exc).splitlines()[0][:200]})",
+                fix="re-export it with torchship export --format exported (same torch version)",
+            ) from None
+        self.module = program.module().to(self.device)
+        self.path = path
+        self.input_shape = tuple(input_shape)
+
+    @torch.inference_mode()
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
+        return self.module(x).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": self.name, "file": self.path.name, "device": str(self.device), "threads": torch.get_num_threads()}
+
+    def close(self) -> None:
+        self.module = None  # type: ignore[assignment]
+
+
+def check_pt2_without_pickles(path: Path) -> None:
+    """Refuse a .pt2 archive that would make ``torch.export.load`` unpickle anything.
+
+    Raises:
+        RuntimeError_: If the archive marks a weight or constant as pickled, holds legacy
+            ``.pt`` weights, custom or opaque objects, or sample inputs ``weights_only`` rejects.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise RuntimeError_(f"{path.name} is not a .pt2 archive ({exc})", fix="re-export it") from None
+    with archive:
+        for name in archive.namelist():
+            reason = _pickled_payload(archive, PurePosixPath(name))
+            if reason:
+                raise RuntimeError_(
+                    f"{path.name} holds a pickled payload ({reason}: {name}); torchship does not unpickle",
+                    fix="re-export it with torchship export --format exported",
+                )
+
+
+def _pickled_payload(archive: zipfile.ZipFile, name: PurePosixPath) -> str | None:
+    parent = name.parent.as_posix()
+    if parent.endswith(("data/weights", "data/constants")):
+        if name.suffix == ".pt":
+            return "legacy pickled weights"
+        if name.name.startswith(("custom_obj_", "opaque_obj_")):
+            return "custom object"
+        if name.name.endswith("_config.json"):
+            config = json.loads(archive.read(str(name))).get("config", {})
+            if any(entry.get("use_pickle") for entry in config.values()):
+                return "tensor marked use_pickle"
+    if parent.endswith("data/sample_inputs"):
+        try:
+            torch.load(io.BytesIO(archive.read(str(name))), weights_only=True)
+        except Exception:  # any failure here means torch.export.load would fall back to pickle
+            return "sample inputs weights_only cannot read"
+    return None
+
+
+@runtimes.register("exported")
+def _exported(artifact: Artifact, options: RuntimeOptions) -> ExportedPredictor:
+    return ExportedPredictor(export_file(artifact, "exported"), options, artifact.manifest.input.shape)

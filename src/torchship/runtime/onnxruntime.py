@@ -1,0 +1,92 @@
+"""ONNX Runtime: the exported ``model.onnx`` in an InferenceSession.
+
+Graph optimizations are on (``ORT_ENABLE_ALL``) and the CPU provider is used unless a CUDA
+device is asked for and the CUDA provider is present. Loading an ONNX file parses protobuf
+only; no Python code is run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from torchship.artifact import Artifact
+from torchship.errors import require
+from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+
+
+class OnnxRuntimePredictor:
+    """One ONNX Runtime session; ``predict`` feeds ``input`` and returns the first output."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+        ort = require("onnxruntime", "onnx")
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if options.threads:
+            session_options.intra_op_num_threads = options.threads
+        if options.inter_op_threads:
+            session_options.inter_op_num_threads = options.inter_op_threads
+            session_options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        providers = options.extra.get("providers") or session_providers(ort, options.device)
+        try:
+            self.session = ort.InferenceSession(str(path), session_options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own pybind types (Fail, InvalidGraph, ...)
+            raise RuntimeError_(
+                f"ONNX Runtime cannot load {path.name} ({str(exc).splitlines()[0][:200]})",
+                fix="re-export it with torchship export --format onnx",
+            ) from None
+        self.path = path
+        self.options = options
+        self.input_shape = tuple(input_shape)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = as_batch(batch, self.input_shape)
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        session_options = self.session.get_session_options()
+        return {
+            "runtime": self.name,
+            "file": self.path.name,
+            "onnxruntime": ort.__version__,
+            "providers": self.session.get_providers(),
+            "device": self.options.device,
+            "threads": session_options.intra_op_num_threads or "default",
+            "inter_op_threads": session_options.inter_op_num_threads or "default",
+            "graph_optimization": "ORT_ENABLE_ALL",
+        }
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+
+def session_providers(ort: Any, device: str) -> list[Any]:
+    """CPU by default; CUDA (then CPU for unsupported nodes) when ``device`` is ``cuda[:N]``.
+
+    Raises:
+        RuntimeError_: If CUDA is asked for but this onnxruntime has no CUDA provider.
+    """
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError_(
+            f"device {device} asked for, but this onnxruntime has no CUDA provider "
+            f"(available: {', '.join(ort.get_available_providers())})",
+            fix="pip install onnxruntime-gpu, or run on --device cpu",
+        )
+    device_id = int(device.split(":", 1)[1]) if ":" in device else 0
+    return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+
+
+@runtimes.register("onnxruntime")
+def _onnxruntime(artifact: Artifact, options: RuntimeOptions) -> OnnxRuntimePredictor:
+    return OnnxRuntimePredictor(export_file(artifact, "onnx"), options, artifact.manifest.input.shape)

@@ -1,0 +1,63 @@
+"""TorchScript: the frozen ``model.ts``, optimized for inference after loading.
+
+``torch.jit.load`` does not unpickle Python objects: the archive holds TorchScript code,
+compiled and run by TorchScript's own interpreter, and tensors restored by its restricted
+unpickler. It is still a program, so load only artifacts whose checksums verify (they do
+on ``Artifact.load``) and whose origin you trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchship.artifact import Artifact
+from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.eager import apply_threads
+
+
+class TorchScriptPredictor:
+    """A TorchScript module; ``optimize_for_inference`` runs here because saving its result breaks reload."""
+
+    name = "torchscript"
+
+    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+        apply_threads(options)
+        self.device = torch.device(options.device)
+        try:
+            module = torch.jit.load(str(path), map_location=self.device)
+        except RuntimeError as exc:
+            raise RuntimeError_(
+                f"cannot load TorchScript {path.name} ({str(exc).splitlines()[0][:200]})",
+                fix="re-export it with torchship export --format torchscript",
+            ) from None
+        self.optimized = options.extra.get("optimize", True)
+        self.module = torch.jit.optimize_for_inference(module) if self.optimized else module.eval()
+        self.path = path
+        self.input_shape = tuple(input_shape)
+
+    @torch.inference_mode()
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
+        return self.module(x).float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": self.name,
+            "file": self.path.name,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "optimize_for_inference": self.optimized,
+        }
+
+    def close(self) -> None:
+        self.module = None  # type: ignore[assignment]
+
+
+@runtimes.register("torchscript")
+def _torchscript(artifact: Artifact, options: RuntimeOptions) -> TorchScriptPredictor:
+    return TorchScriptPredictor(export_file(artifact, "torchscript"), options, artifact.manifest.input.shape)

@@ -1,0 +1,299 @@
+"""The HTTP app: Open Inference Protocol v2 routes plus health, repository, stats and metrics.
+
+``create_app(PATH)`` gives a Starlette ASGI app with a real lifespan: at start it begins
+loading (and warming up) the startup models in the background, answering ``/v2/health/ready``
+with 503 + Retry-After until they are ready; at shutdown it lets every accepted request
+finish, then stops the model instances. Run it with ``torchship serve`` (uvicorn) or any
+ASGI server; tests drive it in-process through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import torchship
+from torchship.serve.access import AccessLog
+from torchship.serve.config import ServeConfig
+from torchship.serve.metrics import ServeMetrics
+from torchship.serve.model import ClientGoneError, ServedModel
+from torchship.serve.repository import Repository
+from torchship.serve.security import Security
+from torchship.serve.v2 import HEADER_LENGTH, ServeError, decode_infer, decode_json, encode_infer
+
+log = logging.getLogger("torchship.serve")
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics",
+              "model_configuration", "schedule_policy"]
+
+
+class ServeState:
+    """What every route shares: the repository, metrics, security and the lifecycle flags."""
+
+    def __init__(self, repository: Repository, config: ServeConfig, security: Security, metrics: ServeMetrics):
+        self.repository = repository
+        self.config = config
+        self.security = security
+        self.metrics = metrics
+        self.started = False  # startup models loaded and warmed up
+        self.draining = False
+
+    async def read_body(self, request: Request) -> bytes:
+        """The whole body, refused with 413 as soon as it passes ``max_body_bytes``."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ServeError(f"request body of {declared} bytes exceeds the {limit}-byte limit", status=413,
+                             fix="send fewer rows per request, or raise max_body_bytes in the serve config")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ServeError(f"request body exceeds the {limit}-byte limit", status=413,
+                                 fix="send fewer rows per request, or raise max_body_bytes in the serve config")
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
+                    media_type="application/json")
+
+
+def error_response(exc: ServeError) -> Response:
+    return json_response({"error": str(exc)}, exc.status, exc.headers)
+
+
+Handler = Callable[[Request, ServeState], Awaitable[Response]]
+
+
+def endpoint(guard: str | None = None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a route: check its token (``inference``/``management``), turn ServeError into JSON."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            state: ServeState = request.app.state.serve
+            try:
+                if guard == "inference":
+                    state.security.check_inference(request.headers.get("authorization"))
+                elif guard == "management":
+                    state.security.check_management(request.headers.get("authorization"))
+                return await handler(request, state)
+            except ServeError as exc:
+                return error_response(exc)
+
+        route.__name__ = handler.__name__
+        return route
+
+    return wrap
+
+
+def _model(request: Request, state: ServeState) -> ServedModel:
+    return state.repository.get(request.path_params["model"], request.path_params.get("version"))
+
+
+# ---------------------------------------------------------------------- health and metadata
+@endpoint()
+async def live(request: Request, state: ServeState) -> Response:
+    return json_response({"live": True})
+
+
+@endpoint()
+async def ready(request: Request, state: ServeState) -> Response:
+    if not state.started or state.draining:
+        why = "draining" if state.draining else "loading and warming up models"
+        raise ServeError(f"server is not ready ({why})", status=503, headers={"retry-after": "1"})
+    return json_response({"ready": True})
+
+
+@endpoint()
+async def server_metadata(request: Request, state: ServeState) -> Response:
+    return json_response({"name": "torchship", "version": torchship.__version__, "extensions": EXTENSIONS})
+
+
+@endpoint("inference")
+async def model_metadata(request: Request, state: ServeState) -> Response:
+    model = _model(request, state)
+    return json_response(model.metadata())
+
+
+@endpoint("inference")
+async def model_ready(request: Request, state: ServeState) -> Response:
+    try:
+        model = _model(request, state)
+    except ServeError as exc:
+        if exc.status != 503:
+            raise
+        return json_response({"name": request.path_params["model"], "ready": False}, 503, exc.headers)
+    return json_response({"name": model.name, "versions": [model.version], "ready": True})
+
+
+@endpoint("inference")
+async def model_config(request: Request, state: ServeState) -> Response:
+    return json_response(_model(request, state).triton_config())
+
+
+@endpoint("inference")
+async def model_stats(request: Request, state: ServeState) -> Response:
+    if "model" in request.path_params:
+        if "version" in request.path_params:
+            models = [_model(request, state)]
+        else:
+            _model(request, state)  # 404 when unknown
+            models = list(state.repository.models[request.path_params["model"]].values())
+    else:
+        models = [m for versions in state.repository.models.values() for m in versions.values()]
+    return json_response({"model_stats": [m.stats.to_json() for m in models]})
+
+
+# ---------------------------------------------------------------------- inference
+@endpoint("inference")
+async def infer(request: Request, state: ServeState) -> Response:
+    t0 = time.monotonic()
+    model = _model(request, state)
+    try:
+        body = await state.read_body(request)
+        req = decode_infer(body, request.headers.get(HEADER_LENGTH))
+        rows = model.check_input(req)
+        model.check_outputs(req.outputs)
+        timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
+        gone = asyncio.ensure_future(request.receive())  # completes when the client hangs up
+        try:
+            logits = await model.infer(rows, timeout_s, gone)
+        finally:
+            gone.cancel()
+        payload, headers = encode_infer(model.name, model.version, req.id,
+                                        model.outputs(logits, req.outputs, req.binary_output))
+    except ServeError as exc:
+        model.record(exc.status, time.monotonic() - t0)
+        raise
+    except ClientGoneError:
+        model.record(499, time.monotonic() - t0)
+        return Response(status_code=499)
+    model.record(200, time.monotonic() - t0)
+    return Response(payload, headers=headers)
+
+
+# ---------------------------------------------------------------------- repository API
+@endpoint("management")
+async def repository_index(request: Request, state: ServeState) -> Response:
+    body = await state.read_body(request)
+    options = decode_json(body) if body.strip() else {}
+    if not isinstance(options, dict):
+        raise ServeError("repository index body must be a JSON object like {\"ready\": true}")
+    return json_response(state.repository.index(ready_only=options.get("ready") is True))
+
+
+async def _no_files(request: Request, state: ServeState) -> None:
+    body = await state.read_body(request)
+    options = decode_json(body) if body.strip() else {}
+    params = options.get("parameters", {}) if isinstance(options, dict) else None
+    if not isinstance(params, dict):
+        raise ServeError("load/unload body must be a JSON object")
+    if any(key == "config" or key.startswith("file:") for key in params):
+        raise ServeError("this server loads models only from its repository directory",
+                         fix="copy the artifact into the repository, then load it by name", status=400)
+
+
+@endpoint("management")
+async def repository_load(request: Request, state: ServeState) -> Response:
+    await _no_files(request, state)
+    await state.repository.load(request.path_params["model"])
+    return json_response({})
+
+
+@endpoint("management")
+async def repository_unload(request: Request, state: ServeState) -> Response:
+    await _no_files(request, state)
+    await state.repository.unload(request.path_params["model"])
+    return json_response({})
+
+
+async def metrics(request: Request) -> Response:
+    state: ServeState = request.app.state.serve
+    for versions in state.repository.models.values():
+        for model in versions.values():
+            state.metrics.queue_depth.labels(model.name, model.version).set(model.batcher.depth)
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "internal error")
+    if status == 404:
+        detail = f"no route {request.method} {request.url.path}"
+    return json_response({"error": detail}, status)
+
+
+def _routes() -> list[Route]:
+    from torchship.serve import convenience
+
+    model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/stats", model_stats),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
+        Route("/metrics", metrics),
+    ]
+    for base in model_paths:
+        routes += [
+            Route(base, model_metadata),
+            Route(f"{base}/ready", model_ready),
+            Route(f"{base}/infer", infer, methods=["POST"]),
+            Route(f"{base}/stats", model_stats),
+            Route(f"{base}/config", model_config),
+        ]
+    return routes + convenience.routes(endpoint)
+
+
+def create_app(path: str | Path, config: ServeConfig | None = None, security: Security | None = None) -> Starlette:
+    """Build the ASGI app serving the artifact or repository at ``path``.
+
+    Example:
+        >>> from torchship.testing import tiny_artifact
+        >>> import tempfile
+        >>> art = tiny_artifact("cnn", path=tempfile.mkdtemp() + "/tiny")
+        >>> app = create_app(art.path)
+    """
+    config = config or ServeConfig()
+    metrics = ServeMetrics()
+    state = ServeState(Repository(path, config, metrics), config, security or Security(), metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        async def start() -> None:
+            await state.repository.load_startup()
+            state.started = True
+            log.info("ready: %s", ", ".join(f"{e['name']}/{e.get('version', '-')} {e['state']}"
+                                            for e in state.repository.index()))
+
+        loader = asyncio.create_task(start())
+        try:
+            yield
+        finally:
+            state.draining = True
+            if not loader.done():
+                loader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loader
+            await state.repository.close()
+
+    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.serve = state
+    app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)
+    return app

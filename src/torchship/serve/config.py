@@ -1,0 +1,115 @@
+"""The serve config: server limits plus per-model runtime and batching settings (YAML, extra=forbid).
+
+```yaml
+# serve.yaml
+max_body_bytes: 16777216
+default:                      # every model, unless overridden below
+  runtime: eager
+  max_batch_size: 32
+  max_queue_delay_ms: 2
+models:
+  digits: {runtime: onnxruntime, instances: 2, threads: 1}
+  big-resnet: {load: on_demand}
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from torchship.errors import ConfigError
+from torchship.serve.batcher import BatchPolicy
+
+
+class ModelSettings(BaseModel):
+    """How one model is run and batched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: str = "eager"
+    threads: int | None = Field(default=None, ge=1, description="intra-op threads per instance")
+    instances: int = Field(default=1, ge=1, le=16)
+    max_batch_size: int = Field(default=32, ge=1)
+    max_queue_delay_ms: float = Field(default=2.0, ge=0)
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    queue_limit: int = Field(default=256, ge=1)
+    timeout_ms: float = Field(default=30_000, gt=0, description="server default per-request timeout")
+    load: Literal["startup", "on_demand"] = "startup"
+    warmup: int = Field(default=3, ge=0)
+
+    def policy(self) -> BatchPolicy:
+        return BatchPolicy(
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_ms=self.max_queue_delay_ms,
+            preferred_batch_sizes=tuple(self.preferred_batch_sizes),
+            queue_limit=self.queue_limit,
+        )
+
+
+class ServeConfig(BaseModel):
+    """Server-wide limits, the default model settings and per-model overrides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    access_log: bool = True
+    default: ModelSettings = Field(default_factory=ModelSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, raw: Any) -> Any:
+        # each model entry overrides only the keys it names; the rest come from `default`
+        if not isinstance(raw, dict) or not isinstance(raw.get("models"), dict):
+            return raw
+        default = raw.get("default") or {}
+        if isinstance(default, ModelSettings):
+            default = default.model_dump()
+        models = {}
+        for name, entry in raw["models"].items():
+            entry = entry.model_dump(exclude_unset=True) if isinstance(entry, ModelSettings) else entry
+            models[name] = {**default, **(entry or {})} if isinstance(entry, (dict, type(None))) else entry
+        return {**raw, "models": models}
+
+    def settings_for(self, model: str) -> ModelSettings:
+        return self.models.get(model, self.default)
+
+    def with_defaults(self, **updates: Any) -> ServeConfig:
+        """Apply command-line settings (those not None) to ``default`` and to every model entry."""
+        updates = {k: v for k, v in updates.items() if v is not None}
+        if not updates:
+            return self
+        return ServeConfig.model_validate(
+            {
+                **self.model_dump(exclude={"default", "models"}),
+                "default": {**self.default.model_dump(), **updates},
+                "models": {name: {**s.model_dump(), **updates} for name, s in self.models.items()},
+            }
+        )
+
+
+def load_serve_config(path: str | Path | None) -> ServeConfig:
+    """Read and validate a serve YAML file (every problem reported at once); None gives defaults.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or has unknown or invalid keys.
+    """
+    if path is None:
+        return ServeConfig()
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"serve config {file} does not exist", fix="check the --config path")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML ({' '.join(str(exc).split())})", fix="fix the syntax") from None
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{file} is invalid: {problems}", fix="see docs/serve.md for the keys") from None

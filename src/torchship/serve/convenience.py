@@ -1,0 +1,125 @@
+"""Routes for people rather than programs: TF-Serving-style ``:predict`` and image upload.
+
+``POST /v1/models/{m}:predict`` takes ``{"instances": [sample, ...]}`` (each sample a nested
+list of the model's input shape, already normalized) and answers a label and probabilities
+per instance. ``POST /v1/models/{m}:classify`` takes one PNG or JPEG, either as the raw body
+or as a multipart form field ``file``, preprocesses it as the manifest says (channels, size,
+scale, mean, std) and answers the top-k labels with probabilities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from torchship.errors import TorchshipError
+from torchship.serve.model import ServedModel, softmax
+from torchship.serve.v2 import ServeError, decode_json
+
+IMAGE_FORMATS = {"PNG", "JPEG"}
+
+
+def _model(request: Request, state: Any) -> ServedModel:
+    return state.repository.get(request.path_params["model"], request.path_params.get("version"))
+
+
+async def _run(model: ServedModel, rows: np.ndarray) -> np.ndarray:
+    if not np.isfinite(rows).all():
+        raise ServeError("instances hold NaN or infinite values")
+    return await model.infer(rows, model.settings.timeout_ms / 1e3)
+
+
+def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[str, Any]]:
+    # probabilities: (classes,)
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": model.labels[i] if i < len(model.labels) else str(i), "index": int(i),
+             "probability": float(probabilities[i])} for i in order]
+
+
+async def predict(request: Request, state: Any) -> Response:
+    from torchship.serve.app import json_response
+
+    model = _model(request, state)
+    raw = decode_json(await state.read_body(request))
+    instances = raw.get("instances") if isinstance(raw, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise ServeError('body must be {"instances": [sample, ...]}')
+    try:
+        rows = np.asarray(instances, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ServeError("instances must be nested lists of numbers of one shape") from None
+    if rows.shape[1:] != model.sample_shape or len(rows) > model.settings.max_batch_size:
+        raise ServeError(f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
+                         f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]")
+    probabilities = softmax(await _run(model, rows))
+    return json_response({"predictions": [
+        {"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities
+    ]})
+
+
+async def _image_bytes(request: Request, state: Any) -> bytes:
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except Exception as exc:  # noqa: BLE001 - python-multipart raises several types
+            raise ServeError(f"cannot read the multipart form ({exc})") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ServeError("multipart form needs a file field named 'file'")
+        data = await upload.read()
+        if len(data) > state.config.max_body_bytes:
+            raise ServeError("image exceeds the body size limit", status=413)
+        return data
+    return await state.read_body(request)
+
+
+def _preprocess(model: ServedModel, data: bytes) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    from torchship.data import preprocess_image
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise ServeError(f"body is not a readable PNG or JPEG image ({type(exc).__name__})",
+                         fix="send the file's bytes as the body or as the form field 'file'") from None
+    if image.format not in IMAGE_FORMATS:
+        raise ServeError(f"image format {image.format} is not accepted", fix="send PNG or JPEG")
+    if model.artifact.manifest.input.layout != "image":
+        raise ServeError(f"model {model.name!r} takes features, not images", fix="use /v2/.../infer")
+    try:
+        x = preprocess_image(image, model.artifact.manifest.input.model_dump())
+    except TorchshipError as exc:
+        raise ServeError(str(exc)) from None
+    return x.numpy()[None].astype(np.float32)
+
+
+async def classify(request: Request, state: Any) -> Response:
+    from torchship.serve.app import json_response
+
+    model = _model(request, state)
+    k = request.query_params.get("top_k", "5")
+    if not k.isdigit() or int(k) < 1:
+        raise ServeError("top_k must be a positive integer")
+    data = await _image_bytes(request, state)
+    rows = await asyncio.to_thread(_preprocess, model, data)
+    probabilities = softmax(await _run(model, rows))[0]
+    return json_response({"model_name": model.name, "model_version": model.version,
+                          "top": _ranked(model, probabilities, int(k))})
+
+
+def routes(endpoint: Any) -> list[Route]:
+    out = []
+    for base in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
+        out += [
+            Route(base + ":predict", endpoint("inference")(predict), methods=["POST"]),
+            Route(base + ":classify", endpoint("inference")(classify), methods=["POST"]),
+        ]
+    return out

@@ -1,0 +1,111 @@
+"""Helpers for the server tests: test runtimes, request bodies, in-process and real-socket servers.
+
+Imported as ``serve_helpers`` (conftest adds this folder to sys.path, as tests/export does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from torchship.runtime import runtimes
+from torchship.runtime.eager import EagerPredictor
+from torchship.serve import ModelSettings, Security, ServeConfig, create_app
+
+CRASH_VALUE = 1234.0  # a row whose first value is this makes the "test-crash" runtime raise
+
+
+class SlowPredictor(EagerPredictor):
+    """Eager, plus 50 ms per batch: lets tests fill a queue without timing assumptions."""
+
+    name = "test-slow"
+
+    def predict(self, batch):
+        time.sleep(0.05)
+        return super().predict(batch)
+
+
+class CrashPredictor(EagerPredictor):
+    name = "test-crash"
+
+    def predict(self, batch):
+        if (np.asarray(batch).reshape(len(batch), -1)[:, 0] == CRASH_VALUE).any():
+            raise RuntimeError("simulated instance crash")
+        return super().predict(batch)
+
+
+for _name, _cls in (("test-slow", SlowPredictor), ("test-crash", CrashPredictor)):
+    if _name not in runtimes:
+        runtimes.register(_name)(lambda art, opts, _cls=_cls: _cls(art, opts))
+
+
+def v2_body(x: np.ndarray, **extra) -> dict:
+    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+            **extra}
+
+
+def reference(repo: Path, model: str, version: str, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    from torchship.artifact import Artifact
+
+    net = Artifact.load(repo / model / version).build_model()
+    with torch.inference_mode():
+        return net(torch.from_numpy(x)).numpy()
+
+
+async def wait_ready(client: httpx.AsyncClient, tries: int = 400) -> None:
+    import anyio
+
+    for _ in range(tries):
+        if (await client.get("/v2/health/ready")).status_code == 200:
+            return
+        await anyio.sleep(0.05)
+    raise TimeoutError("server never became ready")
+
+
+@contextlib.asynccontextmanager
+async def in_process(path: Path, config: ServeConfig | None = None, security: Security | None = None):
+    """Start the app's lifespan, wait for readiness, yield an httpx client talking ASGI."""
+    app = create_app(path, config, security)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+            await wait_ready(client)
+            yield client
+
+
+def settings(**kwargs) -> ServeConfig:
+    return ServeConfig(default=ModelSettings(**kwargs))
+
+
+@contextlib.contextmanager
+def real_server(path: Path, config: ServeConfig | None = None, security: Security | None = None):
+    """uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL; stops by itself."""
+    import uvicorn
+
+    app = create_app(path, config, security)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise TimeoutError("uvicorn did not start")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        while httpx.get(url + "/v2/health/ready", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError("server never became ready")
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
