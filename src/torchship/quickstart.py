@@ -1,7 +1,9 @@
-"""The main job on the embedded dataset: train the cnn on digits, then export and measure it.
+"""The main job on the embedded dataset: train the cnn on digits, export it, measure it.
 
 Everything goes under one directory (``./torchship-quickstart`` by default): the training
-run with its artifact, and ``summary.md`` saying what was done and what to run next.
+run with its artifact (exports verified and written inside it), ``bench.json``, an example
+inference request ``request.json`` for the server, and ``summary.md`` saying what was done and
+what to run next.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import Any
 from rich.console import Console
 
 from torchship.artifact import Artifact
+
+# Quickstart's measurement: short but with warm-up and enough calls for stable percentiles.
+QUICK_TIMING = {"warmup": 5, "min_iterations": 50, "min_time_s": 0.3, "max_time_s": 3.0}
+QUICK_RUNTIMES = ("eager", "torchscript", "onnxruntime")
+QUICK_BATCHES = (1, 32)
 
 QUICKSTART_CONFIG: dict[str, Any] = {
     "name": "digits-cnn",
@@ -29,6 +36,9 @@ class QuickstartResult:
     out: Path
     artifact: Artifact
     steps: list[str] = field(default_factory=list)
+    bench: list[Any] = field(default_factory=list)
+    serve_command: str = ""
+    curl_command: str = ""
 
 
 def run_quickstart(out: Path, epochs: int | None = None, console: Console | None = None) -> QuickstartResult:
@@ -45,8 +55,58 @@ def run_quickstart(out: Path, epochs: int | None = None, console: Console | None
     artifact = train(cfg, console=console)
     assert artifact is not None  # single process: rank 0 always returns the artifact
     result = QuickstartResult(out, artifact, [f"trained {artifact.manifest.name} -> {artifact.path}"])
+
+    console.rule("2. export: ONNX and TorchScript, each verified against eager PyTorch")
+    result.artifact = artifact = export_step(artifact, result)
+    console.rule("3. bench: eager vs TorchScript vs ONNX Runtime on this machine")
+    bench_step(artifact, result, console)
+    serve_step(artifact, result)
     write_summary(result)
     return result
+
+
+def export_step(artifact: Artifact, result: QuickstartResult) -> Artifact:
+    from torchship.export import export
+
+    exported = export(artifact, ["onnx", "torchscript"])
+    for fmt in ("onnx", "torchscript"):
+        rec = exported.manifest.exports[fmt]
+        result.steps.append(f"exported {fmt}: max |Δ| {rec['max_abs_diff']:.2e} vs eager, "
+                            f"top-1 agreement {rec['top1_agreement']:.4f}")
+    return exported
+
+
+def bench_step(artifact: Artifact, result: QuickstartResult, console: Console) -> None:
+    from torchship import bench as lib
+
+    timing = lib.TimingConfig(**QUICK_TIMING)
+    result.bench = lib.bench([artifact], list(QUICK_RUNTIMES), list(QUICK_BATCHES), timing=timing,
+                             progress=lambda message: console.print(f"  {message}", highlight=False))
+    path = lib.write_json(result.out / "bench.json", result.bench, timing=timing, command="torchship quickstart")
+    best = max((r for r in result.bench if r.status == "ok" and r.batch_size == max(QUICK_BATCHES)),
+               key=lambda r: r.throughput_sps, default=None)
+    if best is not None:
+        result.steps.append(f"measured {', '.join(QUICK_RUNTIMES)} at batch {', '.join(map(str, QUICK_BATCHES))}: "
+                            f"fastest at batch {best.batch_size} is {best.runtime} "
+                            f"({best.throughput_sps:,.0f} samples/s) -> {path}")
+
+
+def serve_step(artifact: Artifact, result: QuickstartResult) -> None:
+    """Write one real validation sample as a v2 inference request and the commands that use it."""
+    import json
+
+    from torchship.export.parity import parity_inputs
+
+    x = parity_inputs(artifact, None, max_samples=1).x[:1]
+    request = {"id": "quickstart", "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                                "data": [round(float(v), 6) for v in x.reshape(-1)]}],
+               "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}]}
+    path = result.out / "request.json"
+    path.write_text(json.dumps(request) + "\n")
+    m = artifact.manifest
+    result.serve_command = f"torchship serve {artifact.path} --port 8000"
+    result.curl_command = (f"curl -s localhost:8000/v2/models/{m.name}/infer -H 'Content-Type: application/json' "
+                           f"-d @{path}")
 
 
 def write_summary(result: QuickstartResult) -> Path:
@@ -63,9 +123,15 @@ def write_summary(result: QuickstartResult) -> Path:
         "## Steps",
         *[f"- {step}" for step in result.steps],
         "",
+        "## Serve it",
+        "",
+        f"    {result.serve_command}",
+        f"    {result.curl_command}",
+        "",
         "## Next",
         f"- `torchship inspect {result.artifact.path}`",
         f"- `torchship evaluate {result.artifact.path}`",
+        f"- `torchship bench {result.artifact.path} --runtime all --batch-sizes 1,8,32`",
         "",
     ]
     path = result.out / "summary.md"

@@ -82,7 +82,7 @@ def bench(
                         isolate=isolate, allow_import=allow_import or [],
                         progress=lambda message: err.print(f"  {message}", highlight=False))
     table = lib.results_table(results, title="torchship bench (samples/s = batch / p50)")
-    _print_unsqueezed(table)
+    print_unsqueezed(table)
     for note in lib.skipped_notes(results):
         out.print(note, style="yellow", highlight=False)
     command = shlex.join([
@@ -97,7 +97,7 @@ def bench(
         out.print(f"wrote {lib.write_csv(csv_out, results)}")
 
 
-def _print_unsqueezed(table) -> None:
+def print_unsqueezed(table) -> None:
     """Print at full width when piped (files and logs do not wrap); a terminal keeps its own width."""
     from rich.console import Console
     from rich.measure import Measurement

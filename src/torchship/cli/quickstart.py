@@ -18,11 +18,20 @@ def quickstart(
     ),
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default 15).")] = None,
 ) -> None:
-    """Train the cnn on scikit-learn's digits and write the artifact, logs and a summary under OUT."""
+    """Train the cnn on scikit-learn's digits, export it (ONNX, TorchScript, verified), bench it, and
+    print how to serve it; everything (artifact, logs, bench.json, summary.md) goes under OUT."""
     from torchship.quickstart import run_quickstart
 
     result = run_quickstart(out_dir, epochs, console=err)
     out.print(metrics_table(result.artifact.manifest.metrics, title=result.artifact.manifest.name))
+    if result.bench:
+        from torchship.bench import results_table
+        from torchship.cli.bench import print_unsqueezed
+
+        print_unsqueezed(results_table(result.bench, title="torchship bench (samples/s = batch / p50)"))
     for step in result.steps:
-        out.print(f"- {step}")
-    out.print(f"summary: {result.out / 'summary.md'}")
+        out.print(f"- {step}", highlight=False, soft_wrap=True)
+    out.print(f"summary: {result.out / 'summary.md'}", highlight=False)
+    out.print("serve it:", highlight=False)
+    out.print(f"  {result.serve_command}", highlight=False, soft_wrap=True)
+    out.print(f"  {result.curl_command}", highlight=False, soft_wrap=True)

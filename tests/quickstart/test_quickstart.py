@@ -1,0 +1,65 @@
+"""The main job end to end: train -> export -> bench -> a serve request that works."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+from rich.console import Console
+
+from torchship.artifact import Artifact
+from torchship.quickstart import QUICK_BATCHES, QUICK_RUNTIMES, run_quickstart
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    return run_quickstart(tmp_path_factory.mktemp("qs"), epochs=2, console=Console(quiet=True))
+
+
+def test_quickstart_exports_verified_and_benches_every_runtime(quickstart):
+    art = Artifact.load(quickstart.artifact.path)  # reloads: checksums of the exports hold
+    for fmt in ("onnx", "torchscript"):
+        assert art.manifest.exports[fmt]["max_abs_diff"] <= 1e-4
+    doc = json.loads((quickstart.out / "bench.json").read_text())
+    rows = {(r["runtime"], r["batch_size"]): r for r in doc["results"]}
+    assert set(rows) == {(rt, b) for rt in QUICK_RUNTIMES for b in QUICK_BATCHES}
+    assert all(r["status"] == "ok" and r["throughput_sps"] > 0 for r in rows.values())
+    summary = (quickstart.out / "summary.md").read_text()
+    assert "exported onnx" in summary and quickstart.serve_command in summary
+
+
+def test_the_printed_request_works_against_the_server(quickstart):
+    """What the quickstart tells the user to curl is a valid v2 request for the served artifact."""
+    import anyio
+
+    from torchship.serve import create_app
+
+    request = json.loads((quickstart.out / "request.json").read_text())
+    name = quickstart.artifact.manifest.name
+    assert f"/v2/models/{name}/infer" in quickstart.curl_command
+
+    async def call():
+        app = create_app(quickstart.artifact.path)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as client:
+                for _ in range(400):
+                    if (await client.get("/v2/health/ready")).status_code == 200:
+                        break
+                    await anyio.sleep(0.05)
+                return await client.post(f"/v2/models/{name}/infer", json=request)
+
+    response = anyio.run(call)
+    assert response.status_code == 200, response.text
+    out = response.json()["outputs"][0]
+    assert out["name"] == "probabilities" and out["shape"] == [1, 3]
+    score, index, label = out["data"][0].split(":")
+    assert 0 < float(score) <= 1 and int(index) in range(10) and label == str(index)
+    x = np.asarray(request["inputs"][0]["data"], dtype=np.float32).reshape(request["inputs"][0]["shape"])
+    import torch
+
+    with torch.inference_mode():
+        expected = int(quickstart.artifact.build_model()(torch.from_numpy(x)).argmax())
+    assert int(index) == expected
