@@ -1,0 +1,149 @@
+"""The report's figures, drawn with matplotlib and returned as inline SVG text.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot, so no global state and no
+GUI backend); text stays text (``svg.fonttype = none``) so the page is small and searchable.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from torchship.errors import require
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f")
+
+
+def _figure(width_in: float, height_in: float):
+    require("matplotlib", "report")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def to_svg(fig) -> str:
+    """The figure as an ``<svg>`` element (XML declaration and DOCTYPE stripped), ready to inline."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def curves_svg(records: Sequence[dict[str, Any]]) -> str:
+    """Loss, accuracy (and macro-F1) and learning rate per epoch, side by side."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(10.5, 3.0)
+    panels = [
+        ("loss", ("train.loss", "val.loss"), None),
+        ("accuracy", ("train.accuracy", "val.accuracy", "val.f1_macro"), (None, 1.0)),
+        ("learning rate", ("lr",), None),
+    ]
+    axes = fig.subplots(1, len(panels))
+    for ax, (title, keys, ylim) in zip(axes, panels):
+        for color, key in zip(_COLORS, keys):
+            points = [(r["epoch"], r[key]) for r in records if _finite(r.get(key)) and _finite(r.get("epoch"))]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", markersize=3, color=color, label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ylim is not None:
+            ax.set_ylim(top=ylim[1])
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="#888")
+    return to_svg(fig)
+
+
+def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title: str) -> str:
+    """A heat map of the confusion matrix with the counts written in the cells."""
+    n = len(matrix)
+    side = min(6.0, 1.8 + 0.32 * n)
+    fig = _figure(side + 0.9, side)
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    peak = max((max(row) for row in matrix), default=0) or 1
+    if n <= 30:
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                if value:
+                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                            color="white" if value > peak / 2 else "black")
+    ticks = range(n)
+    names = list(labels[:n]) + [str(i) for i in range(len(labels), n)]
+    ax.set_xticks(ticks, names, rotation=90 if max(map(len, names), default=0) > 3 else 0)
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return to_svg(fig)
+
+
+def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
+    """Accuracy against p50 latency; marker area follows file size; the front is joined by a line.
+
+    Filled markers are on the Pareto front, hollow ones off it, faded ones outside the
+    accuracy budget; the picked candidate wears a star.
+    """
+    fig = _figure(7.0, 4.2)
+    ax = fig.subplots()
+    usable = [c for c in candidates if _finite(c.get("accuracy")) and _finite(c.get("latency_p50_ms"))]
+    sizes = [c["size_bytes"] for c in usable if _finite(c.get("size_bytes"))]
+    largest = max(sizes, default=0) or 1
+    for c in usable:
+        area = 40 + 400 * c["size_bytes"] / largest if _finite(c.get("size_bytes")) else 60
+        inside = c.get("within_budget") is not False
+        on_front = bool(c.get("pareto"))
+        ax.scatter(c["latency_p50_ms"], c["accuracy"], s=area, alpha=0.9 if inside else 0.3,
+                   facecolors=_COLORS[0] if on_front else "none", edgecolors=_COLORS[0], linewidths=1.5)
+        if c.get("picked"):
+            ax.scatter(c["latency_p50_ms"], c["accuracy"], s=220, marker="*", color=_COLORS[1], zorder=3,
+                       label=f"picked: {c['name']}")
+        ax.annotate(str(c["name"]), (c["latency_p50_ms"], c["accuracy"]), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    front = sorted((c for c in usable if c.get("pareto")), key=lambda c: c["latency_p50_ms"])
+    if len(front) > 1:
+        ax.plot([c["latency_p50_ms"] for c in front], [c["accuracy"] for c in front], color=_COLORS[0],
+                alpha=0.5, drawstyle="steps-post", label="Pareto front")
+    ax.set_xlabel("latency p50 (ms)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy vs latency (marker area ∝ file size)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", loc="lower right")
+    return to_svg(fig)
+
+
+def throughput_svg(rows: Sequence[dict[str, Any]]) -> str:
+    """Samples/s against batch size, one line per artifact/runtime (measured rows only)."""
+    fig = _figure(7.0, 3.6)
+    ax = fig.subplots()
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row.get("status", "ok") == "ok" and _finite(row.get("throughput_sps")) and _finite(row.get("batch_size")):
+            label = f"{row.get('label') or row.get('artifact', '?')}/{row.get('runtime', '?')}"
+            series.setdefault(label, []).append((row["batch_size"], row["throughput_sps"]))
+    for color, (label, points) in zip(_COLORS * 4, series.items()):
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", color=color, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples/s (batch / p50)")
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
+    return to_svg(fig)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

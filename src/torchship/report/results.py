@@ -1,0 +1,164 @@
+"""Read measurement files tolerantly: ``torchship bench --json`` documents and ``optimize.json``.
+
+A report shows whatever a file holds; keys it lacks become blanks and one note saying which
+are missing, so a newer or older writer never breaks the page.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchship.report.collect import ReportError
+
+# The optimize fields the report reads, and the spellings it accepts for each (first wins).
+OPTIMIZE_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "candidate", "recipe", "label"),
+    "accuracy": ("accuracy", "val_accuracy", "metrics.val.accuracy", "metrics.accuracy"),
+    "latency_p50_ms": ("latency_p50_ms", "latency_ms", "p50_ms", "bench.latency_p50_ms"),
+    "throughput_sps": ("throughput_sps", "throughput", "samples_per_s", "bench.throughput_sps"),
+    "size_bytes": ("size_bytes", "file_size_bytes", "weights_bytes", "bench.file_size_bytes"),
+    "speedup": ("speedup",),
+    "within_budget": ("within_budget", "in_budget"),
+    "pareto": ("pareto", "on_front", "pareto_front"),
+    "picked": ("picked", "chosen", "best"),
+}
+_CANDIDATE_LISTS = ("candidates", "results", "trials", "recipes")
+
+
+@dataclass
+class BenchDoc:
+    """One ``torchship bench --json`` document."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    machine: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+    created: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OptimizeDoc:
+    """The candidates of one optimize run, each reduced to :data:`OPTIMIZE_FIELDS`."""
+
+    path: Path
+    candidates: list[dict[str, Any]]
+    raw: dict[str, Any]
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise ReportError(f"{what} {path} does not exist", fix="check the path")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]})",
+                          fix="pass the file the command wrote") from None
+
+
+def read_bench(path: str | Path) -> BenchDoc:
+    """Read a bench document; rows keep every key the writer gave them."""
+    path = Path(path)
+    data = _read_json(path, "bench file")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ReportError(f"bench file {path} has no 'results' list", fix="pass a file written by torchship bench --json")
+    doc = BenchDoc(path, [r for r in data["results"] if isinstance(r, dict)],
+                   data.get("machine") or {}, data.get("versions") or {}, data.get("command"), data.get("created"))
+    if data.get("kind") != "torchship.bench":
+        doc.notes.append(f"{path.name} does not say kind 'torchship.bench'; read as one anyway")
+    if not doc.rows:
+        doc.notes.append(f"{path.name} holds no result rows")
+    return doc
+
+
+def read_optimize(path: str | Path) -> OptimizeDoc:
+    """Read ``OUTDIR/optimize.json`` (or the file itself), whatever subset of fields it has."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "optimize.json"
+    data = _read_json(path, "optimize results")
+    raw = data if isinstance(data, dict) else {"candidates": data}
+    listed = next((raw[k] for k in _CANDIDATE_LISTS if isinstance(raw.get(k), list)), None)
+    if listed is None:
+        raise ReportError(f"optimize results {path} list no candidates (looked for {', '.join(_CANDIDATE_LISTS)})",
+                          fix="pass the optimize.json that torchship optimize wrote")
+    candidates = [_candidate(c, i) for i, c in enumerate(listed) if isinstance(c, dict)]
+    picked_name = _picked_name(raw)
+    if picked_name is not None:
+        for c in candidates:
+            c["picked"] = bool(c.get("picked")) or c["name"] == picked_name
+    doc = OptimizeDoc(path, candidates, raw)
+    doc.missing = [name for name in OPTIMIZE_FIELDS if name != "name" and all(c.get(name) is None for c in candidates)]
+    if "pareto" in doc.missing and candidates:
+        mark_pareto_front_(candidates)
+        doc.notes.append("the file marks no Pareto front; it was computed here (max accuracy, min latency)")
+    return doc
+
+
+def _candidate(raw: dict[str, Any], index: int) -> dict[str, Any]:
+    out = {name: _lookup(raw, spellings) for name, spellings in OPTIMIZE_FIELDS.items()}
+    out["name"] = str(out["name"]) if out["name"] is not None else f"candidate {index + 1}"
+    return out
+
+
+def _lookup(raw: dict[str, Any], spellings: tuple[str, ...]) -> Any:
+    for spelling in spellings:
+        value: Any = raw
+        for part in spelling.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _picked_name(raw: dict[str, Any]) -> str | None:
+    for key in ("picked", "best", "chosen"):
+        value = raw.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            name = _lookup(value, OPTIMIZE_FIELDS["name"])
+            if name is not None:
+                return str(name)
+    return None
+
+
+def mark_pareto_front_(candidates: list[dict[str, Any]]) -> None:
+    """Set ``pareto`` on candidates no other beats on both accuracy (higher) and latency (lower)."""
+    usable = [c for c in candidates if _number(c.get("accuracy")) and _number(c.get("latency_p50_ms"))]
+    for c in candidates:
+        c["pareto"] = c in usable and not any(
+            o is not c and o["accuracy"] >= c["accuracy"] and o["latency_p50_ms"] <= c["latency_p50_ms"]
+            and (o["accuracy"] > c["accuracy"] or o["latency_p50_ms"] < c["latency_p50_ms"])
+            for o in usable
+        )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def label_bench_rows_(doc: BenchDoc, labels_by_path: dict[Path, str]) -> None:
+    """Give every row a ``label``: the report's name for its artifact when it is one of the given
+    artifacts, else the bench name, with the directory added where two artifacts share a name."""
+    paths_of: dict[str, set[str]] = {}
+    for row in doc.rows:
+        paths_of.setdefault(str(row.get("artifact", "?")), set()).add(str(row.get("artifact_path")))
+    for row in doc.rows:
+        name, where = str(row.get("artifact", "?")), row.get("artifact_path")
+        known = None
+        if where:
+            for base in (Path.cwd(), doc.path.parent):
+                known = known or labels_by_path.get((base / str(where)).resolve())
+        if known is not None:
+            row["label"] = known
+        elif len(paths_of[name]) > 1 and where:
+            row["label"] = f"{name} [{Path(str(where)).name}]"
+        else:
+            row["label"] = name
