@@ -61,6 +61,9 @@ def run_quickstart(out: Path, epochs: int | None = None, console: Console | None
     console.rule("3. bench: eager vs TorchScript vs ONNX Runtime on this machine")
     bench_step(artifact, result, console)
     serve_step(artifact, result)
+    from torchship.report import quickstart_report
+
+    result.steps.append(quickstart_report(out))  # writes <out>/report.html over everything above
     write_summary(result)
     return result
 
