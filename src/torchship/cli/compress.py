@@ -1,4 +1,4 @@
-"""``torchship compress ART prune|fuse|distill`` and ``torchship ensemble A B C``."""
+"""``torchship compress ART prune|fuse|distill|quantize`` and ``torchship ensemble A B C``."""
 
 from __future__ import annotations
 
@@ -120,6 +120,31 @@ def distill(
     _run(ctx, "distill", flags, config, set_, out_dir, as_json, allow_import)
 
 
+@compress_app.command(epilog="Example: torchship compress runs/digits-cnn/artifact quantize --mode static "
+                      "--calibration entropy --max-accuracy-drop 0.01 -o runs/digits-cnn-int8")
+def quantize(
+    ctx: typer.Context,
+    out_dir: Out,
+    mode: Annotated[str | None, typer.Option(help="static (ORT, calibrated), dynamic (ORT, MatMul/Gemm only) or pt2e (torchao).")] = None,
+    calibration: Annotated[str | None, typer.Option(help="static: minmax (default), entropy or percentile.")] = None,
+    calibration_size: Annotated[int | None, typer.Option(help="Training-split inputs to calibrate on (default 256).")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Keep the most sensitive layers float until val accuracy drops at most this (0.01 = 1 point).")] = None,
+    per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel (default) or per tensor.")] = None,
+    qat_epochs: Annotated[int | None, typer.Option(help="pt2e: quantization-aware training epochs before converting.")] = None,
+    lr: Annotated[float | None, typer.Option(help="QAT learning rate (default 1e-4).")] = None,
+    data: Data = None,
+    config: Config = None,
+    set_: Set = None,
+    as_json: Json = False,
+    allow_import: AllowImport = None,
+) -> None:
+    """Quantize to int8 (ONNX Runtime QDQ, or torchao pt2e), re-measured on the validation split."""
+    flags = _flags(mode=mode, calibration=calibration, calibration_size=calibration_size,
+                   max_accuracy_drop=max_accuracy_drop, per_channel=per_channel, qat_epochs=qat_epochs, data=data,
+                   finetune=_flags(lr=lr))
+    _run(ctx, "quantize", flags, config, set_, out_dir, as_json, allow_import)
+
+
 @app.command(epilog="Example: torchship ensemble runs/a/artifact runs/b/artifact runs/c/artifact --mode mean -o runs/abc")
 def ensemble(
     artifacts: Annotated[list[Path], typer.Argument(help="Member artifact directories (two or more).")],
@@ -196,7 +221,18 @@ def _print_result(child, as_json: bool) -> None:
     if "max_abs_diff" in lineage.params:
         pairs = len(lineage.params.get("pairs", []))
         out.print(f"folded {pairs} batch norms; max |Δ| of logits vs parent: {lineage.params['max_abs_diff']:.2e}")
+    if lineage.op == "quantize":
+        _print_quantized(lineage.params)
     out.print(f"artifact: {child.path}")
+
+
+def _print_quantized(params: dict[str, Any]) -> None:
+    calibration = f", {params['calibration']} calibration on {params['calibration_size']} inputs" \
+        if params.get("calibration_size") else ""
+    out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
+              f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")
+    for node, reason in params.get("float_nodes", {}).items():
+        out.print(f"  kept float: {node} ({reason})")
 
 
 def comparison_table(report: dict[str, Any], title: str) -> Table:

@@ -13,6 +13,7 @@ from torchship.compress.distill import DistillConfig, distill
 from torchship.compress.ensemble import EnsembleConfig, ensemble
 from torchship.compress.fuse import FuseConfig, fuse
 from torchship.compress.prune import PruneConfig, prune
+from torchship.compress.quantize import QuantizeConfig, quantize
 
 __all__ = [
     "CompressError",
@@ -21,10 +22,12 @@ __all__ = [
     "Finetune",
     "FuseConfig",
     "PruneConfig",
+    "QuantizeConfig",
     "distill",
     "ensemble",
     "fuse",
     "methods",
     "prune",
+    "quantize",
     "run",
 ]

@@ -1,7 +1,9 @@
 """ONNX Runtime: the exported ``model.onnx`` in an InferenceSession.
 
 Graph optimizations are on (``ORT_ENABLE_ALL``) and the CPU provider is used unless a CUDA
-device is asked for and the CUDA provider is present. Loading an ONNX file parses protobuf
+device is asked for and the CUDA provider is present. An artifact made by ``compress quantize``
+also holds an int8 graph (``exports["onnx-int8"]``); that one is run unless ``precision="fp32"``
+is asked for. Loading an ONNX file parses protobuf
 only; no Python code is run.
 """
 
@@ -87,6 +89,23 @@ def session_providers(ort: Any, device: str) -> list[Any]:
     return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
 
 
+INT8_EXPORT = "onnx-int8"
+
+
+def onnx_file(artifact: Artifact, precision: str | None = None) -> Path:
+    """The ONNX graph to run: the int8 one when the artifact has it (unless ``precision="fp32"``).
+
+    Raises:
+        RuntimeError_: An unknown precision, or the asked-for graph is not in the artifact.
+    """
+    if precision not in (None, "int8", "fp32"):
+        raise RuntimeError_(f"unknown ONNX precision {precision!r}", fix="choose int8 or fp32")
+    if precision != "fp32" and (precision == "int8" or INT8_EXPORT in artifact.manifest.exports):
+        return export_file(artifact, INT8_EXPORT)
+    return export_file(artifact, "onnx")
+
+
 @runtimes.register("onnxruntime")
 def _onnxruntime(artifact: Artifact, options: RuntimeOptions) -> OnnxRuntimePredictor:
-    return OnnxRuntimePredictor(export_file(artifact, "onnx"), options, artifact.manifest.input.shape)
+    path = onnx_file(artifact, options.extra.get("precision"))
+    return OnnxRuntimePredictor(path, options, artifact.manifest.input.shape)
