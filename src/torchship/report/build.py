@@ -78,17 +78,19 @@ def collect(
     sources = find_sources(paths)
     for extra in optimize:
         sources.optimize.append(Path(extra).resolve())
+    # read every file first, so a bad one fails before any model is evaluated
+    bench_docs = [read_bench(p) for p in [*sources.bench, *map(Path, bench)]]
+    optimize_docs = [read_optimize(p) for p in dict.fromkeys(sources.optimize)]
     entries = load_entries(sources)
+    for doc in bench_docs:
+        label_bench_rows_(doc, {e.path: e.label for e in entries})
     for entry in entries:
-        note(f"confusion matrix: {entry.label}")
+        if entry.confusion is None:
+            note(f"confusion matrix: {entry.label}")
         attach_confusion(entry, data, evaluate)
     curves, curve_notes = collect_curves(entries, sources.runs)
     tree = build_tree(entries)
     ordered = [node.entry for node, _ in walk(tree)]
-    bench_docs = [read_bench(p) for p in [*sources.bench, *map(Path, bench)]]
-    for doc in bench_docs:
-        label_bench_rows_(doc, {e.path: e.label for e in entries})
-    optimize_docs = [read_optimize(p) for p in dict.fromkeys(sources.optimize)]
     if title is None:
         title = f"torchship report: {ordered[0].manifest.name}" if ordered else "torchship report"
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

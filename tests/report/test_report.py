@@ -1,0 +1,242 @@
+"""The HTML report over a real (tiny) quickstart run, a pruned child, bench and optimize results."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from PIL import Image
+
+from torchship.report import collect, read_optimize, write_report
+from torchship.report.collect import Confusion
+from torchship.report.results import mark_pareto_front_
+
+SECTIONS = ("overview", "metrics", "curves", "confusion", "lineage", "optimize", "bench", "exports")
+
+
+def section(page: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, flags=re.S)
+    assert match, f"no section {section_id}"
+    return match.group(1)
+
+
+def parsed_svgs(page: str) -> list[ET.Element]:
+    """Every inline SVG, parsed as XML (a malformed one raises)."""
+    return [ET.fromstring(text) for text in re.findall(r"<svg\b.*?</svg>", page, flags=re.S)]
+
+
+def test_quickstart_ends_with_a_report_of_every_section(quickstart):
+    path = quickstart.out / "report.html"
+    assert f"report -> {path}" in quickstart.steps
+    page = path.read_text(encoding="utf-8")
+    for sid in SECTIONS:
+        assert f'href="#{sid}"' in page
+        section(page, sid)
+    # the quickstart trains, exports and benches but does not optimize: only that is missing
+    missing = {sid for sid in SECTIONS if "missing:" in section(page, sid)}
+    assert missing == {"optimize"}, missing
+    assert "onnxruntime" in section(page, "bench") and "torchscript" in section(page, "exports")
+
+
+def test_full_report_shows_every_section(full_report, quickstart, pruned):
+    result, page = full_report
+    by_id = {s.id: s for s in result.sections}
+    assert list(by_id) == list(SECTIONS)
+    # the pruned child has no exports; everything else is present
+    assert {s.id for s in result.sections if s.missing} == {"exports"}
+    assert "digits-cnn v2 (prune)" in by_id["exports"].missing[0]
+    curves = section(page, "curves")
+    assert "train.loss" in curves and "learning rate" in curves and "log.jsonl" in curves
+    confusion = section(page, "confusion")
+    assert confusion.count("precision") == 2  # one per-class table per artifact
+    assert "evaluation.json in the artifact" in confusion  # the trained artifact stores its matrix
+    assert "computed for this report" in confusion  # the pruned one does not: computed, not stored
+    assert "evaluation.json" not in pruned.manifest.files
+    exports = section(page, "exports")
+    assert "onnx" in exports and "100.00 %" in exports  # top-1 agreement of a verified export
+    bench = section(page, "bench")
+    for runtime in ("eager", "torchscript", "onnxruntime"):
+        assert f"<td class=\"l\">{runtime}</td>" in bench
+    assert "digits-cnn v1 (train)" in bench  # bench rows are named like the report's artifacts
+
+
+def test_embedded_figures_are_valid_svg_and_png(full_report):
+    _, page = full_report
+    figures = parsed_svgs(page)
+    # curves, two confusion matrices, the Pareto front, bench throughput
+    assert len(figures) == 5
+    assert all(f.tag.endswith("svg") for f in figures)
+    pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", page)
+    assert len(pngs) >= 2  # the confusion heat maps (and their colour bars) are rasters inside their SVGs
+    for data in pngs:
+        image = Image.open(io.BytesIO(base64.b64decode("".join(data.split()))))
+        image.verify()
+        assert image.size[0] > 0 and image.size[1] > 0
+
+
+def test_page_is_self_contained(full_report):
+    _, page = full_report
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    without_namespaces = re.sub(r'xmlns(:\w+)?="[^"]*"', "", page)
+    assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", without_namespaces)
+    assert not re.search(r'(src|href)="(?!#|data:)', without_namespaces)
+
+
+def test_lineage_tree_puts_the_pruned_child_under_its_parent(quickstart, pruned, full_report):
+    report = collect([quickstart.out, pruned.path], evaluate=False)
+    assert [node.entry.path for node in report.tree] == [quickstart.artifact.path.resolve()]
+    child = report.tree[0].children[0]
+    assert child.entry.path == pruned.path.resolve() and child.entry.manifest.lineage.op == "prune"
+    lineage = section(full_report[1], "lineage")
+    parent_at = lineage.index("digits-cnn v1 (train)")
+    nested_at = lineage.index('<ul class="tree">')
+    child_at = lineage.index("digits-cnn v2 (prune)")
+    assert parent_at < nested_at < child_at
+    assert "ratio=0.5" in lineage  # the operation's params beside it
+
+
+def test_lineage_links_a_parent_exported_after_its_child(tmp_path):
+    """Exporting in place changes the parent's digest; the child still finds it."""
+    from torchship.testing import tiny_artifact
+
+    parent = tiny_artifact("mlp", path=tmp_path / "parent")
+    parent.derive(op="quantize", params={"mode": "dynamic"}).save(tmp_path / "child")
+    parity = {"file": "weights.safetensors", "max_abs_diff": 1e-7, "mean_abs_diff": 1e-8, "top1_agreement": 1.0}
+    parent.with_manifest(exports={"torchscript": parity}).save(tmp_path / "parent")
+    report = collect([tmp_path / "parent", tmp_path / "child"], evaluate=False)
+    assert len(report.tree) == 1
+    child = report.tree[0].children[0]
+    assert child.entry.manifest.lineage.op == "quantize" and child.via_pre_export_digest
+
+
+def test_child_without_its_parent_says_the_parent_is_missing(tmp_path):
+    from torchship.testing import tiny_artifact
+
+    tiny_artifact("mlp").derive(op="prune", params={"ratio": 0.3}).save(tmp_path / "child")
+    result = write_report([tmp_path / "child"], tmp_path / "r.html", evaluate=False)
+    lineage = next(s for s in result.sections if s.id == "lineage")
+    assert any("not among the given artifacts" in note for note in lineage.missing)
+
+
+def test_artifact_without_metrics_says_what_is_missing(run_cli, tmp_path):
+    from torchship.testing import tiny_artifact
+
+    art = tiny_artifact("cnn").with_manifest(metrics={}).save(tmp_path / "bare")
+    out = tmp_path / "bare.html"
+    code, stdout, stderr = run_cli("report", art.path, "-o", out)
+    assert code == 0, stderr
+    assert "Traceback" not in stdout + stderr and f"wrote {out}" in stdout
+    page = out.read_text(encoding="utf-8")
+    assert "tiny-cnn v1 (testing.tiny_artifact)" in section(page, "overview")  # what it has
+    expected = {
+        "metrics": "records no metrics",
+        "curves": "no training curves",
+        "confusion": "does not record its dataset",
+        "optimize": "no optimize results",
+        "bench": "no bench results",
+        "exports": "no exports",
+    }
+    for sid, words in expected.items():
+        assert "missing:" in section(page, sid) and words in section(page, sid), sid
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p / "nowhere", "does not exist"),
+        (lambda p: p, "holds no torchship run, artifact, bench or optimize results"),
+    ],
+)
+def test_unknown_paths_are_one_line_errors(run_cli, tmp_path, make, words):
+    code, _, err = run_cli("report", make(tmp_path), "-o", tmp_path / "r.html")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_bad_bench_file_is_one_line_error(run_cli, quickstart, tmp_path):
+    bad = tmp_path / "bench.json"
+    bad.write_text("{not json")
+    code, _, err = run_cli("report", quickstart.artifact.path, "--bench", bad, "-o", tmp_path / "r.html")
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and "is not valid JSON" in errors[0] and "Traceback" not in err, err
+
+
+def test_bench_rows_with_skips_and_missing_keys_render(quickstart, tmp_path):
+    doc = json.loads((quickstart.out / "bench.json").read_text())
+    doc["results"].append({"artifact": "other", "runtime": "aoti", "batch_size": 1, "status": "skipped",
+                           "reason": "cannot load: no aoti export"})
+    doc["results"].append({"artifact": "other", "runtime": "eager", "batch_size": 1, "status": "ok",
+                           "throughput_sps": 10.0})  # no latency, size or load time recorded
+    del doc["machine"]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(doc))
+    result = write_report([path], tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    bench = section(page, "bench")
+    assert "other/aoti: cannot load: no aoti export" in bench and "skipped" in bench
+    assert "machine not recorded" in bench
+    assert len(re.findall(r"<tr", bench)) == len(doc["results"]) + 1  # header + every row
+    assert not next(s for s in result.sections if s.id == "bench").missing
+
+
+def test_optimize_fixture_table_and_pareto_plot(full_report, optimize_dir):
+    _, page = full_report
+    opt = section(page, "optimize")
+    assert "missing:" not in opt
+    names = json.loads((optimize_dir / "optimize.json").read_text())["candidates"]
+    for candidate in names:
+        assert f'<td class="l">{candidate["name"]}</td>' in opt
+    assert re.search(r'<tr class="best"><td class="l">int8-static</td>', opt)  # the picked one
+    assert re.search(r'<tr class="dim"><td class="l">prune-0.7</td>', opt)  # outside the budget
+    assert "107.4 KiB" in opt and "2.67×" in opt
+    (pareto,) = parsed_svgs(opt)
+    text = "".join(pareto.itertext())
+    assert "picked: int8-static" in text and "Pareto front" in text and "latency p50 (ms)" in text
+
+
+def test_optimize_file_missing_fields_says_so(tmp_path):
+    (tmp_path / "optimize.json").write_text(json.dumps(
+        {"candidates": [{"candidate": "a", "accuracy": 0.9, "latency_ms": 1.0},
+                        {"candidate": "b", "accuracy": 0.8, "latency_ms": 2.0},
+                        {"candidate": "c", "accuracy": 0.95, "latency_ms": 3.0}], "picked": "c"}))
+    doc = read_optimize(tmp_path)
+    assert [c["pareto"] for c in doc.candidates] == [True, False, True]  # computed here
+    assert [c["picked"] for c in doc.candidates] == [False, False, True]
+    assert "size_bytes" in doc.missing and "throughput_sps" in doc.missing and "accuracy" not in doc.missing
+    result = write_report([tmp_path / "optimize.json"], tmp_path / "r.html")
+    opt = next(s for s in result.sections if s.id == "optimize")
+    assert any("'size_bytes'" in note for note in opt.missing)
+    assert "computed here" in opt.body
+
+
+def test_pareto_front_keeps_only_undominated_candidates():
+    candidates = [
+        {"name": "slow-good", "accuracy": 0.99, "latency_p50_ms": 5.0},
+        {"name": "fast-ok", "accuracy": 0.95, "latency_p50_ms": 1.0},
+        {"name": "dominated", "accuracy": 0.94, "latency_p50_ms": 2.0},
+        {"name": "tie-slower", "accuracy": 0.95, "latency_p50_ms": 1.5},
+        {"name": "no-latency", "accuracy": 0.999, "latency_p50_ms": None},
+    ]
+    mark_pareto_front_(candidates)
+    assert [c["name"] for c in candidates if c["pareto"]] == ["slow-good", "fast-ok"]
+
+
+def test_per_class_metrics_match_scikit_learn():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    matrix = [[5, 1, 0], [2, 3, 1], [0, 0, 0]]  # class 2 never occurs nor is predicted
+    y_true = [t for t, row in enumerate(matrix) for p, n in enumerate(row) for _ in range(n)]
+    y_pred = [p for t, row in enumerate(matrix) for p, n in enumerate(row) for _ in range(n)]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=[0, 1, 2], zero_division=0.0
+    )
+    rows = Confusion("val", ["a", "b", "c"], matrix, "test").per_class()
+    assert [r["support"] for r in rows] == list(support)
+    for row, p, r, f in zip(rows, precision, recall, f1):
+        assert row["precision"] == pytest.approx(p) and row["recall"] == pytest.approx(r)
+        assert row["f1"] == pytest.approx(f)
