@@ -73,6 +73,11 @@ class Reference(_Strict):
     input_mean: list[float]
     input_std: list[float]
     input_quantiles: dict[str, list[float]] = Field(default_factory=dict)
+    # per channel (per feature for tables): interior bin edges at the training deciles and the
+    # share of training values in each bin (one more than edges); the PSI baseline. Optional:
+    # older artifacts lack them and drift falls back to the p01/p50/p99 quantiles.
+    input_bin_edges: list[list[float]] | None = None
+    input_bin_freq: list[list[float]] | None = None
     class_freq: list[float]
     prediction_freq: list[float] = Field(default_factory=list)
     # share of validation predictions whose top-1 probability falls in each of 10 equal bins of [0, 1]

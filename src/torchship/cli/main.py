@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # One module per command (group); each does `@app.command()` on import.
-COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress")
+COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor")
 _optional = ("export", "bench", "serve", "report")
 
 

@@ -10,6 +10,10 @@ from torchship.data.dataset import Split
 
 # torch.quantile refuses inputs above 2**24 elements; per channel this many values is plenty
 _MAX_QUANTILE_VALUES = 1 << 18
+# drift bins: interior edges at the deciles, nudged below each edge so that a value equal to
+# a training value (ties are common: blank pixels) lands in the same bin after float round-off
+_BIN_QUANTILES = tuple(i / 10 for i in range(1, 10))
+_EDGE_NUDGE = 1e-4
 
 
 def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> dict[str, Any]:
@@ -22,8 +26,9 @@ def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> 
     Returns:
         The manifest's ``reference`` fields: ``n`` (the samples the input statistics
         summarize), ``input_mean``, ``input_std``,
-        ``input_quantiles`` (``p01``/``p50``/``p99``, each a list over channels) and
-        ``class_freq`` (a list over classes, summing to 1).
+        ``input_quantiles`` (``p01``/``p50``/``p99``, each a list over channels),
+        ``input_bin_edges`` / ``input_bin_freq`` (per channel: decile edges and the share of
+        values in each bin, the PSI baseline) and ``class_freq`` (a list over classes, summing to 1).
 
     Example:
         >>> split = Split(torch.zeros(4, 2), torch.tensor([0, 1, 1, 1]))
@@ -38,12 +43,33 @@ def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> 
     # (n, c, h, w) -> (c, n*h*w) ; (n, f) -> (f, n)
     flat = x.transpose(0, 1).reshape(x.shape[1], -1)
     step = max(1, -(-flat.shape[1] // _MAX_QUANTILE_VALUES))
-    q = torch.quantile(flat[:, ::step].double(), torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64), dim=1)
+    sample = flat[:, ::step].double()
+    q = torch.quantile(sample, torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64), dim=1)
+    edges, freq = bin_baseline(sample)
     counts = torch.bincount(split.y, minlength=num_classes).double()
     return {
         "n": int(len(x)),
         "input_mean": mean.tolist(),
         "input_std": std.double().tolist(),
         "input_quantiles": {"p01": q[0].tolist(), "p50": q[1].tolist(), "p99": q[2].tolist()},
+        "input_bin_edges": edges,
+        "input_bin_freq": freq,
         "class_freq": (counts / counts.sum().clamp(min=1)).tolist(),
     }
+
+
+def bin_baseline(values: torch.Tensor) -> tuple[list[list[float]], list[list[float]]]:
+    """Decile bin edges per row of ``values`` (channels, n) and the share of values in each bin.
+
+    Equal deciles (a channel that is mostly one value) collapse into one edge, so a channel
+    may have fewer than 10 bins. Bin ``i`` holds values in ``[edges[i-1], edges[i])``.
+    """
+    q = torch.quantile(values, torch.tensor(_BIN_QUANTILES, dtype=torch.float64), dim=1, interpolation="lower")
+    edges, freq = [], []
+    for row, cuts in zip(values, q.T):
+        unique = sorted({round(float(c) - _EDGE_NUDGE, 9) for c in cuts})
+        index = torch.searchsorted(torch.tensor(unique, dtype=torch.float64), row.contiguous(), right=True)
+        counts = torch.bincount(index, minlength=len(unique) + 1).double()
+        edges.append(unique)
+        freq.append((counts / counts.sum().clamp(min=1)).tolist())
+    return edges, freq

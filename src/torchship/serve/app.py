@@ -1,10 +1,11 @@
-"""The HTTP app: Open Inference Protocol v2 routes plus health, repository, stats and metrics.
+"""The HTTP app: Open Inference Protocol v2 routes plus health, repository, stats, drift and metrics.
 
 ``create_app(PATH)`` gives a Starlette ASGI app with a real lifespan: at start it begins
 loading (and warming up) the startup models in the background, answering ``/v2/health/ready``
 with 503 + Retry-After until they are ready; at shutdown it lets every accepted request
 finish, then stops the model instances. Run it with ``torchship serve`` (uvicorn) or any
-ASGI server; tests drive it in-process through ``httpx.ASGITransport``.
+ASGI server; tests drive it in-process through ``httpx.ASGITransport``. ``GET /`` is the
+dashboard (``serve/dashboard.py``); drift scores come from ``torchship.monitor``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.routing import Route
 import torchship
 from torchship.serve.access import AccessLog
 from torchship.serve.config import ServeConfig
+from torchship.serve.dashboard import RateTracker
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.model import ClientGoneError, ServedModel
 from torchship.serve.repository import Repository
@@ -46,6 +48,7 @@ class ServeState:
         self.config = config
         self.security = security
         self.metrics = metrics
+        self.rates = RateTracker()  # the dashboard's recent rates
         self.started = False  # startup models loaded and warmed up
         self.draining = False
 
@@ -154,7 +157,21 @@ async def model_stats(request: Request, state: ServeState) -> Response:
             models = list(state.repository.models[request.path_params["model"]].values())
     else:
         models = [m for versions in state.repository.models.values() for m in versions.values()]
-    return json_response({"model_stats": [m.stats.to_json() for m in models]})
+    # Triton's shape, plus one "drift" key per model (tritonclient passes unknown keys through)
+    return json_response({"model_stats": [{**m.stats.to_json(), "drift": m.drift()} for m in models]})
+
+
+@endpoint("inference")
+async def model_drift(request: Request, state: ServeState) -> Response:
+    model = _model(request, state)
+    return json_response({"name": model.name, "version": model.version, **model.drift()})
+
+
+@endpoint("inference")
+async def dashboard_summary(request: Request, state: ServeState) -> Response:
+    from torchship.serve.dashboard import summary
+
+    return json_response(summary(state))
 
 
 # ---------------------------------------------------------------------- inference
@@ -225,6 +242,11 @@ async def metrics(request: Request) -> Response:
     for versions in state.repository.models.values():
         for model in versions.values():
             state.metrics.queue_depth.labels(model.name, model.version).set(model.batcher.depth)
+            state.metrics.set_drift(model.name, model.version, model.drift())
+    request_log = state.repository.monitoring.request_log
+    if request_log is not None:
+        state.metrics.request_log_dropped.set(request_log.dropped)
+        state.metrics.request_log_written.set(request_log.written)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -237,7 +259,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 def _routes() -> list[Route]:
-    from torchship.serve import convenience
+    from torchship.serve import convenience, dashboard
 
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
     routes = [
@@ -249,6 +271,9 @@ def _routes() -> list[Route]:
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
         Route("/metrics", metrics),
+        Route("/", dashboard.index),
+        Route("/static/{name}", dashboard.asset),
+        Route("/v1/summary", dashboard_summary),
     ]
     for base in model_paths:
         routes += [
@@ -258,6 +283,8 @@ def _routes() -> list[Route]:
             Route(f"{base}/stats", model_stats),
             Route(f"{base}/config", model_config),
         ]
+    for base in ("/v1/models/{model}", "/v1/models/{model}/versions/{version}"):
+        routes.append(Route(f"{base}/drift", model_drift))
     return routes + convenience.routes(endpoint)
 
 

@@ -112,6 +112,8 @@ class BatchResult:
     restarted: bool = False
     error: str | None = None
     expired: list[Pending] = field(default_factory=list)
+    x: np.ndarray | None = None  # the batch's rows and outputs, for observers (never written to)
+    y: np.ndarray | None = None
 
 
 class Batcher:
@@ -121,6 +123,8 @@ class Batcher:
         make_predictor: Builds one instance's predictor (also used to restart a crashed one).
         on_batch: Called on the event loop with every ``BatchResult`` (for stats and metrics);
             it resolves the requests' futures.
+        on_computed: Called on the instance thread with every successful ``BatchResult``
+            after its answers went to the event loop (monitoring); it must not block.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Batcher:
         make_predictor: Callable[[], Any],
         loop: asyncio.AbstractEventLoop,
         on_batch: Callable[[BatchResult], None],
+        on_computed: Callable[[BatchResult], None] | None = None,
     ):
         self.name = name
         self.policy = policy
@@ -138,6 +143,7 @@ class Batcher:
         self._make_predictor = make_predictor
         self._loop = loop
         self._on_batch = on_batch
+        self._on_computed = on_computed
         self._queue: deque[Pending] = deque()
         self._cond = threading.Condition()
         self._busy = 0
@@ -207,6 +213,11 @@ class Batcher:
                     self._busy -= 1
                     self._cond.notify()
             self._loop.call_soon_threadsafe(self._on_batch, result)
+            if self._on_computed is not None and result.y is not None:
+                try:
+                    self._on_computed(result)
+                except Exception:  # noqa: BLE001 - an observer must never stop an instance
+                    log.exception("observer of %s failed", self.name)
 
     def _run(self, index: int, batch: list[Pending]) -> BatchResult:
         now = time.monotonic()
@@ -224,7 +235,7 @@ class Batcher:
             compute_s = time.monotonic() - t_input
             bounds = np.cumsum([p.n for p in live])[:-1]
             outputs: list[np.ndarray | BaseException] = list(np.split(y, bounds))
-            return BatchResult(live, outputs, compute_s, t_input - now, len(x), index, expired=expired)
+            return BatchResult(live, outputs, compute_s, t_input - now, len(x), index, expired=expired, x=x, y=y)
         except Exception as exc:  # noqa: BLE001 - a model failure must not take the server down
             return self._recover(index, live, exc, expired, t_input - now)
 

@@ -10,6 +10,8 @@ default:                      # every model, unless overridden below
 models:
   digits: {runtime: onnxruntime, instances: 2, threads: 1}
   big-resnet: {load: on_demand}
+monitor:                      # drift monitoring and request logging (torchship.monitor.config)
+  thresholds: {input_psi: 0.2}
 ```
 """
 
@@ -21,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from torchship.errors import ConfigError
+from torchship.monitor.config import MonitorConfig
 from torchship.serve.batcher import BatchPolicy
 
 
@@ -56,6 +59,7 @@ class ServeConfig(BaseModel):
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     access_log: bool = True
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     default: ModelSettings = Field(default_factory=ModelSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 

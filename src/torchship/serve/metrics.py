@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
@@ -33,6 +35,25 @@ class ServeMetrics:
         self.restarts = Counter("torchship_instance_restarts", "Model instances restarted after a failure",
                                 ["model", "version"], registry=r)
         self._children: dict[tuple[str, str], tuple] = {}
+        mv = ["model", "version"]
+        self.drift_input_psi = Gauge("torchship_drift_input_psi", "PSI of live inputs vs the training "
+                                     "reference, per channel (images) or feature (tables)", [*mv, "group"], registry=r)
+        self.drift_prediction_psi = Gauge("torchship_drift_prediction_psi", "PSI of the live predicted-class "
+                                          "distribution vs validation", mv, registry=r)
+        self.drift_confidence_psi = Gauge("torchship_drift_confidence_psi", "PSI of the live top-1 confidence "
+                                          "histogram vs validation", mv, registry=r)
+        self.drift_mean_confidence = Gauge("torchship_drift_mean_confidence", "Mean top-1 probability in the "
+                                           "live window", mv, registry=r)
+        self.drift_confidence_drop = Gauge("torchship_drift_confidence_drop", "Validation mean confidence minus "
+                                           "the live window's", mv, registry=r)
+        self.drift_rows = Gauge("torchship_drift_window_rows", "Live rows in the drift window", mv, registry=r)
+        self.drift_alert = Gauge("torchship_drift_alert", "1 when a drift score of the live window is above its "
+                                 "threshold", mv, registry=r)
+        self.monitor_skipped = Gauge("torchship_monitor_skipped_batches", "Batches the drift monitor skipped "
+                                     "(sampling under load)", mv, registry=r)
+        self.request_log_dropped = Gauge("torchship_request_log_dropped", "Sampled request records dropped "
+                                         "because the log's queue was full", registry=r)
+        self.request_log_written = Gauge("torchship_request_log_written", "Request records written", registry=r)
 
     def for_model(self, model: str, version: str):
         """(queue, compute, total, batch) histogram children, looked up once per version."""
@@ -43,6 +64,33 @@ class ServeMetrics:
                                                                  self.batch_rows))
             self._children[key] = children
         return children
+
+    def set_drift(self, model: str, version: str, drift: dict[str, Any]) -> None:
+        """Copy one model version's drift JSON (``ServedModel.drift()``) into the gauges."""
+        if "input_psi" not in drift:
+            return
+        for group, value in drift["input_psi"].items():
+            self.drift_input_psi.labels(model, version, group).set(value)
+        self.drift_prediction_psi.labels(model, version).set(drift["prediction_psi"])
+        for gauge, key in ((self.drift_confidence_psi, "confidence_psi"), (self.drift_mean_confidence, "mean_confidence"),
+                           (self.drift_confidence_drop, "confidence_drop")):
+            if drift[key] is not None:
+                gauge.labels(model, version).set(drift[key])
+        self.drift_rows.labels(model, version).set(drift["rows"])
+        self.drift_alert.labels(model, version).set(1.0 if drift["drift"] else 0.0)
+        self.monitor_skipped.labels(model, version).set(drift["skipped_batches"])
+
+    def forget(self, model: str, version: str) -> None:
+        """Drop an unloaded version's gauges, so /metrics stops reporting stale values."""
+        for gauge in (self.drift_prediction_psi, self.drift_confidence_psi, self.drift_mean_confidence,
+                      self.drift_confidence_drop, self.drift_rows, self.drift_alert, self.monitor_skipped):
+            try:
+                gauge.remove(model, version)
+            except KeyError:
+                pass
+        for labels in list(self.drift_input_psi._metrics):
+            if labels[:2] == (model, version):
+                self.drift_input_psi.remove(*labels)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from torchship.artifact import Artifact
+from torchship.monitor.live import MonitorHub
 from torchship.serve.batcher import Batcher, BatchResult, Pending, QueueFullError
 from torchship.serve.config import ModelSettings
 from torchship.serve.metrics import ServeMetrics
@@ -42,7 +43,7 @@ class ServedModel:
     """A loaded, warmed-up model version behind a batcher."""
 
     def __init__(self, name: str, version: str, artifact: Artifact, settings: ModelSettings,
-                 metrics: ServeMetrics, loop: asyncio.AbstractEventLoop):
+                 metrics: ServeMetrics, loop: asyncio.AbstractEventLoop, monitoring: MonitorHub | None = None):
         self.name = name
         self.version = version
         self.artifact = artifact
@@ -58,10 +59,15 @@ class ServedModel:
         self._queue_h, self._compute_h, self._total_h, self._batch_h = metrics.for_model(name, version)
         self._depth = metrics.queue_depth.labels(name, version)
         self._status: dict[int, Any] = {}
+        self.load_s = 0.0
+        self.loaded_at = time.time()
+        self.monitor, self.monitor_reason = monitoring.attach(artifact) if monitoring else (None, "monitoring is off")
+        self.request_log = monitoring.request_log if monitoring else None
+        observe = self._observe if self.monitor is not None or self.request_log is not None else None
         predictors = [self._make_predictor() for _ in range(settings.instances)]
         self._warm_up(predictors)
         self.batcher = Batcher(f"{name}/{version}", settings.policy(), predictors, self._make_predictor,
-                               loop, self._on_batch)
+                               loop, self._on_batch, observe)
 
     def _make_predictor(self) -> Any:
         from torchship.runtime import load_predictor
@@ -74,6 +80,19 @@ class ServedModel:
         batch = np.zeros((self.settings.max_batch_size, *self.sample_shape), dtype=np.float32)
         for predictor in predictors:
             predictor.predict(batch)
+
+    def _observe(self, result: BatchResult) -> None:
+        """On the instance thread, after the answers went out: feed the drift window and request log."""
+        if self.monitor is not None:
+            self.monitor.offer(result.x, result.y)
+        if self.request_log is not None:
+            self.request_log.offer(self.name, self.version, [p.rows for p in result.requests], result.outputs)
+
+    def drift(self) -> dict[str, Any]:
+        """The drift scores of the live window, or why there are none."""
+        if self.monitor is None:
+            return {"status": "off", "reason": self.monitor_reason}
+        return self.monitor.to_json()
 
     # ------------------------------------------------------------------ signature
     def metadata(self) -> dict[str, Any]:
@@ -220,3 +239,4 @@ class ServedModel:
         """Finish every request already accepted, then stop the instance threads."""
         await self._idle.wait()
         await asyncio.to_thread(self.batcher.stop)
+        self.metrics.forget(self.name, self.version)

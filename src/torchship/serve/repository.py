@@ -20,6 +20,7 @@ from typing import Any
 
 from torchship.artifact import MANIFEST, Artifact
 from torchship.errors import ArtifactError, ConfigError
+from torchship.monitor.live import MonitorHub
 from torchship.serve.config import ServeConfig
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.model import ServedModel
@@ -47,6 +48,7 @@ class Repository:
         self.single = (self.root / MANIFEST).is_file()
         self.config = config
         self.metrics = metrics
+        self.monitoring = MonitorHub(config.monitor)
         self.models: dict[str, dict[str, ServedModel]] = {}
         self.states: dict[str, ModelState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -161,8 +163,9 @@ class Repository:
     def _load_version(self, name: str, version: str, path: Path, loop: asyncio.AbstractEventLoop) -> ServedModel:
         t0 = time.monotonic()
         artifact = Artifact.load(path)
-        model = ServedModel(name, version, artifact, self.config.settings_for(name), self.metrics, loop)
-        load_s = time.monotonic() - t0
+        model = ServedModel(name, version, artifact, self.config.settings_for(name), self.metrics, loop,
+                            self.monitoring)
+        load_s = model.load_s = time.monotonic() - t0
         self.metrics.load_s.labels(name, version).set(load_s)
         log.info("loaded model %s version %s in %.2f s", name, version, load_s)
         return model
@@ -179,6 +182,7 @@ class Repository:
     async def close(self) -> None:
         for name in list(self.models):
             await self.unload(name)
+        await asyncio.to_thread(self.monitoring.close)
 
 
 def _manifest_name(root: Path) -> str:

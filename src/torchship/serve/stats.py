@@ -9,6 +9,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
+_RECENT = 1024  # successful requests whose latency the dashboard's percentiles cover
+
 
 class _Duration:
     __slots__ = ("count", "ns")
@@ -39,6 +43,8 @@ class ModelStats:
         self.instance_restarts = 0
         self.last_restart_error: str | None = None
         self.phases = {phase: _Duration() for phase in self.PHASES}
+        self._recent_s = np.zeros(_RECENT)
+        self._recent_n = 0
         self.batches: dict[int, dict[str, _Duration]] = defaultdict(
             lambda: {k: _Duration() for k in ("compute_input", "compute_infer", "compute_output")}
         )
@@ -57,6 +63,16 @@ class ModelStats:
 
     def record_request(self, ok: bool, total_s: float) -> None:
         self.phases["success" if ok else "fail"].add(total_s)
+        if ok:
+            self._recent_s[self._recent_n % _RECENT] = total_s
+            self._recent_n += 1
+
+    def latency_ms(self, percentiles: tuple[int, ...] = (50, 90, 99)) -> dict[str, float] | None:
+        """Percentiles of the last 1,024 successful requests' latency, or None before the first."""
+        if not self._recent_n:
+            return None
+        recent = self._recent_s[: min(self._recent_n, _RECENT)] * 1e3
+        return {f"p{p}": float(v) for p, v in zip(percentiles, np.percentile(recent, percentiles))}
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,73 @@
+"""``torchship monitor check``: score new data against an artifact's training reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from torchship.cli._common import AllowImport, out
+from torchship.cli.main import app
+
+monitor_app = typer.Typer(help="Drift monitoring: compare new data with the training reference.",
+                          no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+
+_EXAMPLE = """Example:
+
+  torchship monitor check runs/digits-cnn/artifact --data npz:new-week.npz --threshold 0.2 --json
+
+Exit status: 0 no drift, 1 drift above a threshold, 2 an error (one line on stderr).
+"""
+
+
+@monitor_app.command(epilog=_EXAMPLE)
+def check(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory (its manifest holds the reference).")],
+    data: Annotated[str | None, typer.Option(help="New data NAME[:PATH]; default: the data it was trained on.")]
+    = None,
+    split: Annotated[str, typer.Option(help="Which part of the new data: all, train, val or test.")] = "all",
+    threshold: Annotated[float | None, typer.Option(help="PSI above which inputs or predictions drifted.")] = None,
+    confidence_drop: Annotated[
+        float | None, typer.Option(help="Drop of the mean top-1 probability that counts as drift.")
+    ] = None,
+    runtime: Annotated[str, typer.Option(help="Runtime to predict with (eager, onnxruntime, ...).")] = "eager",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    allow_import: AllowImport = None,
+) -> None:
+    """Compare NEW data's inputs and predictions with ARTIFACT's reference; exit 1 on drift."""
+    from torchship.artifact import Artifact
+    from torchship.monitor import DriftThresholds
+    from torchship.monitor import check as run_check
+
+    limits = {k: v for k, v in {"input_psi": threshold, "prediction_psi": threshold,
+                                "confidence_drop": confidence_drop}.items() if v is not None}
+    result = run_check(Artifact.load(artifact), data, split, runtime, DriftThresholds(**limits), allow_import or [])
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out.print(_table(result))
+    if result.drifted:
+        raise typer.Exit(1)
+
+
+def _table(result) -> Table:
+    s = result.scores
+    t = s.thresholds
+    table = Table(title=f"drift of {result.data} ({result.split}, {s.rows} samples) vs {result.artifact}'s reference")
+    for column in ("score", "value", "threshold", ""):
+        table.add_column(column, justify="right" if column in ("value", "threshold") else "left")
+
+    def row(name: str, value: float | None, limit: float | None, drifted: bool) -> None:
+        shown = "-" if value is None else f"{value:.4f}"
+        table.add_row(name, shown, "" if limit is None else f"{limit:g}", "[red]DRIFT[/]" if drifted else "ok")
+
+    for group, value in s.input_psi.items():
+        row(f"input PSI {group}", value, t.input_psi, f"input_psi:{group}" in s.drift)
+    row("prediction PSI", s.prediction_psi, t.prediction_psi, "prediction_psi" in s.drift)
+    row("confidence PSI", s.confidence_psi, None, False)
+    row("mean confidence drop", s.confidence_drop, t.confidence_drop, "confidence_drop" in s.drift)
+    return table

@@ -1,0 +1,102 @@
+"""The offline drift check: score a whole dataset against an artifact's baseline.
+
+``torchship monitor check ART --data NEW`` calls ``check``: it loads NEW with the data
+layer, maps its inputs onto the artifact's normalization (so a brightness shift stays a
+shift), runs the model through a runtime, and scores the counts exactly as the server does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchship.artifact import Artifact
+from torchship.errors import DataError
+from torchship.monitor.baseline import Baseline
+from torchship.monitor.config import DriftThresholds
+from torchship.monitor.drift import DriftScores, score
+from torchship.monitor.window import Window, count_batch
+
+SPLITS = ("all", "train", "val", "test")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check`` compared and how it scored."""
+
+    artifact: str
+    data: str
+    split: str
+    scores: DriftScores
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.scores.drift)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"artifact": self.artifact, "data": self.data, "split": self.split, **self.scores.to_json()}
+
+
+def check(
+    artifact: Artifact,
+    data: str | None = None,
+    split: str = "all",
+    runtime: str = "eager",
+    thresholds: DriftThresholds | None = None,
+    allow_import: Iterable[str] = (),
+    batch_size: int = 512,
+    values_per_row: int | None = 256,
+) -> CheckResult:
+    """Score the inputs of ``data`` (``NAME[:PATH]``; default: the artifact's own) and the model's predictions.
+
+    Raises:
+        DataError: The data's samples have another shape than the model's input.
+    """
+    from torchship.runtime import load_predictor
+
+    baseline = Baseline.from_artifact(artifact)
+    x = load_inputs(artifact, data, split)
+    predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=1)
+    window = Window(baseline)
+    rng = np.random.default_rng(0)
+    try:
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            logits = np.asarray(predictor.predict(batch))
+            window.add(count_batch(baseline, batch, logits, values_per_row, rng))
+    finally:
+        predictor.close()
+    scores = score(baseline, window.snapshot(), thresholds or DriftThresholds())
+    return CheckResult(artifact.manifest.name, data or "(training data)", split, scores)
+
+
+def load_inputs(artifact: Artifact, data: str | None, split: str = "all") -> np.ndarray:
+    """Inputs of ``split`` of ``data`` (every split for ``all``), in the artifact's normalization.
+
+    Raises:
+        DataError: Unknown split, or samples of another shape than the model's input.
+    """
+    from torchship.data import load_data
+    from torchship.evaluate import data_config_for, renormalize
+
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}", fix=f"choose one of: {', '.join(SPLITS)}")
+    dataset = load_data(data_config_for(artifact, data))
+    spec = artifact.manifest.input
+    if list(dataset.input["shape"]) != list(spec.shape):
+        raise DataError(
+            f"{data or dataset.name} gives samples of shape {dataset.input['shape']} but "
+            f"{artifact.manifest.name} expects {spec.shape}",
+            fix="resize or re-channel the data to the model's input",
+        )
+    parts = [dataset.train, dataset.val, dataset.test] if split == "all" else [getattr(dataset, split)]
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        raise DataError(f"{data or dataset.name} has no {split} samples", fix="use --split all")
+    x = torch.cat([p.x for p in parts])
+    # x: (n, *input.shape), mapped from the new data's normalization onto the artifact's
+    return renormalize(x, dataset.input, spec.model_dump()).numpy().astype(np.float32, copy=False)

@@ -1,0 +1,165 @@
+"""Sampled request/response logging to JSON lines or SQLite, for later analysis.
+
+``offer`` runs on a model instance thread after the answers went back: it samples each
+request with ``sample_rate`` and puts it on a bounded queue, or drops it (counted) when
+the queue is full, so logging never blocks a request. A writer thread encodes and writes
+records; a file never grows past ``max_bytes`` (it rotates to ``.1`` … ``.N`` first, keeping
+``backups`` old files) and a record larger than ``max_bytes`` is skipped, counted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from torchship.monitor._worker import Worker
+from torchship.monitor.config import RequestLogConfig
+
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS requests (ts REAL, model TEXT, version TEXT, prediction TEXT, "
+           "confidence TEXT, input TEXT, logits TEXT)")  # JSON text: one entry per row of the request
+
+
+class RequestLog:
+    """Sample, queue and write request/response records; ``written``/``dropped``/``too_large`` count them."""
+
+    def __init__(self, config: RequestLogConfig):
+        self.config = config
+        self.path = Path(config.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.written = 0
+        self.dropped = 0
+        self.too_large = 0
+        self.rotations = 0
+        self._random = random.Random(0)
+        self._sink: _Jsonl | _Sqlite = _Sqlite(self.path) if config.kind == "sqlite" else _Jsonl(self.path)
+        self._worker = Worker("torchship-request-log", self._write, config.queue_size)
+
+    def offer(self, model: str, version: str, inputs: list[np.ndarray], outputs: list[Any]) -> None:
+        """Sample each request (its input rows and logits) onto the queue; never blocks."""
+        rate = self.config.sample_rate
+        now = time.time()
+        for x, y in zip(inputs, outputs):
+            if isinstance(y, BaseException) or (rate < 1.0 and self._random.random() >= rate):
+                continue
+            if not self._worker.offer((now, model, version, x, y)):
+                self.dropped += 1
+
+    def stats(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.config.kind, "written": self.written,
+                "dropped": self.dropped, "too_large": self.too_large, "rotations": self.rotations}
+
+    def _write(self, item: tuple[float, str, str, np.ndarray, np.ndarray]) -> None:
+        ts, model, version, x, logits = item
+        # logits: (rows, classes) of one request
+        record = {"ts": round(ts, 6), "model": model, "version": version,
+                  "prediction": logits.argmax(axis=1).tolist(),
+                  "confidence": _confidence(logits).tolist(),
+                  "input": x, "logits": logits}
+        size = self._sink.size_of(record)
+        if size > self.config.max_bytes:
+            self.too_large += 1
+            return
+        if self._sink.bytes + size > self.config.max_bytes:
+            self._rotate()
+        self._sink.write(record)
+        self.written += 1
+
+    def _rotate(self) -> None:
+        self._sink.close()
+        backups = self.config.backups
+        for i in range(backups, 0, -1):
+            src = self.path if i == 1 else self.path.with_name(f"{self.path.name}.{i - 1}")
+            if src.exists():
+                os.replace(src, self.path.with_name(f"{self.path.name}.{i}"))
+        if backups == 0 and self.path.exists():
+            self.path.unlink()
+        self._sink.open()
+        self.rotations += 1
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued record is written."""
+        return self._worker.wait_idle(timeout_s)
+
+    def close(self) -> None:
+        self._worker.close()
+        self._sink.close()
+
+
+def _confidence(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).max(axis=1)
+
+
+class _Jsonl:
+    def __init__(self, path: Path):
+        self.path = path
+        self.open()
+
+    def open(self) -> None:
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open across records
+        self.bytes = self._file.tell()
+
+    @staticmethod
+    def _encode(record: dict[str, Any]) -> bytes:
+        return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+    def size_of(self, record: dict[str, Any]) -> int:
+        record["_line"] = line = self._encode(record)
+        return len(line)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = record.pop("_line", None) or self._encode(record)
+        self._file.write(line)
+        self._file.flush()
+        self.bytes += len(line)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Sqlite:
+    """One table ``requests``; the file size is tracked from SQLite's page count."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.open()
+
+    def open(self) -> None:
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute(_SCHEMA)
+        self._db.commit()
+        self._page_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self.bytes = self._size()
+
+    def _size(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages * self._page_bytes)
+
+    @staticmethod
+    def _row(record: dict[str, Any]) -> tuple:
+        def text(value: Any) -> str:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+        return (record["ts"], record["model"], record["version"], text(record["prediction"]),
+                text(record["confidence"]), text(record["input"]), text(record["logits"]))
+
+    def size_of(self, record: dict[str, Any]) -> int:
+        record["_row"] = row = self._row(record)
+        # the text plus a page: SQLite grows the file a page at a time
+        return sum(len(v) for v in row[3:]) + 64 + self._page_bytes
+
+    def write(self, record: dict[str, Any]) -> None:
+        row = record.pop("_row", None) or self._row(record)
+        self._db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        self._db.commit()
+        self.bytes = self._size()
+
+    def close(self) -> None:
+        self._db.close()
