@@ -11,7 +11,7 @@ from rich.console import Console
 OPTIMIZE_FIXTURE = {
     "kind": "torchship.optimize",
     "candidates": [
-        {"name": "fp32", "accuracy": 0.962, "latency_p50_ms": 0.40, "throughput_sps": 80000, "size_bytes": 400_000,
+        {"name": "fp32", "accuracy": 0.963, "latency_p50_ms": 0.40, "throughput_sps": 80000, "size_bytes": 400_000,
          "speedup": 1.0, "within_budget": True, "pareto": True, "picked": False},
         {"name": "fused", "accuracy": 0.962, "latency_p50_ms": 0.35, "throughput_sps": 91000, "size_bytes": 398_000,
          "speedup": 1.14, "within_budget": True, "pareto": True, "picked": False},

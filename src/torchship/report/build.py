@@ -74,7 +74,6 @@ def collect(
     Raises:
         ReportError: A path does not exist or holds nothing a report can show.
     """
-    note = progress or (lambda message: None)
     sources = find_sources(paths)
     for extra in optimize:
         sources.optimize.append(Path(extra).resolve())
@@ -85,9 +84,7 @@ def collect(
     for doc in bench_docs:
         label_bench_rows_(doc, {e.path: e.label for e in entries})
     for entry in entries:
-        if entry.confusion is None:
-            note(f"confusion matrix: {entry.label}")
-        attach_confusion(entry, data, evaluate)
+        attach_confusion(entry, data, evaluate, progress)
     curves, curve_notes = collect_curves(entries, sources.runs)
     tree = build_tree(entries)
     ordered = [node.entry for node, _ in walk(tree)]

@@ -10,7 +10,7 @@ never saved into the artifact.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,7 +242,8 @@ def collect_curves(entries: Sequence[ArtifactEntry], runs: Sequence[Path]) -> tu
     return sets, notes
 
 
-def attach_confusion(entry: ArtifactEntry, data: str | None, compute: bool) -> None:
+def attach_confusion(entry: ArtifactEntry, data: str | None, compute: bool,
+                     progress: Callable[[str], None] | None = None) -> None:
     """Read the stored confusion matrix, or compute one on the validation split (stored nowhere)."""
     stored = _stored_confusion(entry)
     if stored is not None:
@@ -253,6 +254,8 @@ def attach_confusion(entry: ArtifactEntry, data: str | None, compute: bool) -> N
         return
     from torchship.evaluate import evaluate
 
+    if progress is not None:
+        progress(f"evaluating {entry.label} on the val split (it stores no confusion matrix)")
     try:
         result = evaluate(entry.artifact, data, "val")
     except TorchshipError as exc:
