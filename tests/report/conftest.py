@@ -1,4 +1,4 @@
-"""One real quickstart run (1 epoch), a pruned child of it, and optimize fixtures, shared by the report tests."""
+"""Shared by the report tests: one real quickstart run (1 epoch), a pruned child, an optimize fixture."""
 
 from __future__ import annotations
 
@@ -11,14 +11,50 @@ from rich.console import Console
 OPTIMIZE_FIXTURE = {
     "kind": "torchship.optimize",
     "candidates": [
-        {"name": "fp32", "accuracy": 0.963, "latency_p50_ms": 0.40, "throughput_sps": 80000, "size_bytes": 400_000,
-         "speedup": 1.0, "within_budget": True, "pareto": True, "picked": False},
-        {"name": "fused", "accuracy": 0.962, "latency_p50_ms": 0.35, "throughput_sps": 91000, "size_bytes": 398_000,
-         "speedup": 1.14, "within_budget": True, "pareto": True, "picked": False},
-        {"name": "int8-static", "accuracy": 0.957, "latency_p50_ms": 0.15, "throughput_sps": 210000,
-         "size_bytes": 110_000, "speedup": 2.67, "within_budget": True, "pareto": True, "picked": True},
-        {"name": "prune-0.7", "accuracy": 0.90, "latency_p50_ms": 0.20, "throughput_sps": 160000, "size_bytes": 90_000,
-         "speedup": 2.0, "within_budget": False, "pareto": False, "picked": False},
+        {
+            "name": "fp32",
+            "accuracy": 0.963,
+            "latency_p50_ms": 0.40,
+            "throughput_sps": 80000,
+            "size_bytes": 400_000,
+            "speedup": 1.0,
+            "within_budget": True,
+            "pareto": True,
+            "picked": False,
+        },
+        {
+            "name": "fused",
+            "accuracy": 0.962,
+            "latency_p50_ms": 0.35,
+            "throughput_sps": 91000,
+            "size_bytes": 398_000,
+            "speedup": 1.14,
+            "within_budget": True,
+            "pareto": True,
+            "picked": False,
+        },
+        {
+            "name": "int8-static",
+            "accuracy": 0.957,
+            "latency_p50_ms": 0.15,
+            "throughput_sps": 210000,
+            "size_bytes": 110_000,
+            "speedup": 2.67,
+            "within_budget": True,
+            "pareto": True,
+            "picked": True,
+        },
+        {
+            "name": "prune-0.7",
+            "accuracy": 0.90,
+            "latency_p50_ms": 0.20,
+            "throughput_sps": 160000,
+            "size_bytes": 90_000,
+            "speedup": 2.0,
+            "within_budget": False,
+            "pareto": False,
+            "picked": False,
+        },
     ],
 }
 
@@ -37,7 +73,9 @@ def pruned(quickstart, tmp_path_factory):
     from torchship import compress
 
     out = tmp_path_factory.mktemp("pruned") / "artifact"
-    return compress.prune(quickstart.artifact, compress.PruneConfig(ratio=0.5), out=out, console=Console(quiet=True))
+    return compress.prune(
+        quickstart.artifact, compress.PruneConfig(ratio=0.5), out=out, console=Console(quiet=True)
+    )
 
 
 @pytest.fixture(scope="package")
@@ -55,4 +93,3 @@ def full_report(quickstart, pruned, optimize_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
     result = write_report([quickstart.out, pruned.path], out, optimize=[optimize_dir])
     return result, out.read_text(encoding="utf-8")
-

@@ -39,7 +39,8 @@ def test_quickstart_ends_with_a_report_of_every_section(quickstart):
     # the quickstart trains, exports and benches but does not optimize: only that is missing
     missing = {sid for sid in SECTIONS if "missing:" in section(page, sid)}
     assert missing == {"optimize"}, missing
-    assert "onnxruntime" in section(page, "bench") and "torchscript" in section(page, "exports")
+    assert "onnxruntime" in section(page, "bench")
+    assert "torchscript" in section(page, "exports")
 
 
 def test_full_report_shows_every_section(full_report, quickstart, pruned):
@@ -50,17 +51,20 @@ def test_full_report_shows_every_section(full_report, quickstart, pruned):
     assert {s.id for s in result.sections if s.missing} == {"exports"}
     assert "digits-cnn v2 (prune)" in by_id["exports"].missing[0]
     curves = section(page, "curves")
-    assert "train.loss" in curves and "learning rate" in curves and "log.jsonl" in curves
+    assert "train.loss" in curves
+    assert "learning rate" in curves
+    assert "log.jsonl" in curves
     confusion = section(page, "confusion")
     assert confusion.count("precision") == 2  # one per-class table per artifact
     assert "evaluation.json in the artifact" in confusion  # the trained artifact stores its matrix
     assert "computed for this report" in confusion  # the pruned one does not: computed, not stored
     assert "evaluation.json" not in pruned.manifest.files
     exports = section(page, "exports")
-    assert "onnx" in exports and "100.00 %" in exports  # top-1 agreement of a verified export
+    assert "onnx" in exports
+    assert "100.00 %" in exports
     bench = section(page, "bench")
     for runtime in ("eager", "torchscript", "onnxruntime"):
-        assert f"<td class=\"l\">{runtime}</td>" in bench
+        assert f'<td class="l">{runtime}</td>' in bench
     assert "digits-cnn v1 (train)" in bench  # bench rows are named like the report's artifacts
 
 
@@ -75,12 +79,15 @@ def test_embedded_figures_are_valid_svg_and_png(full_report):
     for data in pngs:
         image = Image.open(io.BytesIO(base64.b64decode("".join(data.split()))))
         image.verify()
-        assert image.size[0] > 0 and image.size[1] > 0
+        assert image.size[0] > 0
+        assert image.size[1] > 0
 
 
 def test_page_is_self_contained(full_report):
     _, page = full_report
-    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert "<script" not in page
+    assert "<link" not in page
+    assert "@import" not in page
     without_namespaces = re.sub(r'xmlns(:\w+)?="[^"]*"', "", page)
     assert not re.search(r"(https?:)?//[\w.-]+\.\w+/", without_namespaces)
     assert not re.search(r'(src|href)="(?!#|data:)', without_namespaces)
@@ -90,7 +97,8 @@ def test_lineage_tree_puts_the_pruned_child_under_its_parent(quickstart, pruned,
     report = collect([quickstart.out, pruned.path], evaluate=False)
     assert [node.entry.path for node in report.tree] == [quickstart.artifact.path.resolve()]
     child = report.tree[0].children[0]
-    assert child.entry.path == pruned.path.resolve() and child.entry.manifest.lineage.op == "prune"
+    assert child.entry.path == pruned.path.resolve()
+    assert child.entry.manifest.lineage.op == "prune"
     lineage = section(full_report[1], "lineage")
     parent_at = lineage.index("digits-cnn v1 (train)")
     nested_at = lineage.index('<ul class="tree">')
@@ -105,12 +113,18 @@ def test_lineage_links_a_parent_exported_after_its_child(tmp_path):
 
     parent = tiny_artifact("mlp", path=tmp_path / "parent")
     parent.derive(op="quantize", params={"mode": "dynamic"}).save(tmp_path / "child")
-    parity = {"file": "weights.safetensors", "max_abs_diff": 1e-7, "mean_abs_diff": 1e-8, "top1_agreement": 1.0}
+    parity = {
+        "file": "weights.safetensors",
+        "max_abs_diff": 1e-7,
+        "mean_abs_diff": 1e-8,
+        "top1_agreement": 1.0,
+    }
     parent.with_manifest(exports={"torchscript": parity}).save(tmp_path / "parent")
     report = collect([tmp_path / "parent", tmp_path / "child"], evaluate=False)
     assert len(report.tree) == 1
     child = report.tree[0].children[0]
-    assert child.entry.manifest.lineage.op == "quantize" and child.via_pre_export_digest
+    assert child.entry.manifest.lineage.op == "quantize"
+    assert child.via_pre_export_digest
 
 
 def test_child_without_its_parent_says_the_parent_is_missing(tmp_path):
@@ -129,7 +143,8 @@ def test_artifact_without_metrics_says_what_is_missing(run_cli, tmp_path):
     out = tmp_path / "bare.html"
     code, stdout, stderr = run_cli("report", art.path, "-o", out)
     assert code == 0, stderr
-    assert "Traceback" not in stdout + stderr and f"wrote {out}" in stdout
+    assert "Traceback" not in stdout + stderr
+    assert f"wrote {out}" in stdout
     page = out.read_text(encoding="utf-8")
     assert "tiny-cnn v1 (testing.tiny_artifact)" in section(page, "overview")  # what it has
     expected = {
@@ -141,7 +156,8 @@ def test_artifact_without_metrics_says_what_is_missing(run_cli, tmp_path):
         "exports": "no exports",
     }
     for sid, words in expected.items():
-        assert "missing:" in section(page, sid) and words in section(page, sid), sid
+        assert "missing:" in section(page, sid), sid
+        assert words in section(page, sid), sid
 
 
 @pytest.mark.parametrize(
@@ -154,7 +170,10 @@ def test_artifact_without_metrics_says_what_is_missing(run_cli, tmp_path):
 def test_unknown_paths_are_one_line_errors(run_cli, tmp_path, make, words):
     code, _, err = run_cli("report", make(tmp_path), "-o", tmp_path / "r.html")
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert words in lines[0]
     assert not (tmp_path / "r.html").exists()
 
 
@@ -163,22 +182,34 @@ def test_bad_bench_file_is_one_line_error(run_cli, quickstart, tmp_path):
     bad.write_text("{not json")
     code, _, err = run_cli("report", quickstart.artifact.path, "--bench", bad, "-o", tmp_path / "r.html")
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert code == 2 and len(errors) == 1 and "is not valid JSON" in errors[0] and "Traceback" not in err, err
+    assert code == 2, err
+    assert len(errors) == 1, err
+    assert "is not valid JSON" in errors[0]
+    assert "Traceback" not in err
 
 
 def test_bench_rows_with_skips_and_missing_keys_render(quickstart, tmp_path):
     doc = json.loads((quickstart.out / "bench.json").read_text())
-    doc["results"].append({"artifact": "other", "runtime": "aoti", "batch_size": 1, "status": "skipped",
-                           "reason": "cannot load: no aoti export"})
-    doc["results"].append({"artifact": "other", "runtime": "eager", "batch_size": 1, "status": "ok",
-                           "throughput_sps": 10.0})  # no latency, size or load time recorded
+    doc["results"].append(
+        {
+            "artifact": "other",
+            "runtime": "aoti",
+            "batch_size": 1,
+            "status": "skipped",
+            "reason": "cannot load: no aoti export",
+        }
+    )
+    doc["results"].append(
+        {"artifact": "other", "runtime": "eager", "batch_size": 1, "status": "ok", "throughput_sps": 10.0}
+    )  # no latency, size or load time recorded
     del doc["machine"]
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(doc))
     result = write_report([path], tmp_path / "r.html")
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     bench = section(page, "bench")
-    assert "other/aoti: cannot load: no aoti export" in bench and "skipped" in bench
+    assert "other/aoti: cannot load: no aoti export" in bench
+    assert "skipped" in bench
     assert "machine not recorded" in bench
     assert len(re.findall(r"<tr", bench)) == len(doc["results"]) + 1  # header + every row
     assert not next(s for s in result.sections if s.id == "bench").missing
@@ -193,21 +224,34 @@ def test_optimize_fixture_table_and_pareto_plot(full_report, optimize_dir):
         assert f'<td class="l">{candidate["name"]}</td>' in opt
     assert re.search(r'<tr class="best"><td class="l">int8-static</td>', opt)  # the picked one
     assert re.search(r'<tr class="dim"><td class="l">prune-0.7</td>', opt)  # outside the budget
-    assert "107.4 KiB" in opt and "2.67×" in opt
+    assert "107.4 KiB" in opt
+    assert "2.67×" in opt
     (pareto,) = parsed_svgs(opt)
     text = "".join(pareto.itertext())
-    assert "picked: int8-static" in text and "Pareto front" in text and "latency p50 (ms)" in text
+    assert "picked: int8-static" in text
+    assert "Pareto front" in text
+    assert "latency p50 (ms)" in text
 
 
 def test_optimize_file_missing_fields_says_so(tmp_path):
-    (tmp_path / "optimize.json").write_text(json.dumps(
-        {"candidates": [{"candidate": "a", "accuracy": 0.9, "latency_ms": 1.0},
-                        {"candidate": "b", "accuracy": 0.8, "latency_ms": 2.0},
-                        {"candidate": "c", "accuracy": 0.95, "latency_ms": 3.0}], "picked": "c"}))
+    (tmp_path / "optimize.json").write_text(
+        json.dumps(
+            {
+                "candidates": [
+                    {"candidate": "a", "accuracy": 0.9, "latency_ms": 1.0},
+                    {"candidate": "b", "accuracy": 0.8, "latency_ms": 2.0},
+                    {"candidate": "c", "accuracy": 0.95, "latency_ms": 3.0},
+                ],
+                "picked": "c",
+            }
+        )
+    )
     doc = read_optimize(tmp_path)
     assert [c["pareto"] for c in doc.candidates] == [True, False, True]  # computed here
     assert [c["picked"] for c in doc.candidates] == [False, False, True]
-    assert "size_bytes" in doc.missing and "throughput_sps" in doc.missing and "accuracy" not in doc.missing
+    assert "size_bytes" in doc.missing
+    assert "throughput_sps" in doc.missing
+    assert "accuracy" not in doc.missing
     result = write_report([tmp_path / "optimize.json"], tmp_path / "r.html")
     opt = next(s for s in result.sections if s.id == "optimize")
     assert any("'size_bytes'" in note for note in opt.missing)
@@ -237,6 +281,7 @@ def test_per_class_metrics_match_scikit_learn():
     )
     rows = Confusion("val", ["a", "b", "c"], matrix, "test").per_class()
     assert [r["support"] for r in rows] == list(support)
-    for row, p, r, f in zip(rows, precision, recall, f1):
-        assert row["precision"] == pytest.approx(p) and row["recall"] == pytest.approx(r)
+    for row, p, r, f in zip(rows, precision, recall, f1, strict=True):
+        assert row["precision"] == pytest.approx(p)
+        assert row["recall"] == pytest.approx(r)
         assert row["f1"] == pytest.approx(f)

@@ -18,16 +18,34 @@ EXAMPLE = (
 
 @app.command(epilog=EXAMPLE)
 def report(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Run directories (log.jsonl), artifact directories (manifest.json), bench/optimize JSON, "
-             "or directories holding them.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
-    bench: Annotated[list[Path] | None, typer.Option(help="A torchship bench --json file (repeatable).")] = None,
-    optimize: Annotated[list[Path] | None, typer.Option(help="An optimize OUTDIR or its optimize.json (repeatable).")] = None,
-    data: Annotated[str | None, typer.Option(
-        help="Dataset NAME[:PATH] for confusion matrices an artifact does not store; default: its own.")] = None,
-    evaluate: Annotated[bool, typer.Option(
-        help="Compute missing confusion matrices on the val split (shown in the page, never stored).")] = True,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directories (log.jsonl), artifact directories (manifest.json), bench/optimize JSON, "
+            "or directories holding them."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    bench: Annotated[
+        list[Path] | None, typer.Option(help="A torchship bench --json file (repeatable).")
+    ] = None,
+    optimize: Annotated[
+        list[Path] | None, typer.Option(help="An optimize OUTDIR or its optimize.json (repeatable).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset NAME[:PATH] for confusion matrices an artifact does not store; default: its own."
+        ),
+    ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            help="Compute missing confusion matrices on the val split (shown in the page, never stored)."
+        ),
+    ] = True,
     title: Annotated[str | None, typer.Option(help="Page title; default: the first artifact's name.")] = None,
 ) -> None:
     """Write one HTML page: training curves, confusion matrix and per-class metrics, lineage,
@@ -40,9 +58,16 @@ def report(
 
     from torchship.report import write_report
 
-    result = write_report(paths, output, bench=bench or [], optimize=optimize or [], data=data,
-                          evaluate=evaluate, title=title,
-                          progress=lambda message: err.print(f"  {message}", highlight=False))
+    result = write_report(
+        paths,
+        output,
+        bench=bench or [],
+        optimize=optimize or [],
+        data=data,
+        evaluate=evaluate,
+        title=title,
+        progress=lambda message: err.print(f"  {message}", highlight=False),
+    )
     table = Table(title="torchship report")
     table.add_column("section")
     table.add_column("missing")

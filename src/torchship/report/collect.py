@@ -49,7 +49,9 @@ class Confusion:
             precision = hit / predicted if predicted else 0.0
             recall = hit / support if support else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support})
+            rows.append(
+                {"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support}
+            )
         return rows
 
 
@@ -108,30 +110,25 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
     for raw in paths:
         path = Path(raw)
         if not path.exists():
-            raise ReportError(f"{path} does not exist",
-                              fix="pass a run directory, an artifact directory, or bench/optimize JSON files")
+            raise ReportError(
+                f"{path} does not exist",
+                fix="pass a run directory, an artifact directory, or bench/optimize JSON files",
+            )
         one = _classify(path)
         if not (one.artifacts or one.runs or one.bench or one.optimize):
-            raise ReportError(f"{path} holds no torchship run, artifact, bench or optimize results",
-                              fix="pass a run directory (log.jsonl), an artifact directory (manifest.json) "
-                                  "or a file written by torchship bench --json / optimize")
+            raise ReportError(
+                f"{path} holds no torchship run, artifact, bench or optimize results",
+                fix="pass a run directory (log.jsonl), an artifact directory (manifest.json) "
+                "or a file written by torchship bench --json / optimize",
+            )
         found.add(one)
     return found
 
 
 def _classify(path: Path, depth: int = 0) -> Sources:
-    found = Sources()
     if path.is_file():
-        kind = json_kind(path)
-        if path.name == MANIFEST:
-            found.artifacts.append(path.parent.resolve())
-        elif path.name == RUN_LOG:
-            found.runs.append(path.parent.resolve())
-        elif kind == "bench":
-            found.bench.append(path.resolve())
-        elif kind == "optimize":
-            found.optimize.append(path.resolve())
-        return found
+        return _classify_file(path)
+    found = Sources()
     if (path / MANIFEST).is_file():
         found.artifacts.append(path.resolve())
         return found
@@ -143,10 +140,23 @@ def _classify(path: Path, depth: int = 0) -> Sources:
     if depth >= _MAX_SEARCH_DEPTH:
         return found
     for child in sorted(path.iterdir()):
-        if child.is_dir() and child.name not in _SKIP_DIRS and not child.name.startswith("."):
+        searchable = child.is_dir() and child.name not in _SKIP_DIRS and not child.name.startswith(".")
+        if searchable or json_kind(child) is not None:
             found.add(_classify(child, depth + 1))
-        elif child.suffix == ".json" and json_kind(child) in ("bench", "optimize"):
-            found.add(_classify(child, depth + 1))
+    return found
+
+
+def _classify_file(path: Path) -> Sources:
+    found = Sources()
+    kind = json_kind(path)
+    if path.name == MANIFEST:
+        found.artifacts.append(path.parent.resolve())
+    elif path.name == RUN_LOG:
+        found.runs.append(path.parent.resolve())
+    elif kind == "bench":
+        found.bench.append(path.resolve())
+    elif kind == "optimize":
+        found.optimize.append(path.resolve())
     return found
 
 
@@ -181,7 +191,7 @@ def load_entries(sources: Sources) -> list[ArtifactEntry]:
 def _label(entries: Sequence[ArtifactEntry]) -> None:
     """``name vN (op)``, made unique with the directory name when two artifacts would share it."""
     base = [f"{e.manifest.name} v{e.manifest.version} ({e.manifest.lineage.op})" for e in entries]
-    for entry, label in zip(entries, base):
+    for entry, label in zip(entries, base, strict=True):
         entry.label = label if base.count(label) == 1 else f"{label} [{entry.path.name}]"
 
 
@@ -203,7 +213,9 @@ def read_run_log(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
-def collect_curves(entries: Sequence[ArtifactEntry], runs: Sequence[Path]) -> tuple[list[CurveSet], list[str]]:
+def collect_curves(
+    entries: Sequence[ArtifactEntry], runs: Sequence[Path]
+) -> tuple[list[CurveSet], list[str]]:
     """One curve set per distinct training history, and notes on what is missing.
 
     A run's ``log.jsonl`` is preferred; an artifact without a run shows its manifest's
@@ -227,7 +239,9 @@ def collect_curves(entries: Sequence[ArtifactEntry], runs: Sequence[Path]) -> tu
         if bad:
             notes.append(f"{run / RUN_LOG}: {bad} line(s) are not JSON records and were skipped")
         if not records:
-            notes.append(f"{run / RUN_LOG} holds no epoch records (the run may have stopped before its first epoch)")
+            notes.append(
+                f"{run / RUN_LOG} holds no epoch records (the run may have stopped before its first epoch)"
+            )
     without = []
     for entry in entries:
         if entry.run_dir is not None:
@@ -237,13 +251,16 @@ def collect_curves(entries: Sequence[ArtifactEntry], runs: Sequence[Path]) -> tu
         else:
             without.append(entry.label)
     if without:
-        notes.append(f"no training curves for {', '.join(without)}: the manifest records none and no run "
-                     f"directory (log.jsonl) was given")
+        notes.append(
+            f"no training curves for {', '.join(without)}: the manifest records none and no run "
+            f"directory (log.jsonl) was given"
+        )
     return sets, notes
 
 
-def attach_confusion(entry: ArtifactEntry, data: str | None, compute: bool,
-                     progress: Callable[[str], None] | None = None) -> None:
+def attach_confusion(
+    entry: ArtifactEntry, data: str | None, compute: bool, progress: Callable[[str], None] | None = None
+) -> None:
     """Read the stored confusion matrix, or compute one on the validation split (stored nowhere)."""
     stored = _stored_confusion(entry)
     if stored is not None:
@@ -262,7 +279,9 @@ def attach_confusion(entry: ArtifactEntry, data: str | None, compute: bool,
         entry.confusion_missing = f"{entry.label} stores no {EVALUATION} and could not be evaluated: {exc}"
         return
     entry.confusion = Confusion(
-        "val", list(result.labels), result.confusion,
+        "val",
+        list(result.labels),
+        result.confusion,
         f"computed for this report on the val split ({result.samples} samples, {result.runtime}); not stored",
     )
 
@@ -278,5 +297,7 @@ def _stored_confusion(entry: ArtifactEntry) -> Confusion | None:
         block = stored.get(split)
         if isinstance(block, dict) and isinstance(block.get("matrix"), list):
             labels = block.get("labels") or entry.manifest.labels
-            return Confusion(split, list(labels), block["matrix"], f"{EVALUATION} in the artifact ({split} split)")
+            return Confusion(
+                split, list(labels), block["matrix"], f"{EVALUATION} in the artifact ({split} split)"
+            )
     return None

@@ -68,8 +68,11 @@ def walk(roots: Sequence[LineageNode], depth: int = 0):
 
 def param_summary(params: dict[str, Any], limit: int = 6) -> str:
     """The scalar params of an operation, ``key=value`` (nested blocks are left to the details view)."""
-    scalars = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-               for k, v in params.items() if isinstance(v, (str, int, float, bool)) and not isinstance(v, dict)]
+    scalars = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in params.items()
+        if isinstance(v, (str, int, float, bool)) and not isinstance(v, dict)
+    ]
     more = len(scalars) - limit
     return ", ".join(scalars[:limit]) + (f", … {more} more" if more > 0 else "")
 

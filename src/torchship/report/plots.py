@@ -34,7 +34,7 @@ def to_svg(fig) -> str:
     text = buffer.getvalue()
     # the RDF block only names matplotlib's and Dublin Core's URIs; the page should name none
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def curves_svg(records: Sequence[dict[str, Any]]) -> str:
@@ -48,11 +48,13 @@ def curves_svg(records: Sequence[dict[str, Any]]) -> str:
         ("learning rate", ("lr",), None),
     ]
     axes = fig.subplots(1, len(panels))
-    for ax, (title, keys, ylim) in zip(axes, panels):
-        for color, key in zip(_COLORS, keys):
-            points = [(r["epoch"], r[key]) for r in records if _finite(r.get(key)) and _finite(r.get("epoch"))]
+    for ax, (title, keys, ylim) in zip(axes, panels, strict=True):
+        for color, key in zip(_COLORS, keys, strict=False):
+            points = [
+                (r["epoch"], r[key]) for r in records if _finite(r.get(key)) and _finite(r.get("epoch"))
+            ]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", markersize=3, color=color, label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -79,8 +81,15 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title:
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 if value:
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                            color="white" if value > peak / 2 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(value),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if value > peak / 2 else "black",
+                    )
     ticks = range(n)
     names = list(labels[:n]) + [str(i) for i in range(len(labels), n)]
     ax.set_xticks(ticks, names, rotation=90 if max(map(len, names), default=0) > 3 else 0)
@@ -107,17 +116,42 @@ def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
         area = 40 + 400 * c["size_bytes"] / largest if _finite(c.get("size_bytes")) else 60
         inside = c.get("within_budget") is not False
         on_front = bool(c.get("pareto"))
-        ax.scatter(c["latency_p50_ms"], c["accuracy"], s=area, alpha=0.9 if inside else 0.3,
-                   facecolors=_COLORS[0] if on_front else "none", edgecolors=_COLORS[0], linewidths=1.5)
+        ax.scatter(
+            c["latency_p50_ms"],
+            c["accuracy"],
+            s=area,
+            alpha=0.9 if inside else 0.3,
+            facecolors=_COLORS[0] if on_front else "none",
+            edgecolors=_COLORS[0],
+            linewidths=1.5,
+        )
         if c.get("picked"):
-            ax.scatter(c["latency_p50_ms"], c["accuracy"], s=220, marker="*", color=_COLORS[1], zorder=3,
-                       label=f"picked: {c['name']}")
-        ax.annotate(str(c["name"]), (c["latency_p50_ms"], c["accuracy"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=8)
+            ax.scatter(
+                c["latency_p50_ms"],
+                c["accuracy"],
+                s=220,
+                marker="*",
+                color=_COLORS[1],
+                zorder=3,
+                label=f"picked: {c['name']}",
+            )
+        ax.annotate(
+            str(c["name"]),
+            (c["latency_p50_ms"], c["accuracy"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
     front = sorted((c for c in usable if c.get("pareto")), key=lambda c: c["latency_p50_ms"])
     if len(front) > 1:
-        ax.plot([c["latency_p50_ms"] for c in front], [c["accuracy"] for c in front], color=_COLORS[0],
-                alpha=0.5, drawstyle="steps-post", label="Pareto front")
+        ax.plot(
+            [c["latency_p50_ms"] for c in front],
+            [c["accuracy"] for c in front],
+            color=_COLORS[0],
+            alpha=0.5,
+            drawstyle="steps-post",
+            label="Pareto front",
+        )
     ax.set_xlabel("latency p50 (ms)")
     ax.set_ylabel("accuracy")
     ax.set_title("accuracy vs latency (marker area ∝ file size)")
@@ -133,11 +167,15 @@ def throughput_svg(rows: Sequence[dict[str, Any]]) -> str:
     ax = fig.subplots()
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
-        if row.get("status", "ok") == "ok" and _finite(row.get("throughput_sps")) and _finite(row.get("batch_size")):
+        if (
+            row.get("status", "ok") == "ok"
+            and _finite(row.get("throughput_sps"))
+            and _finite(row.get("batch_size"))
+        ):
             label = f"{row.get('label') or row.get('artifact', '?')}/{row.get('runtime', '?')}"
             series.setdefault(label, []).append((row["batch_size"], row["throughput_sps"]))
-    for color, (label, points) in zip(_COLORS * 4, series.items()):
-        xs, ys = zip(*sorted(points))
+    for color, (label, points) in zip(_COLORS * 4, series.items(), strict=False):
+        xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, marker="o", color=color, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")

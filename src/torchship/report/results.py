@@ -58,8 +58,10 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ReportError(f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]})",
-                          fix="pass the file the command wrote") from None
+        raise ReportError(
+            f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]})",
+            fix="pass the file the command wrote",
+        ) from None
 
 
 def read_bench(path: str | Path) -> BenchDoc:
@@ -67,9 +69,17 @@ def read_bench(path: str | Path) -> BenchDoc:
     path = Path(path)
     data = _read_json(path, "bench file")
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise ReportError(f"bench file {path} has no 'results' list", fix="pass a file written by torchship bench --json")
-    doc = BenchDoc(path, [r for r in data["results"] if isinstance(r, dict)],
-                   data.get("machine") or {}, data.get("versions") or {}, data.get("command"), data.get("created"))
+        raise ReportError(
+            f"bench file {path} has no 'results' list", fix="pass a file written by torchship bench --json"
+        )
+    doc = BenchDoc(
+        path,
+        [r for r in data["results"] if isinstance(r, dict)],
+        data.get("machine") or {},
+        data.get("versions") or {},
+        data.get("command"),
+        data.get("created"),
+    )
     if data.get("kind") != "torchship.bench":
         doc.notes.append(f"{path.name} does not say kind 'torchship.bench'; read as one anyway")
     if not doc.rows:
@@ -86,15 +96,19 @@ def read_optimize(path: str | Path) -> OptimizeDoc:
     raw = data if isinstance(data, dict) else {"candidates": data}
     listed = next((raw[k] for k in _CANDIDATE_LISTS if isinstance(raw.get(k), list)), None)
     if listed is None:
-        raise ReportError(f"optimize results {path} list no candidates (looked for {', '.join(_CANDIDATE_LISTS)})",
-                          fix="pass the optimize.json that torchship optimize wrote")
+        raise ReportError(
+            f"optimize results {path} list no candidates (looked for {', '.join(_CANDIDATE_LISTS)})",
+            fix="pass the optimize.json that torchship optimize wrote",
+        )
     candidates = [_candidate(c, i) for i, c in enumerate(listed) if isinstance(c, dict)]
     picked_name = _picked_name(raw)
     if picked_name is not None:
         for c in candidates:
             c["picked"] = bool(c.get("picked")) or c["name"] == picked_name
     doc = OptimizeDoc(path, candidates, raw)
-    doc.missing = [name for name in OPTIMIZE_FIELDS if name != "name" and all(c.get(name) is None for c in candidates)]
+    doc.missing = [
+        name for name in OPTIMIZE_FIELDS if name != "name" and all(c.get(name) is None for c in candidates)
+    ]
     if "pareto" in doc.missing and candidates:
         mark_pareto_front_(candidates)
         doc.notes.append("the file marks no Pareto front; it was computed here (max accuracy, min latency)")
@@ -134,7 +148,9 @@ def mark_pareto_front_(candidates: list[dict[str, Any]]) -> None:
     usable = [c for c in candidates if _number(c.get("accuracy")) and _number(c.get("latency_p50_ms"))]
     for c in candidates:
         c["pareto"] = c in usable and not any(
-            o is not c and o["accuracy"] >= c["accuracy"] and o["latency_p50_ms"] <= c["latency_p50_ms"]
+            o is not c
+            and o["accuracy"] >= c["accuracy"]
+            and o["latency_p50_ms"] <= c["latency_p50_ms"]
             and (o["accuracy"] > c["accuracy"] or o["latency_p50_ms"] < c["latency_p50_ms"])
             for o in usable
         )
