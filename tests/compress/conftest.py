@@ -33,3 +33,20 @@ def bn_cnn_parent(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mlp_parent(tmp_path_factory):
     return tiny_artifact("mlp", shape=(1, 8, 8), hidden=[32, 16], path=tmp_path_factory.mktemp("mlp") / "art")
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(tmp_path_factory):
+    """A small cnn trained on digits for a few epochs (~97 % val accuracy): something int8 can lose."""
+    from rich.console import Console
+
+    from torchship.config import validate_config
+    from torchship.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained")
+    cfg = validate_config(TrainConfig, {
+        "name": "digits-small", "out": str(out), "data": {"name": "digits"},
+        "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
+        "optim": {"name": "adamw", "lr": 1e-2}, "train": {"epochs": 4, "batch_size": 64, "progress": False},
+    })
+    return train(cfg, console=Console(quiet=True))

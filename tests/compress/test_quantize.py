@@ -6,32 +6,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from rich.console import Console
 
 from torchship.artifact import Artifact
 from torchship.bench import TimingConfig, bench
 from torchship.compress import CompressError, QuantizeConfig, quantize
 from torchship.compress.base import parse_config
-from torchship.config import validate_config
 from torchship.errors import ConfigError
 from torchship.runtime import load_predictor
-from torchship.train import TrainConfig, train
 
 from .conftest import checksums
 
 SMALL_DIGITS = {"limit": 300}
-
-
-@pytest.fixture(scope="module")
-def trained_cnn(tmp_path_factory):
-    """A small cnn trained on digits for a few epochs (~97 % val accuracy): something int8 can lose."""
-    out = tmp_path_factory.mktemp("trained")
-    cfg = validate_config(TrainConfig, {
-        "name": "digits-small", "out": str(out), "data": {"name": "digits"},
-        "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
-        "optim": {"name": "adamw", "lr": 1e-2}, "train": {"epochs": 4, "batch_size": 64, "progress": False},
-    })
-    return train(cfg, console=Console(quiet=True))
 
 
 @pytest.fixture(scope="module")

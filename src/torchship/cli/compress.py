@@ -275,3 +275,79 @@ def _bytes(value: int) -> str:
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value} B"
+
+
+@app.command(epilog="Example: torchship optimize runs/digits-cnn/artifact --max-accuracy-drop 0.01 "
+             "--objective latency --batch-size 32 --time-budget 10 -o runs/digits-cnn-opt")
+def optimize(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory to optimize (read only).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the candidates and optimize.json.")],
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Largest validation accuracy loss accepted (0.01 = 1 point).")] = None,
+    objective: Annotated[str | None, typer.Option(help="latency (p50), throughput or size, at --batch-size.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size every candidate is measured at (default 1).")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Minutes; start no new candidate after this.")] = None,
+    recipe: Annotated[list[str] | None, typer.Option(help="Only this recipe (repeatable), e.g. int8-static-entropy.")] = None,
+    student: Annotated[str | None, typer.Option(help="Also distill into this zoo model.")] = None,
+    student_kwargs: Annotated[str | None, typer.Option(help="Student kwargs as YAML/JSON.")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs after pruning (default 2).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op threads for every runtime.")] = None,
+    data: Data = None,
+    config: Config = None,
+    set_: Set = None,
+    as_json: Json = False,
+    allow_import: AllowImport = None,
+) -> None:
+    """Try compression recipes on ARTIFACT, measure each here, and pick the best inside the accuracy budget."""
+    from torchship.artifact import Artifact
+    from torchship.compress.optimize import OptimizeConfig
+    from torchship.compress.optimize import optimize as run_optimize
+    from torchship.config import load_config
+
+    kwargs = _yaml_mapping(student_kwargs, "--student-kwargs") if student_kwargs is not None else None
+    flags = _flags(max_accuracy_drop=max_accuracy_drop, objective=objective, batch_size=batch_size,
+                   time_budget_min=time_budget, recipes=recipe or None, student=student, student_kwargs=kwargs,
+                   finetune_epochs=finetune_epochs, threads=threads, data=data)
+    cfg = load_config(OptimizeConfig, config, set_ or [], flags)
+    parent = Artifact.load(artifact)
+    result = run_optimize(parent, cfg, out=out_dir, allow_import=allow_import or [],
+                          progress=lambda message: err.print(message.replace("start ", "making candidate ", 1))
+                          if message.startswith("start ") else None)
+    document = result.document
+    if as_json:
+        print(json.dumps(document, indent=2))
+    else:
+        out.print(optimize_table(document))
+        out.print(f"table: {result.out / 'optimize.json'} and {result.out / 'optimize.md'}")
+    if result.picked is None:
+        from torchship.compress import CompressError
+
+        raise CompressError(document["verdict"], fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop, "
+                             "try other recipes, or measure at a larger --batch-size")
+    if not as_json:
+        out.print(document["verdict"])
+        out.print(f"artifact: {result.picked.path}")
+
+
+def optimize_table(document: dict[str, Any]) -> Table:
+    """Every candidate against the fastest fp32 runtime: accuracy, latency, size, speed-up, verdict."""
+    base = document["baseline"]
+    table = Table(title=f"optimize {document['name']}: {document['settings']['objective']} at batch "
+                        f"{document['settings']['batch_size']}, vs fp32 {base['runtime']}")
+    for col in ("candidate", "runtime", "acc", "drop pt", "p50 ms", "size", "speed-up", "verdict"):
+        table.add_column(col, justify="left" if col in ("candidate", "runtime", "verdict") else "right")
+    for c in document["candidates"]:
+        if c["status"] != "ok":
+            table.add_row(c["name"], "", "", "", "", "", "", f"[dim]{c['status']}: {c['reason']}"[:120])
+            continue
+        first = c.get("baseline")
+        notes = ["baseline"] if first else [
+            "faster" if c["faster"] else "[red]not faster[/red]",
+            "in budget" if c["within_budget"] else "[red]over budget[/red]"]
+        notes += ["Pareto"] if c["pareto"] else []
+        notes += ["[bold]PICKED[/bold]"] if c["picked"] else []
+        table.add_row(
+            c["name"], c["runtime"], f"{c['accuracy']:.4f}", "" if first else f"{c['accuracy_drop'] * 100:+.2f}",
+            f"{c['latency_p50_ms']:.3f}", _bytes(c["size_bytes"]), "1.00x" if first else f"{c['speedup']:.2f}x",
+            ", ".join(notes),
+        )
+    return table

@@ -1,0 +1,353 @@
+"""``optimize``: try compression recipes, measure each on this machine, keep the Pareto front, pick one.
+
+Every candidate is an artifact made by the registered methods (``fuse``, ``prune``,
+``quantize``, ``distill``, and chains of them) and measured with :mod:`torchship.bench` at
+the asked batch size on the validation split. Speed-ups are honest: the baseline is the
+parent's **fastest fp32 runtime** measured in the same run (eager, ONNX Runtime,
+TorchScript, ... whichever wins), and each candidate runs in its own fastest runtime (an
+int8 graph only in ONNX Runtime). A candidate that is not faster than that baseline is
+marked ``faster: false`` and never picked; one that loses more accuracy than the budget is
+marked ``within_budget: false``.
+
+Results go to ``OUTDIR``: ``optimize.json`` (schema in docs/compress.md), ``optimize.md``
+(the same table for people), ``baseline/`` and ``candidates/<name>/{artifact,result.json}``.
+A candidate whose ``result.json`` exists is read back, never recomputed, so an interrupted
+run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+from torchship.artifact import Artifact
+from torchship.compress.base import CompressError, Strict, check_out, run
+from torchship.errors import TorchshipError
+
+SCHEMA = 1
+RESULT = "result.json"
+_EPS = 1e-9
+
+
+class Timing(Strict):
+    """How long each (candidate, runtime) is timed; see :class:`torchship.bench.TimingConfig`."""
+
+    warmup: NonNegativeInt = 5
+    min_iterations: PositiveInt = 50
+    min_time_s: float = Field(default=0.5, ge=0.0)
+    max_time_s: PositiveFloat = 3.0
+
+
+class OptimizeConfig(Strict):
+    """The accuracy budget, what to optimize for, and which recipes to try."""
+
+    max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0, description="0.01 = one accuracy point")
+    objective: Literal["latency", "size", "throughput"] = "latency"
+    batch_size: PositiveInt = 1
+    time_budget_min: PositiveFloat | None = Field(default=None, description="start no new candidate after this")
+    recipes: list[str] | None = Field(default=None, description="names of the recipes to try; default: all that apply")
+    prune_ratios: list[float] = Field(default_factory=lambda: [0.25, 0.5])
+    finetune_epochs: NonNegativeInt = 2
+    student: str | None = Field(default=None, description="zoo model to distill into")
+    student_kwargs: dict[str, Any] = Field(default_factory=dict)
+    runtimes: list[str] = Field(default_factory=lambda: ["eager", "onnxruntime", "torchscript"],
+                                description="fp32 runtimes the baseline and float candidates are measured in")
+    threads: PositiveInt | None = None
+    data: str | dict[str, Any] | None = None
+    timing: Timing = Field(default_factory=Timing)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Compression steps ``(method, config)`` applied in order, from the parent or from ``base``'s artifact."""
+
+    name: str
+    steps: tuple[tuple[str, dict[str, Any]], ...]
+    base: str | None = None
+
+
+def recipes_for(cfg: OptimizeConfig) -> list[Recipe]:
+    """Every recipe these settings describe, cheapest first; combinations come after their base."""
+    tune = {"epochs": cfg.finetune_epochs}
+    static = [("quantize", {"mode": "static", "calibration": c}) for c in ("minmax", "entropy", "percentile")]
+    found = [Recipe("fuse", (("fuse", {}),)), Recipe("int8-dynamic", (("quantize", {"mode": "dynamic"}),))]
+    found += [Recipe(f"int8-static-{step[1]['calibration']}", (step,)) for step in static]
+    for ratio in cfg.prune_ratios:
+        found.append(Recipe(f"prune-{round(ratio * 100)}", (("prune", {"ratio": ratio, "finetune": tune}),)))
+    found.append(Recipe("fuse+int8-static", (static[0],), base="fuse"))
+    if cfg.prune_ratios:
+        largest = f"prune-{round(max(cfg.prune_ratios) * 100)}"
+        found.append(Recipe(f"{largest}+int8-static", (static[0],), base=largest))
+    if cfg.student:
+        train = {"epochs": max(cfg.finetune_epochs, 1) * 5}
+        found.append(Recipe("distill", (("distill", {"student": cfg.student, "student_kwargs": cfg.student_kwargs,
+                                                     "train": train}),)))
+        found.append(Recipe("distill+int8-static", (static[0],), base="distill"))
+    if cfg.recipes is None:
+        return found
+    known = {r.name: r for r in found}
+    unknown = [n for n in cfg.recipes if n not in known]
+    if unknown:
+        raise CompressError(f"unknown optimize recipe {unknown[0]!r}", fix=f"choose from: {', '.join(known)}")
+    wanted = set(cfg.recipes)
+    # a combination needs its base: run it too (it is a candidate in its own right)
+    for name in cfg.recipes:
+        if known[name].base:
+            wanted.add(known[name].base)
+    return [r for r in found if r.name in wanted]
+
+
+@dataclass
+class OptimizeResult:
+    """What ``optimize`` found: the whole document written to ``optimize.json``, and the picked artifact."""
+
+    document: dict[str, Any]
+    picked: Artifact | None
+    out: Path
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+
+
+def optimize(
+    artifact: Artifact,
+    cfg: OptimizeConfig | None = None,
+    *,
+    out: str | Path,
+    allow_import: Iterable[str] = (),
+    console: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> OptimizeResult:
+    """Make and measure every candidate, then pick the best one inside the accuracy budget.
+
+    Args:
+        progress: Called with ``"start NAME"`` before a candidate is made and ``"done NAME"`` after.
+
+    Raises:
+        CompressError: An unknown recipe name, or ``out`` inside the parent artifact.
+    """
+    cfg = cfg or OptimizeConfig()
+    root = check_out(out, artifact)
+    (root / "candidates").mkdir(parents=True, exist_ok=True)
+    allowed = tuple(allow_import)
+    say = progress or (lambda message: None)
+    recipes = recipes_for(cfg)
+    started = time.monotonic()
+    measure = _Measurer(cfg, artifact, allowed)
+    baseline = _baseline(artifact, cfg, root, measure)
+    results: dict[str, dict[str, Any]] = {}
+    computed, reused = [], []
+    for recipe in recipes:
+        home = root / "candidates" / recipe.name
+        done = home / RESULT
+        if done.is_file():
+            results[recipe.name] = json.loads(done.read_text())
+            reused.append(recipe.name)
+            continue
+        if cfg.time_budget_min is not None and time.monotonic() - started > cfg.time_budget_min * 60:
+            results[recipe.name] = _entry(recipe, "skipped", f"time budget of {cfg.time_budget_min:g} min spent")
+            continue
+        say(f"start {recipe.name}")
+        results[recipe.name] = _candidate(recipe, artifact, cfg, home, results, baseline, measure, console, allowed)
+        _write_json(done, results[recipe.name])  # the done marker: never recomputed after this
+        computed.append(recipe.name)
+        say(f"done {recipe.name}")
+    document = _document(artifact, cfg, baseline, [results[r.name] for r in recipes])
+    _write_json(root / "optimize.json", document)
+    (root / "optimize.md").write_text(to_markdown(document))
+    picked = Artifact.load(document["picked_artifact"]) if document["picked_artifact"] else None
+    return OptimizeResult(document, picked, root, computed, reused)
+
+
+class _Measurer:
+    """Times an artifact in each runtime at one batch size, with accuracy on the validation split."""
+
+    def __init__(self, cfg: OptimizeConfig, parent: Artifact, allowed: tuple[str, ...]):
+        from torchship.bench import BenchData, TimingConfig
+        from torchship.compress.measure import load_val
+
+        self.cfg, self.allowed = cfg, allowed
+        self.timing = TimingConfig(**cfg.timing.model_dump())
+        val = load_val(parent, cfg.data)  # one validation set for every candidate: same samples, same labels
+        self.data = BenchData(val.x.numpy(), val.y.numpy())
+
+    def best(self, artifact: Artifact, runtimes: list[str]) -> dict[str, Any]:
+        """The fastest runtime's row (by p50 latency at the batch size), and every runtime's figures."""
+        from torchship.bench import measure_runtime
+
+        data = self.data
+        rows = {}
+        for name in runtimes:
+            row = measure_runtime(artifact, name, [self.cfg.batch_size], threads=self.cfg.threads, timing=self.timing,
+                                  data=data, allow_import=self.allowed)[0]
+            rows[name] = row
+        ok = {n: r for n, r in rows.items() if r.ok}
+        if not ok:
+            reasons = "; ".join(f"{n}: {r.reason}" for n, r in rows.items())
+            raise CompressError(f"no runtime could run {artifact.manifest.name} ({reasons})")
+        name, row = min(ok.items(), key=lambda item: item[1].latency_p50_ms)
+        return {
+            "runtime": name, "accuracy": row.accuracy, "latency_p50_ms": row.latency_p50_ms,
+            "latency_p90_ms": row.latency_p90_ms, "throughput_sps": row.throughput_sps,
+            "size_bytes": row.file_size_bytes, "file": row.file,
+            "runtimes": {n: ({"latency_p50_ms": r.latency_p50_ms, "throughput_sps": r.throughput_sps,
+                              "accuracy": r.accuracy} if r.ok else {"skipped": r.reason}) for n, r in rows.items()},
+        }
+
+
+def _exported_for(artifact: Artifact, runtimes: list[str], allowed: tuple[str, ...]) -> Artifact:
+    """The artifact with the exports its fp32 runtimes need (written into its own directory)."""
+    from torchship.export import export
+    from torchship.runtime.auto import FORMAT_RUNTIMES
+
+    formats = [fmt for fmt, (runtime, _) in FORMAT_RUNTIMES.items()
+               if runtime in runtimes and fmt not in artifact.manifest.exports]
+    for fmt in formats:  # one format failing (say, TorchScript) must not cost the others
+        try:
+            artifact = export(artifact, [fmt], allow_import=allowed)
+        except TorchshipError:
+            continue
+    return artifact
+
+
+def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Measurer) -> dict[str, Any]:
+    done = root / "baseline" / RESULT
+    if done.is_file():
+        return json.loads(done.read_text())
+    home = root / "baseline"
+    shutil.rmtree(home, ignore_errors=True)
+    copy = _exported_for(artifact.derive(op="optimize.baseline").save(home / "artifact"), cfg.runtimes, measure.allowed)
+    result = {"name": "fp32", "baseline": True, "status": "ok", "recipe": [], "artifact": str(copy.path),
+              **measure.best(copy, cfg.runtimes)}
+    _write_json(done, result)
+    return result
+
+
+def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path, results: dict[str, dict[str, Any]],
+               baseline: dict[str, Any], measure: _Measurer, console: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    shutil.rmtree(home, ignore_errors=True)  # a half-made candidate from an interrupted run starts over
+    home.mkdir(parents=True)
+    start = time.monotonic()
+    source, used = parent, 0.0
+    if recipe.base is not None:
+        base = results.get(recipe.base, {})
+        if base.get("status") != "ok":
+            return _entry(recipe, "skipped", f"its base {recipe.base} has no artifact ({base.get('reason', 'not run')})")
+        source, used = Artifact.load(base["artifact"]), max(0.0, base["accuracy_drop"])
+    try:
+        for i, (method, step) in enumerate(recipe.steps):
+            step = {**step, "data": cfg.data} if cfg.data is not None else dict(step)
+            if method == "quantize" and step.get("mode") != "pt2e":
+                # the budget left after the base's own loss; quantize keeps sensitive layers float to fit it
+                step["max_accuracy_drop"] = max(0.0, cfg.max_accuracy_drop - used)
+            target = home / ("artifact" if i == len(recipe.steps) - 1 else f"step-{i}")
+            source = run(source, method, step, out=target, allow_import=allowed, console=console)
+        int8 = "onnx-int8" in source.manifest.exports
+        runtimes = ["onnxruntime"] if int8 else cfg.runtimes
+        source = source if int8 else _exported_for(source, runtimes, allowed)
+        figures = measure.best(source, runtimes)
+    except TorchshipError as exc:
+        return _entry(recipe, "failed", str(exc), time_s=time.monotonic() - start)
+    entry = _entry(recipe, "ok", None, time_s=time.monotonic() - start)
+    entry.update(figures, artifact=str(source.path))
+    entry["accuracy_drop"] = baseline["accuracy"] - entry["accuracy"]
+    entry["speedup"] = entry["throughput_sps"] / baseline["throughput_sps"]
+    entry["faster"] = entry["latency_p50_ms"] < baseline["latency_p50_ms"]
+    entry["within_budget"] = entry["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
+    if recipe.steps and recipe.steps[-1][0] == "quantize":
+        params = source.manifest.lineage.params
+        entry["float_nodes"] = sorted(params.get("float_nodes", {}))
+    return entry
+
+
+def _entry(recipe: Recipe, status: str, reason: str | None, time_s: float | None = None) -> dict[str, Any]:
+    steps = [{"method": m, **c} for m, c in recipe.steps]
+    return {"name": recipe.name, "status": status, "reason": reason, "base": recipe.base, "recipe": steps,
+            "time_s": time_s}
+
+
+def _document(artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any],
+              candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [baseline, *candidates]
+    mark_pareto_(rows)
+    eligible = [c for c in candidates if c["status"] == "ok" and c["faster"] and c["within_budget"]]
+    key = {"latency": lambda c: c["latency_p50_ms"], "throughput": lambda c: -c["throughput_sps"],
+           "size": lambda c: (c["size_bytes"], c["latency_p50_ms"])}[cfg.objective]
+    best = min(eligible, key=key) if eligible else None
+    for c in rows:
+        c["picked"] = c is best
+    if best is not None:
+        verdict = (f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 {baseline['runtime']} at "
+                   f"batch {cfg.batch_size}, accuracy drop {best['accuracy_drop'] * 100:+.2f} pt")
+    else:
+        verdict = (f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} and within "
+                   f"the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt")
+    return {
+        "kind": "torchship.optimize", "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "artifact": str(artifact.path) if artifact.path else None, "parent": artifact.digest,
+        "name": artifact.manifest.name, "settings": cfg.model_dump(mode="json"),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "platform": platform.platform()},
+        "baseline": baseline, "candidates": rows,
+        "pareto": [c["name"] for c in rows if c.get("pareto")],
+        "picked": best["name"] if best else None, "picked_artifact": best["artifact"] if best else None,
+        "verdict": verdict,
+    }
+
+
+def mark_pareto_(rows: list[dict[str, Any]]) -> None:
+    """Set ``pareto`` on every measured row: no other row is at least as accurate, as fast and as small."""
+    measured = [r for r in rows if r.get("status") == "ok"]
+
+    def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        ge = a["accuracy"] >= b["accuracy"] and a["latency_p50_ms"] <= b["latency_p50_ms"] and \
+            a["size_bytes"] <= b["size_bytes"]
+        gt = a["accuracy"] > b["accuracy"] or a["latency_p50_ms"] < b["latency_p50_ms"] or a["size_bytes"] < b["size_bytes"]
+        return ge and gt
+
+    for r in rows:
+        r["pareto"] = r in measured and not any(dominates(o, r) for o in measured if o is not r)
+
+
+def to_markdown(document: dict[str, Any]) -> str:
+    """The candidate table as Markdown, baseline first, with the verdict under it."""
+    base = document["baseline"]
+    lines = [f"# optimize {document['name']}", "",
+             f"objective **{document['settings']['objective']}** at batch {document['settings']['batch_size']}, "
+             f"accuracy budget {document['settings']['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
+             f"{base['runtime']} ({base['latency_p50_ms']:.3f} ms p50)", "",
+             "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up | faster "
+             "| in budget | Pareto | picked |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    for c in document["candidates"]:
+        if c["status"] != "ok":
+            lines.append(f"| {c['name']} | {c['status']}: {c['reason']} | | | | | | | | | | | |")
+            continue
+        drop = "" if c.get("baseline") else f"{c['accuracy_drop'] * 100:+.2f}"
+        speed = "1.00x" if c.get("baseline") else f"{c['speedup']:.2f}x"
+        flags = ["" if c.get("baseline") else _yes(c["faster"]), "" if c.get("baseline") else _yes(c["within_budget"]),
+                 _yes(c["pareto"]), "★" if c["picked"] else ""]
+        lines.append(f"| {c['name']} | ok | {c['runtime']} | {c['accuracy']:.4f} | {drop} | {c['latency_p50_ms']:.3f} | "
+                     f"{c['throughput_sps']:,.0f} | {c['size_bytes']:,} | {speed} | " + " | ".join(flags) + " |")
+    return "\n".join([*lines, "", document["verdict"], ""])
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
