@@ -229,7 +229,7 @@ def test_optimize_fixture_table_and_pareto_plot(full_report, optimize_dir):
     (pareto,) = parsed_svgs(opt)
     text = "".join(pareto.itertext())
     assert "picked: int8-static" in text
-    assert "Pareto front" in text
+    assert "accuracy/latency front" in text
     assert "latency p50 (ms)" in text
 
 
@@ -256,6 +256,60 @@ def test_optimize_file_missing_fields_says_so(tmp_path):
     opt = next(s for s in result.sections if s.id == "optimize")
     assert any("'size_bytes'" in note for note in opt.missing)
     assert "computed here" in opt.body
+
+
+def test_optimize_document_as_torchship_optimize_writes_it(tmp_path):
+    """Its shape (compress/optimize.py): baseline first, a failed candidate, verdict and settings."""
+    base = {
+        "name": "fp32",
+        "baseline": True,
+        "status": "ok",
+        "runtime": "onnxruntime",
+        "accuracy": 0.975,
+        "latency_p50_ms": 0.05,
+        "throughput_sps": 640000.0,
+        "size_bytes": 92_000,
+        "pareto": True,
+        "picked": False,
+    }
+    int8 = {
+        "name": "int8-dynamic",
+        "status": "ok",
+        "reason": None,
+        "runtime": "onnxruntime",
+        "accuracy": 0.974,
+        "latency_p50_ms": 0.03,
+        "throughput_sps": 1.0e6,
+        "size_bytes": 41_000,
+        "accuracy_drop": 0.001,
+        "speedup": 1.6,
+        "faster": True,
+        "within_budget": True,
+        "pareto": True,
+        "picked": True,
+    }
+    failed = {"name": "prune-50", "status": "failed", "reason": "prune needs a conv layer", "picked": False}
+    document = {
+        "kind": "torchship.optimize",
+        "schema": 1,
+        "baseline": base,
+        "candidates": [base, int8, failed],
+        "pareto": ["fp32", "int8-dynamic"],
+        "picked": "int8-dynamic",
+        "settings": {"objective": "latency", "batch_size": 32, "max_accuracy_drop": 0.01},
+        "verdict": "picked int8-dynamic: 1.60x the throughput of fp32 onnxruntime",
+    }
+    (tmp_path / "optimize.json").write_text(json.dumps(document))
+    result = write_report([tmp_path], tmp_path / "r.html")  # found in the directory by its name
+    opt = next(s for s in result.sections if s.id == "optimize")
+    assert not opt.missing  # the baseline's speed-up is 1 by definition; a failed row lacks figures
+    assert "picked int8-dynamic: 1.60x" in opt.body
+    assert "objective latency, batch_size 32" in opt.body
+    assert '<td class="l">fp32 (baseline)</td><td class="l">onnxruntime</td>' in opt.body
+    assert "1.00×" in opt.body
+    assert '<tr class="best"><td class="l">int8-dynamic</td>' in opt.body
+    assert '<tr class="dim"><td class="l">prune-50</td><td class="l">failed</td>' in opt.body
+    assert "prune-50 failed: prune needs a conv layer" in opt.body
 
 
 def test_pareto_front_keeps_only_undominated_candidates():

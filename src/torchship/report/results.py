@@ -15,7 +15,7 @@ from torchship.report.collect import ReportError
 
 # The optimize fields the report reads, and the spellings it accepts for each (first wins).
 OPTIMIZE_FIELDS: dict[str, tuple[str, ...]] = {
-    "name": ("name", "candidate", "recipe", "label"),
+    "name": ("name", "candidate", "label"),
     "accuracy": ("accuracy", "val_accuracy", "metrics.val.accuracy", "metrics.accuracy"),
     "latency_p50_ms": ("latency_p50_ms", "latency_ms", "p50_ms", "bench.latency_p50_ms"),
     "throughput_sps": ("throughput_sps", "throughput", "samples_per_s", "bench.throughput_sps"),
@@ -25,6 +25,8 @@ OPTIMIZE_FIELDS: dict[str, tuple[str, ...]] = {
     "pareto": ("pareto", "on_front", "pareto_front"),
     "picked": ("picked", "chosen", "best"),
 }
+# Shown when present, never reported missing: torchship optimize's own extras (docs/compress.md).
+OPTIMIZE_DETAILS = ("status", "reason", "runtime", "accuracy_drop", "faster", "baseline")
 _CANDIDATE_LISTS = ("candidates", "results", "trials", "recipes")
 
 
@@ -50,6 +52,15 @@ class OptimizeDoc:
     raw: dict[str, Any]
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        """The run's own verdict and settings, as far as the file records them."""
+        lines = [str(self.raw["verdict"])] if self.raw.get("verdict") else []
+        settings = self.raw.get("settings")
+        if isinstance(settings, dict):
+            shown = ("objective", "batch_size", "max_accuracy_drop", "runtimes")
+            lines.append(", ".join(f"{k} {settings[k]}" for k in shown if settings.get(k) is not None))
+        return [line for line in lines if line]
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -118,6 +129,9 @@ def read_optimize(path: str | Path) -> OptimizeDoc:
 def _candidate(raw: dict[str, Any], index: int) -> dict[str, Any]:
     out = {name: _lookup(raw, spellings) for name, spellings in OPTIMIZE_FIELDS.items()}
     out["name"] = str(out["name"]) if out["name"] is not None else f"candidate {index + 1}"
+    out.update({key: raw[key] for key in OPTIMIZE_DETAILS if raw.get(key) is not None})
+    if out.get("baseline") and out["speedup"] is None:
+        out["speedup"] = 1.0  # the baseline is what speed-ups are measured against
     return out
 
 
@@ -143,17 +157,22 @@ def _picked_name(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def mark_pareto_front_(candidates: list[dict[str, Any]]) -> None:
-    """Set ``pareto`` on candidates no other beats on both accuracy (higher) and latency (lower)."""
+def accuracy_latency_front(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates no other beats on both accuracy (higher) and p50 latency (lower)."""
     usable = [c for c in candidates if _number(c.get("accuracy")) and _number(c.get("latency_p50_ms"))]
+
+    def beats(o: dict[str, Any], c: dict[str, Any]) -> bool:
+        at_least = o["accuracy"] >= c["accuracy"] and o["latency_p50_ms"] <= c["latency_p50_ms"]
+        return at_least and (o["accuracy"] > c["accuracy"] or o["latency_p50_ms"] < c["latency_p50_ms"])
+
+    return [c for c in usable if not any(beats(o, c) for o in usable if o is not c)]
+
+
+def mark_pareto_front_(candidates: list[dict[str, Any]]) -> None:
+    """Set ``pareto`` on the candidates of the accuracy/latency front, clear it on the others."""
+    front = accuracy_latency_front(candidates)
     for c in candidates:
-        c["pareto"] = c in usable and not any(
-            o is not c
-            and o["accuracy"] >= c["accuracy"]
-            and o["latency_p50_ms"] <= c["latency_p50_ms"]
-            and (o["accuracy"] > c["accuracy"] or o["latency_p50_ms"] < c["latency_p50_ms"])
-            for o in usable
-        )
+        c["pareto"] = any(c is f for f in front)
 
 
 def _number(value: Any) -> bool:

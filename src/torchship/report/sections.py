@@ -173,6 +173,13 @@ def _tree_item(node: LineageNode) -> str:
     return item + "</li>"
 
 
+PARETO_LEGEND = (
+    '<p class="note">Marker area follows file size. Filled: on the Pareto front; hollow: off it; '
+    "faded: outside the accuracy budget; red star: picked. The step line joins the candidates no "
+    "other beats on both accuracy and latency.</p>"
+)
+
+
 def _optimize(report: Report) -> Section:
     if not report.optimize:
         return Section(
@@ -184,50 +191,70 @@ def _optimize(report: Report) -> Section:
     parts, missing = [], []
     for doc in report.optimize:
         missing += [f"{doc.path.name} has no '{name}' for any candidate" for name in doc.missing]
-        rows, classes = [], []
-        for c in doc.candidates:
-            rows.append(
-                [
-                    c["name"],
-                    num(c["accuracy"], ".4f"),
-                    num(c["latency_p50_ms"], ".3f"),
-                    num(c["throughput_sps"], ",.0f"),
-                    size(c["size_bytes"]),
-                    num(c["speedup"], ".2f", "×"),
-                    flag(c["within_budget"]),
-                    flag(c["pareto"]),
-                    "★" if c.get("picked") else "",
-                ]
-            )
-            classes.append("best" if c.get("picked") else ("dim" if c["within_budget"] is False else ""))
+        rows = [_candidate_cells(c) for c in doc.candidates]
+        classes = [_candidate_class(c) for c in doc.candidates]
+        reasons = [
+            f"{c['name']} {c.get('status', '')}: {c['reason']}" for c in doc.candidates if c.get("reason")
+        ]
         plottable = any(c["accuracy"] is not None and c["latency_p50_ms"] is not None for c in doc.candidates)
         plot = (
-            figure(plots.pareto_svg(doc.candidates), "Pareto front")
+            figure(plots.pareto_svg(doc.candidates), "Pareto front") + PARETO_LEGEND
             if plottable
             else '<p class="missing">no candidate has both accuracy and latency, so there is no plot</p>'
         )
         parts.append(
             f"<h3><code>{escape(str(doc.path))}</code></h3>"
-            + "".join(f'<p class="note">{escape(n)}</p>' for n in doc.notes)
+            + "".join(f"<p><strong>{escape(line)}</strong></p>" for line in doc.summary()[:1])
+            + "".join(f'<p class="note">{escape(n)}</p>' for n in [*doc.summary()[1:], *doc.notes])
             + plot
             + table(
                 [
                     "candidate",
+                    "runtime",
                     "accuracy",
+                    "drop (pt)",
                     "p50 ms",
                     "samples/s",
                     "size",
                     "speedup",
+                    "faster",
                     "within budget",
                     "Pareto",
                     "picked",
                 ],
                 rows,
-                left=(0,),
+                left=(0, 1),
                 row_classes=classes,
             )
+            + "".join(f'<p class="note">{escape(r)}</p>' for r in reasons)
         )
     return Section("optimize", "Optimize: candidates and Pareto front", "".join(parts), missing)
+
+
+def _candidate_cells(c: dict[str, Any]) -> list[str]:
+    drop = c.get("accuracy_drop")
+    status = c.get("status", "ok")
+    return [
+        c["name"] + (" (baseline)" if c.get("baseline") else ""),
+        str(c.get("runtime", "–")) if status == "ok" else status,
+        num(c["accuracy"], ".4f"),
+        num(100 * drop if drop is not None else None, "+.2f"),
+        num(c["latency_p50_ms"], ".3f"),
+        num(c["throughput_sps"], ",.0f"),
+        size(c["size_bytes"]),
+        num(c["speedup"], ".2f", "×"),
+        flag(c.get("faster")),
+        flag(c["within_budget"]),
+        flag(c["pareto"]),
+        "★" if c.get("picked") else "",
+    ]
+
+
+def _candidate_class(c: dict[str, Any]) -> str:
+    if c.get("picked"):
+        return "best"
+    out_of_budget = c["within_budget"] is False or c.get("status", "ok") != "ok"
+    return "dim" if out_of_budget else ""
 
 
 def _bench(report: Report) -> Section:
