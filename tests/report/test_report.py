@@ -339,3 +339,18 @@ def test_per_class_metrics_match_scikit_learn():
         assert row["precision"] == pytest.approx(p)
         assert row["recall"] == pytest.approx(r)
         assert row["f1"] == pytest.approx(f)
+
+
+def test_a_model_that_fails_to_evaluate_is_a_gap_not_a_crash(pruned, tmp_path, monkeypatch):
+    import torchship.evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\nmore detail")
+
+    monkeypatch.setattr(torchship.evaluate, "evaluate", broken)
+    result = write_report([pruned.path], tmp_path / "r.html")
+    confusion = next(s for s in result.sections if s.id == "confusion")
+    assert confusion.missing == [
+        "digits-cnn v2 (prune) stores no evaluation.json and could not be evaluated: "
+        "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    ]

@@ -275,8 +275,11 @@ def attach_confusion(
         progress(f"evaluating {entry.label} on the val split (it stores no confusion matrix)")
     try:
         result = evaluate(entry.artifact, data, "val")
-    except TorchshipError as exc:
-        entry.confusion_missing = f"{entry.label} stores no {EVALUATION} and could not be evaluated: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run is a gap in the page, not a crash
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, TorchshipError):
+            reason = f"{type(exc).__name__}: {reason[:200]}"
+        entry.confusion_missing = f"{entry.label} stores no {EVALUATION} and could not be evaluated: {reason}"
         return
     entry.confusion = Confusion(
         "val",
