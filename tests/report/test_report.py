@@ -50,6 +50,10 @@ def test_full_report_shows_every_section(full_report, quickstart, pruned):
     # the pruned child has no exports; everything else is present
     assert {s.id for s in result.sections if s.missing} == {"exports"}
     assert "digits-cnn v2 (prune)" in by_id["exports"].missing[0]
+    metrics = section(page, "metrics")
+    for label in ("digits-cnn v1 (train)", "digits-cnn v2 (prune)"):
+        assert f'<td class="l">{label}</td><td class="l">val</td>' in metrics
+    assert "<th>f1_macro</th>" in metrics
     curves = section(page, "curves")
     assert "train.loss" in curves
     assert "learning rate" in curves

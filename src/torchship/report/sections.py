@@ -40,18 +40,23 @@ def _overview(report: Report) -> Section:
 
 
 def _metrics(report: Report) -> Section:
-    parts, missing = [], []
-    for e in report.entries:
-        metrics = e.manifest.metrics
-        if not metrics:
-            missing.append(f"{e.label} records no metrics (evaluate it: torchship evaluate {e.path})")
-            continue
-        names = sorted({k for values in metrics.values() for k in values})
-        rows = [[split, *[num(values.get(n), ".4f") for n in names]] for split, values in metrics.items()]
-        parts.append(f"<h3>{escape(e.label)}</h3>" + table(["split", *names], rows, left=(0,)))
+    """One table: a row per (artifact, split), a column per metric any of them recorded."""
+    missing = [
+        f"{e.label} records no metrics (evaluate it: torchship evaluate {e.path})"
+        for e in report.entries
+        if not e.manifest.metrics
+    ]
+    measured = [e for e in report.entries if e.manifest.metrics]
+    names = sorted({k for e in measured for values in e.manifest.metrics.values() for k in values})
+    rows = [
+        [e.label if i == 0 else "", split, *[num(values.get(n), ".4f") for n in names]]
+        for e in measured
+        for i, (split, values) in enumerate(e.manifest.metrics.items())
+    ]
     if not report.entries:
         missing.append("no artifacts, so no metrics")
-    return Section("metrics", "Metrics per split", "".join(parts), missing)
+    body = table(["artifact", "split", *names], rows, left=(0, 1)) if rows else ""
+    return Section("metrics", "Metrics per split", body, missing)
 
 
 def _curves(report: Report) -> Section:
