@@ -18,7 +18,8 @@ def one_line_error(code, err):
 
 @pytest.mark.parametrize("argv", [["compress", "--help"], ["compress", "ART", "prune", "--help"],
                                   ["compress", "ART", "fuse", "--help"], ["compress", "ART", "distill", "--help"],
-                                  ["ensemble", "--help"]])
+                                  ["compress", "ART", "quantize", "--help"], ["ensemble", "--help"],
+                                  ["optimize", "--help"]])
 def test_every_help_ends_with_an_example(run_cli, argv):
     code, out, _ = run_cli(*argv)
     assert code == 0
@@ -30,7 +31,7 @@ def test_bad_input_gets_one_line_and_leaves_the_parent_alone(run_cli, tmp_path):
     parent = tiny_artifact("mlp", path=tmp_path / "parent")
     before = checksums(parent.path)
     line = one_line_error(*run_cli("compress", parent.path, "prunee", "-o", tmp_path / "x")[::2])
-    assert "unknown compression method 'prunee'; choose one of: distill, fuse, prune" in line
+    assert "unknown compression method 'prunee'; choose one of: distill, fuse, prune, quantize" in line
     line = one_line_error(*run_cli("compress", parent.path, "prune", "--sparsity", "1.5", "-o", tmp_path / "x")[::2])
     assert "ratio" in line and "less than 1" in line
     other = tiny_artifact("mlp", num_classes=3, path=tmp_path / "other")

@@ -39,7 +39,7 @@ def test_optimize_measures_against_the_fastest_fp32_runtime(trained_cnn, optimiz
     for c in doc["candidates"][1:]:
         assert c["status"] == "ok" and c["runtime"] == "onnxruntime"  # an int8 graph runs in ONNX Runtime only
         assert c["speedup"] == pytest.approx(c["throughput_sps"] / base["throughput_sps"])
-        assert c["faster"] == (c["latency_p50_ms"] < base["latency_p50_ms"])
+        assert c["faster"] == (c["speedup"] >= 1.05)  # a noise-sized win is not "faster"
         assert c["accuracy_drop"] == pytest.approx(base["accuracy"] - c["accuracy"])
         assert c["size_bytes"] < base["size_bytes"] or base["runtime"] == "eager"
     assert checksums(trained_cnn.path) == before
@@ -68,13 +68,16 @@ def row(name, accuracy, latency, size, **extra):
 
 def test_a_slower_candidate_is_never_picked_and_no_winner_is_said_plainly(trained_cnn):
     base = row("fp32", 0.95, 1.0, 1000, baseline=True, runtime="onnxruntime")
-    slow_but_accurate = row("slow", 0.95, 1.2, 300, accuracy_drop=0.0, speedup=0.83, faster=False, within_budget=True)
-    fast_but_wrong = row("wrong", 0.80, 0.4, 250, accuracy_drop=0.15, speedup=2.5, faster=True, within_budget=False)
-    doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, fast_but_wrong])
+    slow_but_accurate = row("slow", 0.95, 1.2, 300)
+    barely_faster = row("noise", 0.95, 0.97, 200)  # 3 % is inside measurement noise
+    fast_but_wrong = row("wrong", 0.80, 0.4, 250)
+    doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, barely_faster, fast_but_wrong])
     assert doc["picked"] is None and doc["picked_artifact"] is None
+    flags = {c["name"]: (c.get("faster"), c.get("within_budget")) for c in doc["candidates"]}
+    assert flags == {"fp32": (None, None), "slow": (False, True), "noise": (False, True), "wrong": (True, False)}
     assert doc["verdict"].startswith("no candidate is both faster than fp32 onnxruntime")
-    ok = row("ok", 0.945, 0.8, 900, accuracy_drop=0.005, speedup=1.25, faster=True, within_budget=True)
-    doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, fast_but_wrong, ok])
+    ok = row("ok", 0.945, 0.8, 900)
+    doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, barely_faster, fast_but_wrong, ok])
     assert doc["picked"] == "ok"  # the smallest (slow) is not faster, so size picks the next one
 
 
@@ -96,13 +99,17 @@ def test_optimize_resumes_without_recomputing_finished_candidates(trained_cnn, t
         optimize(trained_cnn, settings(), out=out, progress=interrupt)
     finished = out / "candidates" / "int8-dynamic" / "result.json"
     assert finished.is_file() and not (out / "optimize.json").exists()
-    kept = {p: p.read_bytes() for p in [finished, out / "baseline" / "result.json"]}
+    kept = {finished: finished.read_bytes()}
+    base_before = json.loads((out / "baseline" / "result.json").read_text())
     (out / "candidates" / "int8-static-minmax" / "artifact").mkdir(parents=True)  # half-made, no result.json
     started = []
     result = optimize(trained_cnn, settings(), out=out, progress=lambda m: started.append(m))
     assert result.reused == ["int8-dynamic"] and result.computed == ["int8-static-minmax"]
     assert started == ["start int8-static-minmax", "done int8-static-minmax"]
-    assert all(p.read_bytes() == data for p, data in kept.items())  # neither candidate nor baseline re-measured
+    assert all(p.read_bytes() == data for p, data in kept.items())  # the finished candidate was not re-measured
+    base_after = json.loads((out / "baseline" / "result.json").read_text())
+    assert base_after["runtimes"] == base_before["runtimes"]  # the baseline was not redone, only timed once more
+    assert len(base_after["observed_p50_ms"]) == 2 and base_after["latency_p50_ms"] == min(base_after["observed_p50_ms"])
     assert [c["status"] for c in result.document["candidates"]] == ["ok", "ok", "ok"]
     again = optimize(trained_cnn, settings(), out=out, progress=lambda m: started.append(m))
     assert again.computed == [] and len(started) == 2

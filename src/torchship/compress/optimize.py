@@ -5,9 +5,11 @@ Every candidate is an artifact made by the registered methods (``fuse``, ``prune
 the asked batch size on the validation split. Speed-ups are honest: the baseline is the
 parent's **fastest fp32 runtime** measured in the same run (eager, ONNX Runtime,
 TorchScript, ... whichever wins), and each candidate runs in its own fastest runtime (an
-int8 graph only in ONNX Runtime). A candidate that is not faster than that baseline is
-marked ``faster: false`` and never picked; one that loses more accuracy than the budget is
-marked ``within_budget: false``.
+int8 graph only in ONNX Runtime). A candidate whose throughput is not at least
+``min_speedup`` (1.05) times that baseline's is marked ``faster: false`` and never picked;
+one that loses more accuracy than the budget is marked ``within_budget: false``. The
+baseline is timed again after the candidates and its faster figure kept, so load drifting
+on a shared machine cannot flatter the candidates.
 
 Results go to ``OUTDIR``: ``optimize.json`` (schema in docs/compress.md), ``optimize.md``
 (the same table for people), ``baseline/`` and ``candidates/<name>/{artifact,result.json}``.
@@ -54,6 +56,8 @@ class OptimizeConfig(Strict):
     max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0, description="0.01 = one accuracy point")
     objective: Literal["latency", "size", "throughput"] = "latency"
     batch_size: PositiveInt = 1
+    min_speedup: float = Field(default=1.05, ge=1.0,
+                               description="faster means at least this throughput ratio; less is measurement noise")
     time_budget_min: PositiveFloat | None = Field(default=None, description="start no new candidate after this")
     recipes: list[str] | None = Field(default=None, description="names of the recipes to try; default: all that apply")
     prune_ratios: list[float] = Field(default_factory=lambda: [0.25, 0.5])
@@ -161,6 +165,8 @@ def optimize(
         _write_json(done, results[recipe.name])  # the done marker: never recomputed after this
         computed.append(recipe.name)
         say(f"done {recipe.name}")
+    if computed:
+        baseline = _remeasure(baseline, measure, root)
     document = _document(artifact, cfg, baseline, [results[r.name] for r in recipes])
     _write_json(root / "optimize.json", document)
     (root / "optimize.md").write_text(to_markdown(document))
@@ -232,6 +238,31 @@ def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Mea
     return result
 
 
+def _remeasure(baseline: dict[str, Any], measure: _Measurer, root: Path) -> dict[str, Any]:
+    """Time the baseline's runtime again after the candidates and keep its faster figure.
+
+    A shared machine's load drifts during a long run; a baseline caught in a slow moment
+    would flatter every candidate, so speed-ups are taken against its best observation.
+    """
+    again = measure.best(Artifact.load(baseline["artifact"]), [baseline["runtime"]])
+    seen = [*baseline.get("observed_p50_ms", [baseline["latency_p50_ms"]]), again["latency_p50_ms"]]
+    if again["latency_p50_ms"] < baseline["latency_p50_ms"]:
+        baseline = baseline | {k: again[k] for k in ("latency_p50_ms", "latency_p90_ms", "throughput_sps")}
+    baseline = baseline | {"observed_p50_ms": seen}
+    _write_json(root / "baseline" / RESULT, baseline)
+    return baseline
+
+
+def _judge_(candidate: dict[str, Any], baseline: dict[str, Any], cfg: OptimizeConfig) -> None:
+    """Set accuracy_drop, speedup, faster and within_budget of a measured candidate against the baseline."""
+    if candidate["status"] != "ok":
+        return
+    candidate["accuracy_drop"] = baseline["accuracy"] - candidate["accuracy"]
+    candidate["speedup"] = candidate["throughput_sps"] / baseline["throughput_sps"]
+    candidate["faster"] = candidate["speedup"] >= cfg.min_speedup
+    candidate["within_budget"] = candidate["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
+
+
 def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path, results: dict[str, dict[str, Any]],
                baseline: dict[str, Any], measure: _Measurer, console: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
     shutil.rmtree(home, ignore_errors=True)  # a half-made candidate from an interrupted run starts over
@@ -242,7 +273,7 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
         base = results.get(recipe.base, {})
         if base.get("status") != "ok":
             return _entry(recipe, "skipped", f"its base {recipe.base} has no artifact ({base.get('reason', 'not run')})")
-        source, used = Artifact.load(base["artifact"]), max(0.0, base["accuracy_drop"])
+        source, used = Artifact.load(base["artifact"]), max(0.0, baseline["accuracy"] - base["accuracy"])
     try:
         for i, (method, step) in enumerate(recipe.steps):
             step = {**step, "data": cfg.data} if cfg.data is not None else dict(step)
@@ -259,10 +290,6 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
         return _entry(recipe, "failed", str(exc), time_s=time.monotonic() - start)
     entry = _entry(recipe, "ok", None, time_s=time.monotonic() - start)
     entry.update(figures, artifact=str(source.path))
-    entry["accuracy_drop"] = baseline["accuracy"] - entry["accuracy"]
-    entry["speedup"] = entry["throughput_sps"] / baseline["throughput_sps"]
-    entry["faster"] = entry["latency_p50_ms"] < baseline["latency_p50_ms"]
-    entry["within_budget"] = entry["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
     if recipe.steps and recipe.steps[-1][0] == "quantize":
         params = source.manifest.lineage.params
         entry["float_nodes"] = sorted(params.get("float_nodes", {}))
@@ -277,6 +304,8 @@ def _entry(recipe: Recipe, status: str, reason: str | None, time_s: float | None
 
 def _document(artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any],
               candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    for c in candidates:
+        _judge_(c, baseline, cfg)
     rows = [baseline, *candidates]
     mark_pareto_(rows)
     eligible = [c for c in candidates if c["status"] == "ok" and c["faster"] and c["within_budget"]]
