@@ -9,6 +9,10 @@ samples/s over batch sizes, the ceiling the server is compared against.
 
     .venv/bin/python benchmarks/serve_load.py --model cnn --concurrency 1,8,32 --duration-s 5
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py --model resnet
+    .venv/bin/python benchmarks/serve_load.py --monitor off,on --concurrency 32 --modes binary
+
+``--monitor off,on`` serves the same artifact (it carries reference statistics either way)
+once without and once with drift monitoring, and reports the throughput ratio.
 
 Prints a table, then one JSON line for docs/benchmarks.md.
 """
@@ -32,21 +36,25 @@ import orjson
 
 SERVER = """
 import sys
+from torchship.monitor import MonitorConfig
 from torchship.serve import ModelSettings, ServeConfig, serve
 settings = dict(runtime=sys.argv[3], max_batch_size=int(sys.argv[4]), max_queue_delay_ms=float(sys.argv[5]))
 if sys.argv[6] != "0":
     settings["threads"] = int(sys.argv[6])
-config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=1024))
+config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=1024),
+                     monitor=MonitorConfig(enabled=sys.argv[7] == "on"))
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
 """
 
 
 def make_artifact(kind: str, root: Path):
+    """A seeded toy with reference statistics (from random inputs), so drift monitoring has work to do."""
+    from torchship.monitor.baseline import reference_from_inputs
     from torchship.testing import tiny_artifact
 
-    if kind == "cnn":
-        return tiny_artifact("cnn", shape=(3, 32, 32), path=root / "cnn")
-    return tiny_artifact("resnet", shape=(3, 32, 32), path=root / "resnet")
+    art = tiny_artifact(kind, shape=(3, 32, 32))
+    x = np.random.default_rng(2).standard_normal((256, 3, 32, 32)).astype(np.float32)
+    return art.with_manifest(reference=reference_from_inputs(art, x)).save(root / kind)
 
 
 def in_process_limit(art, runtime: str, threads: int | None, batch_sizes=(1, 8, 16, 32, 64), seconds=1.5) -> dict:
@@ -133,9 +141,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(art_path: Path, args, port: int) -> subprocess.Popen:
+def start_server(art_path: Path, args, port: int, monitor: str = "off") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
-                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0)])
+                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0), monitor])
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -160,34 +168,20 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue-delay-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
+    parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")
     args = parser.parse_args()
+    monitors = args.monitor.split(",")
+    if not set(monitors) <= {"on", "off"}:
+        parser.error("--monitor takes off, on or off,on")
 
     import torch
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     art = make_artifact(args.model, tmp)
     limit = in_process_limit(art, args.runtime, args.threads)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = start_server(art.path, args, port)
     rows = []
-    try:
-        for mode in args.modes.split(","):
-            payload = request_bytes(art.manifest.name, art.manifest.input.shape, mode == "binary", port)
-            asyncio.run(run_load(port, payload, 4, 1.0))  # warm-up
-            for c in map(int, args.concurrency.split(",")):
-                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-                row = {"mode": mode, "body_bytes": len(payload), **asyncio.run(run_load(port, payload, c, args.duration_s))}
-                served = row["req_per_s"] * (time.perf_counter() - t0)
-                row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
-                rows.append(row)
-                print(f"{mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
-                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  "
-                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    for monitor in monitors:
+        rows += serve_and_load(art, args, monitor)
     print(f"in-process {args.runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms "
           f"(CPU {limit['cpu_ms_batch1']:.3f} ms), best "
           f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}")
@@ -197,8 +191,55 @@ def main() -> None:
                      "threads": args.threads, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__},
-        "in_process": limit, "server": rows,
+        "in_process": limit, "server": rows, **monitor_overhead(rows),
     }))
+
+
+def serve_and_load(art, args, monitor: str) -> list[dict]:
+    """Start a server with drift monitoring ``on`` or ``off``, load it, stop it; one row per mode and concurrency."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start_server(art.path, args, port, monitor)
+    rows = []
+    try:
+        for mode in args.modes.split(","):
+            payload = request_bytes(art.manifest.name, art.manifest.input.shape, mode == "binary", port)
+            asyncio.run(run_load(port, payload, 4, 1.0))  # warm-up
+            for c in map(int, args.concurrency.split(",")):
+                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                row = {"mode": mode, "monitor": monitor, "body_bytes": len(payload),
+                       **asyncio.run(run_load(port, payload, c, args.duration_s))}
+                served = row["req_per_s"] * (time.perf_counter() - t0)
+                row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
+                row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
+                rows.append(row)
+                print(f"{mode:6} monitor {monitor:3} c={c:3}  {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  "
+                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req  "
+                      f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return rows
+
+
+def _monitor_cpu_s(port: int, model: str) -> float:
+    """CPU seconds the server's drift-monitor thread has used so far (0 with monitoring off)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{model}/drift", timeout=10) as r:
+        return float(json.loads(r.read()).get("monitor_cpu_s", 0.0))
+
+
+def monitor_overhead(rows: list[dict]) -> dict:
+    """req/s with monitoring on over off, per mode and concurrency (empty unless both ran)."""
+    off = {(r["mode"], r["concurrency"]): r["req_per_s"] for r in rows if r["monitor"] == "off"}
+    ratios = {f"{r['mode']}_c{r['concurrency']}": r["req_per_s"] / off[(r["mode"], r["concurrency"])]
+              for r in rows if r["monitor"] == "on" and off.get((r["mode"], r["concurrency"]))}
+    for key, ratio in ratios.items():
+        print(f"monitoring on/off {key}: {ratio:.3f} ({(1 - ratio) * 100:+.1f} % overhead)")
+    return {"monitor_on_over_off": ratios} if ratios else {}
 
 
 if __name__ == "__main__":

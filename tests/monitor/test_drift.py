@@ -89,3 +89,20 @@ def test_old_manifest_without_bins_scores_predictions_only(digits_artifact, digi
     s = score(baseline, counts, DriftThresholds())
     assert s.input_psi == {} and "retrain" in s.to_json()["note"]
     assert s.prediction_psi < 0.1 and s.drift == []
+
+
+def test_reference_from_inputs_gives_a_baseline_to_an_artifact_without_one(tmp_path):
+    from torchship.monitor.baseline import reference_from_inputs
+    from torchship.testing import tiny_artifact
+
+    art = tiny_artifact("mlp", shape=(6,))
+    rng = np.random.default_rng(0)
+    art = art.with_manifest(reference=reference_from_inputs(art, rng.standard_normal((800, 6)))).save(tmp_path / "a")
+    baseline = Baseline.from_artifact(art)
+    assert baseline.groups == [f"feature{i}" for i in range(6)]
+    x = rng.standard_normal((400, 6)).astype(np.float32)
+    logits = art.build_model().eval()(torch.from_numpy(x)).detach().numpy()
+    same = score(baseline, count_batch(baseline, x, logits, None, rng), DriftThresholds())
+    moved = score(baseline, count_batch(baseline, x + 1.0, logits, None, rng), DriftThresholds())
+    assert same.drift == [] and same.max_input_psi < 0.1
+    assert {f"input_psi:feature{i}" for i in range(6)} <= set(moved.drift)

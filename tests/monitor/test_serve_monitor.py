@@ -96,6 +96,31 @@ async def test_monitoring_and_request_logging_leave_answers_unchanged(digits_rep
             drift = (await client.get("/v1/models/digits/drift")).json()
             assert drift["status"] == ("off" if not monitor.enabled else drift["status"])
     assert answers[0] == answers[1]  # byte for byte
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert len(lines) == len(x) // 4  # every request sampled (rate 1), written by the time the server stopped
+
+
+@pytest.mark.anyio
+async def test_dashboard_page_assets_and_summary(digits_repo, tmp_path):
+    import shutil
+
+    shutil.copytree(digits_repo, tmp_path / "repo")
+    (tmp_path / "repo" / "broken" / "1").mkdir(parents=True)
+    async with in_process(tmp_path / "repo", ServeConfig(access_log=False)) as client:
+        page = await client.get("/")
+        assert page.status_code == 200 and "/static/dashboard.js" in page.text
+        assert (await client.get("/static/dashboard.css")).headers["content-type"].startswith("text/css")
+        assert (await client.get("/static/secret.py")).status_code == 404
+        for _ in range(3):
+            await client.post("/v2/models/digits/infer", json=v2_body(np.zeros((2, 1, 8, 8), np.float32)))
+        summary = (await client.get("/v1/summary")).json()
+    assert summary["server"]["ready"] and summary["server"]["management"]
+    models = {m["name"]: m for m in summary["models"]}
+    assert models["broken"]["state"] == "UNAVAILABLE" and models["broken"]["reason"]
+    digits = models["digits"]
+    assert digits["state"] == "READY" and digits["requests"] == {"success": 3, "fail": 0}
+    assert digits["latency_ms"]["p50"] > 0 and digits["batch_sizes"] == {"2": 3} and digits["load_s"] > 0
+    assert digits["drift"]["rows"] >= 0
 
 
 @pytest.mark.anyio

@@ -58,6 +58,24 @@ def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> 
     }
 
 
+def prediction_stats(probs: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """Predicted-class shares, the top-1 confidence histogram (10 bins of [0, 1]) and its mean.
+
+    Example:
+        >>> prediction_stats(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), 2)["prediction_freq"]
+        [0.5, 0.5]
+    """
+    # probs: (n, classes)
+    confidence, preds = probs.max(dim=1)
+    counts = torch.bincount(preds, minlength=num_classes).double()
+    hist = torch.histc(confidence.double(), bins=10, min=0.0, max=1.0)
+    return {
+        "prediction_freq": (counts / counts.sum().clamp(min=1)).tolist(),
+        "confidence_hist": (hist / hist.sum().clamp(min=1)).tolist(),
+        "mean_confidence": float(confidence.mean()),
+    }
+
+
 def bin_baseline(values: torch.Tensor) -> tuple[list[list[float]], list[list[float]]]:
     """Decile bin edges per row of ``values`` (channels, n) and the share of values in each bin.
 

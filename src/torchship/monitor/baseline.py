@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 
 from torchship.artifact import Artifact
 from torchship.errors import ArtifactError
 
 CONFIDENCE_BINS = 10  # equal bins of [0, 1], as training records ``confidence_hist``
+# all groups' edges live on one axis, group g shifted by g * _SPAN, so one searchsorted bins
+# every group at once; values are clipped to +-_CLIP first (training deciles lie far inside)
+_SPAN = 1e6
+_CLIP = 4e5
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,21 @@ class Baseline:
     mean_confidence: float | None
     labels: list[str]
     note: str = ""  # what the baseline lacks, if anything
+
+    def __post_init__(self) -> None:
+        groups = len(self.edges)
+        offsets = np.arange(groups, dtype=np.float64) * _SPAN
+        flat = np.concatenate([e + o for e, o in zip(self.edges, offsets)]) if groups else np.zeros(0)
+        object.__setattr__(self, "group_offsets", offsets)
+        object.__setattr__(self, "flat_edges", flat)
+        object.__setattr__(self, "bin_splits", np.cumsum([len(e) + 1 for e in self.edges])[:-1])
+
+    def bin_inputs(self, values: np.ndarray) -> np.ndarray:
+        """Counts per bin of every group, concatenated: ``values`` is (groups, m)."""
+        # index among all edges, plus g: group g's bins start after g earlier groups' extra bin
+        shifted = np.clip(values, -_CLIP, _CLIP) + self.group_offsets[:, None]
+        index = np.searchsorted(self.flat_edges, shifted, side="right") + np.arange(len(values))[:, None]
+        return np.bincount(index.ravel(), minlength=len(self.flat_edges) + len(self.edges))
 
     @property
     def groups(self) -> list[str]:
@@ -66,4 +87,22 @@ class Baseline:
             note="" if edges else "no input bins in this artifact's reference (made before torchship recorded "
                                   "them): input drift is not scored; retrain to record them",
         )
+
+
+def reference_from_inputs(artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
+    """Reference statistics from sample inputs (n, *input.shape), already normalized.
+
+    For an artifact made without them (a bring-your-own model, a benchmark's toy): the
+    inputs give the bins, the model's own predictions on them give the class shares and
+    the confidence baseline. Save with ``artifact.with_manifest(reference=...)``.
+    """
+    import torch
+
+    from torchship.data.stats import Split, prediction_stats, reference_stats
+
+    inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    with torch.inference_mode():
+        probs = artifact.build_model().eval()(inputs).float().softmax(1)
+    classes = len(artifact.manifest.labels)
+    return {**reference_stats(Split(inputs, probs.argmax(1)), classes), **prediction_stats(probs, classes)}
 

@@ -67,7 +67,8 @@ class LiveMonitor:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.scores().to_json(), "window_rows": self.config.window_rows,
-                "offered_batches": self.offered_batches, "skipped_batches": self.skipped_batches}
+                "offered_batches": self.offered_batches, "skipped_batches": self.skipped_batches,
+                "monitor_cpu_s": self._hub.cpu_s}
 
 
 class MonitorHub:
@@ -89,8 +90,14 @@ class MonitorHub:
             return None, str(exc)
         with self._start_lock:
             if self._worker is None:
-                self._worker = Worker("torchship-monitor", _update, self.config.queue_batches)
+                self._worker = Worker("torchship-monitor", _update, self.config.queue_batches, many=True,
+                                      linger_s=self.config.update_interval_s)
         return LiveMonitor(baseline, self.config, self), ""
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the monitor thread has spent counting, for every model together."""
+        return self._worker.cpu_s if self._worker is not None else 0.0
 
     def put(self, job: tuple) -> bool:
         return self._worker is not None and self._worker.offer(job)
@@ -107,6 +114,14 @@ class MonitorHub:
             self.request_log.close()
 
 
-def _update(job: tuple[LiveMonitor, np.ndarray, np.ndarray]) -> None:
-    monitor, x, logits = job
-    monitor.update(x, logits)
+def _update(jobs: list[tuple[LiveMonitor, np.ndarray, np.ndarray]]) -> None:
+    """Count every waiting batch, one concatenated batch per model version."""
+    by_monitor: dict[int, list] = {}
+    for job in jobs:
+        by_monitor.setdefault(id(job[0]), []).append(job)
+    for same in by_monitor.values():
+        monitor = same[0][0]
+        if len(same) == 1:
+            monitor.update(same[0][1], same[0][2])
+        else:
+            monitor.update(np.concatenate([j[1] for j in same]), np.concatenate([j[2] for j in same]))

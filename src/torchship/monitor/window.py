@@ -22,31 +22,37 @@ class Counts:
     """Sums over some rows; adding and subtracting them is how the window rolls."""
 
     rows: int
-    inputs: list[np.ndarray]  # per group: values per bin
+    bins: np.ndarray  # every input group's bin counts, concatenated (Baseline.bin_splits splits them)
     classes: np.ndarray
     confidence: np.ndarray  # (CONFIDENCE_BINS,)
-    confidence_sum: float = 0.0
-    input_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per group
-    input_sq_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    confidence_sum: float
+    input_sum: np.ndarray  # per group
     values: int = 0  # input values per group counted
+    splits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def inputs(self) -> list[np.ndarray]:
+        """Per group: values per bin."""
+        return np.split(self.bins, self.splits) if len(self.bins) else []
 
     @classmethod
     def zeros(cls, baseline: Baseline) -> Counts:
-        groups = len(baseline.edges)
-        return cls(0, [np.zeros(len(e) + 1, dtype=np.int64) for e in baseline.edges],
-                   np.zeros(len(baseline.prediction_freq), dtype=np.int64),
-                   np.zeros(CONFIDENCE_BINS, dtype=np.int64), 0.0, np.zeros(groups), np.zeros(groups))
+        return cls(0, np.zeros(len(baseline.flat_edges) + len(baseline.edges), dtype=np.int64),
+                   np.zeros(len(baseline.prediction_freq), dtype=np.int64), np.zeros(CONFIDENCE_BINS, dtype=np.int64),
+                   0.0, np.zeros(len(baseline.edges)), 0, baseline.bin_splits)
 
     def add_(self, other: Counts, sign: int = 1) -> None:
         self.rows += sign * other.rows
-        for mine, theirs in zip(self.inputs, other.inputs):
-            mine += sign * theirs
+        self.bins += sign * other.bins
         self.classes += sign * other.classes
         self.confidence += sign * other.confidence
         self.confidence_sum += sign * other.confidence_sum
         self.input_sum += sign * other.input_sum
-        self.input_sq_sum += sign * other.input_sq_sum
         self.values += sign * other.values
+
+    def copy(self) -> Counts:
+        return Counts(self.rows, self.bins.copy(), self.classes.copy(), self.confidence.copy(), self.confidence_sum,
+                      self.input_sum.copy(), self.values, self.splits)
 
 
 def count_batch(baseline: Baseline, x: np.ndarray, logits: np.ndarray, values_per_row: int | None,
@@ -61,24 +67,26 @@ def count_batch(baseline: Baseline, x: np.ndarray, logits: np.ndarray, values_pe
     groups = x.reshape(n, x.shape[1], -1) if x.ndim > 2 else x.reshape(n, -1, 1)
     if values_per_row is not None and groups.shape[2] > values_per_row:
         groups = groups[:, :, rng.integers(0, groups.shape[2], size=values_per_row)]
-    per_group = groups.transpose(1, 0, 2).reshape(groups.shape[1], -1).astype(np.float64, copy=False)
-    counts = Counts.zeros(baseline)
-    for i, (edges, values) in enumerate(zip(baseline.edges, per_group)):
-        counts.inputs[i] += np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-    counts.input_sum = per_group.sum(axis=1)
-    counts.input_sq_sum = np.square(per_group).sum(axis=1)
-    counts.values = per_group.shape[1]
-    # probabilities: (n, classes), computed in float64 apart from the served answer
+    # per_group: (groups, n * values)
+    per_group = groups.transpose(1, 0, 2).reshape(groups.shape[1], -1).astype(np.float64)
+    classes = len(baseline.prediction_freq)
+    # probabilities: (n, classes), in float64 apart from the served answer
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)
     confidence = p.max(axis=1)
-    counts.classes += np.bincount(p.argmax(axis=1), minlength=len(counts.classes))[: len(counts.classes)]
     bins = np.minimum((confidence * CONFIDENCE_BINS).astype(np.int64), CONFIDENCE_BINS - 1)
-    counts.confidence += np.bincount(bins, minlength=CONFIDENCE_BINS)
-    counts.confidence_sum = float(confidence.sum())
-    counts.rows = n
-    return counts
+    edges = baseline.edges
+    return Counts(
+        rows=n,
+        bins=baseline.bin_inputs(per_group) if edges else np.zeros(0, dtype=np.int64),
+        classes=np.bincount(p.argmax(axis=1), minlength=classes)[:classes],
+        confidence=np.bincount(bins, minlength=CONFIDENCE_BINS),
+        confidence_sum=float(confidence.sum()),
+        input_sum=per_group.sum(axis=1) if edges else np.zeros(0),
+        values=per_group.shape[1],
+        splits=baseline.bin_splits,
+    )
 
 
 class Window:
@@ -104,6 +112,4 @@ class Window:
 
     def snapshot(self) -> Counts:
         """A copy of the totals (safe to score while the window keeps changing)."""
-        t = self.total
-        return Counts(t.rows, [c.copy() for c in t.inputs], t.classes.copy(), t.confidence.copy(),
-                      t.confidence_sum, t.input_sum.copy(), t.input_sq_sum.copy(), t.values)
+        return self.total.copy()

@@ -23,6 +23,7 @@ from torch import nn
 
 from torchship.artifact import Artifact
 from torchship.data import Dataset, Split, load_data, make_loader, reference_stats
+from torchship.data.stats import prediction_stats
 from torchship.errors import ModelError, TrainingError
 from torchship.models import build_model
 from torchship.train import distributed as dist_
@@ -418,11 +419,4 @@ def _prediction_stats(model: nn.Module, split: Split, num_classes: int, device: 
     model.eval()
     # probs: (n, classes)
     probs = torch.cat([model(split.x[i : i + 1024].to(device)).float().softmax(1).cpu() for i in range(0, len(split), 1024)])
-    confidence, preds = probs.max(dim=1)
-    counts = torch.bincount(preds, minlength=num_classes).double()
-    hist = torch.histc(confidence.double(), bins=10, min=0.0, max=1.0)
-    return {
-        "prediction_freq": (counts / counts.sum().clamp(min=1)).tolist(),
-        "confidence_hist": (hist / hist.sum().clamp(min=1)).tolist(),
-        "mean_confidence": float(confidence.mean()),
-    }
+    return prediction_stats(probs, num_classes)
