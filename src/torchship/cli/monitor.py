@@ -57,13 +57,15 @@ def check(
 def _table(result) -> Table:
     s = result.scores
     t = s.thresholds
-    table = Table(title=f"drift of {result.data} ({result.split}, {s.rows} samples) vs {result.artifact}'s reference")
+    out.print(f"{result.data} ({result.split}: {s.rows} samples) vs {result.artifact}'s training reference")
+    table = Table()
     for column in ("score", "value", "threshold", ""):
         table.add_column(column, justify="right" if column in ("value", "threshold") else "left")
 
     def row(name: str, value: float | None, limit: float | None, drifted: bool) -> None:
         shown = "-" if value is None else f"{value:.4f}"
-        table.add_row(name, shown, "" if limit is None else f"{limit:g}", "[red]DRIFT[/]" if drifted else "ok")
+        verdict = "" if limit is None else "[red]DRIFT[/]" if drifted else "ok"
+        table.add_row(name, shown, "" if limit is None else f"{limit:g}", verdict)
 
     for group, value in s.input_psi.items():
         row(f"input PSI {group}", value, t.input_psi, f"input_psi:{group}" in s.drift)

@@ -13,7 +13,7 @@ _MAX_QUANTILE_VALUES = 1 << 18
 # drift bins: interior edges at the deciles, nudged below each edge so that a value equal to
 # a training value (ties are common: blank pixels) lands in the same bin after float round-off
 _BIN_QUANTILES = tuple(i / 10 for i in range(1, 10))
-_EDGE_NUDGE = 1e-4
+_EDGE_NUDGE = 1e-3
 
 
 def reference_stats(split: Split, num_classes: int, max_samples: int = 2048) -> dict[str, Any]:
