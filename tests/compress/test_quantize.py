@@ -118,6 +118,10 @@ def test_fallback_keeps_the_most_sensitive_layers_float(outlier_cnn, tmp_path):
 
 
 def test_pt2e_int8_saves_a_pickle_free_program_the_exported_runtime_runs(trained_cnn, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
     from torchship.runtime.exported import check_pt2_without_pickles
 
     child = quantize(trained_cnn, QuantizeConfig(mode="pt2e", calibration_size=64, data=SMALL_DIGITS),
@@ -132,6 +136,17 @@ def test_pt2e_int8_saves_a_pickle_free_program_the_exported_runtime_runs(trained
     reference = trained_cnn.build_model()(torch.from_numpy(x)).detach().numpy()
     assert not np.allclose(logits, reference) and (logits.argmax(1) == reference.argmax(1)).mean() >= 0.98
     assert child.manifest.lineage.params["backend"].startswith("torchao pt2e")
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from torchship.artifact import Artifact
+        from torchship.runtime import load_predictor
+        art = Artifact.load({str(child.path)!r})
+        print(load_predictor(art, "exported", warmup=0).predict(np.zeros((2, 1, 8, 8), np.float32)).shape)
+        print("torchao" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(2,", "10)", "False"]  # a fresh process serves it with torch alone
 
 
 def test_qat_fine_tunes_through_the_training_engine(trained_cnn, tmp_path):

@@ -341,7 +341,7 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     quantizer = ao["x86"].X86InductorQuantizer()
     quantizer.set_global(ao["x86"].get_default_x86_inductor_quantization_config(is_qat=qat))
     # QAT captures batch norm and dropout in training form; prepare_qat_pt2e folds conv + bn for training
-    graph = capture_program(model.train(qat), example).module()
+    graph = _capture(model.train(qat), example, capture_program, batch_dim).module()
     model.eval()
     params = cfg.model_dump(mode="json") | {"backend": "torchao pt2e (X86InductorQuantizer)",
                                             "calibration": _calibration_name(cfg)}
@@ -392,6 +392,19 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
                             metrics={**artifact.manifest.metrics, "val": metrics},
                             **({"curves": curves} if curves else {}))
     return child.save(target, extra_files={PT2_INT8: path})
+
+
+def _capture(model: torch.nn.Module, example: torch.Tensor, capture_program: Any, batch_dim: Any) -> Any:
+    """torch.export in strict mode, else torchship's non-strict capture.
+
+    The x86 quantizer matches conv + add + relu by the module each op came from; a strict
+    trace gives every call of a reused module (a residual block's one ``self.relu``) its
+    own partition, a non-strict one merges them and the quantizer refuses the graph.
+    """
+    try:
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch_dim()},), strict=True)
+    except Exception:  # noqa: BLE001 - dynamo cannot trace everything; the non-strict path reports failures
+        return capture_program(model, example)
 
 
 def _float_weights(model: torch.nn.Module, prepared: torch.nn.Module) -> torch.nn.Module:

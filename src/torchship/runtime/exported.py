@@ -33,6 +33,9 @@ class ExportedPredictor:
         apply_threads(options)
         check_pt2_without_pickles(path)
         self.device = torch.device(options.device)
+        # int8 programs (compress quantize --mode pt2e) call quantized_decomposed ops, which torch
+        # registers only when this module is imported; without it a fresh process cannot load them
+        from torch.ao.quantization.fx import _decomposed  # noqa: F401
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # the deserializer raises assorted types for a bad archive
