@@ -143,7 +143,8 @@ def cpu_seconds(pid: int) -> float:
 
 def start_server(art_path: Path, args, port: int, monitor: str = "off") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
-                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0), monitor])
+                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0),
+                             monitor])
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -196,7 +197,7 @@ def main() -> None:
 
 
 def serve_and_load(art, args, monitor: str) -> list[dict]:
-    """Start a server with drift monitoring ``on`` or ``off``, load it, stop it; one row per mode and concurrency."""
+    """Serve with drift monitoring ``on`` or ``off``, load it, stop it; a row per mode and concurrency."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -214,7 +215,8 @@ def serve_and_load(art, args, monitor: str) -> list[dict]:
                 row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
                 row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
                 rows.append(row)
-                print(f"{mode:6} monitor {monitor:3} c={c:3}  {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+                print(f"{mode:6} monitor {monitor:3} c={c:3}  {row['req_per_s']:8.0f} req/s  "
+                      f"p50 {row['p50_ms']:6.2f} ms  "
                       f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  "
                       f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req  "
                       f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s", flush=True)

@@ -34,12 +34,15 @@ def digits_artifact(tmp_path_factory):
     from torchship.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("monitor-digits")
-    cfg = validate_config(TrainConfig, {
-        **QUICKSTART_CONFIG,
-        "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
-        "train": {"epochs": 6, "batch_size": 64},
-        "out": str(out),
-    })
+    cfg = validate_config(
+        TrainConfig,
+        {
+            **QUICKSTART_CONFIG,
+            "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
+            "train": {"epochs": 6, "batch_size": 64},
+            "out": str(out),
+        },
+    )
     return train(cfg, console=Console(quiet=True))
 
 

@@ -17,24 +17,39 @@ def _npz(tmp_path, raw, labels, name="new") -> str:
 
 def test_training_like_data_passes(run_cli, digits_artifact, digits_raw, tmp_path):
     raw, labels = digits_raw
-    code, out, err = run_cli("monitor", "check", digits_artifact.path, "--data",
-                             _npz(tmp_path, raw[-600:], labels[-600:]), "--json")
+    code, out, err = run_cli(
+        "monitor",
+        "check",
+        digits_artifact.path,
+        "--data",
+        _npz(tmp_path, raw[-600:], labels[-600:]),
+        "--json",
+    )
     assert code == 0, err
     scores = json.loads(out)
-    assert scores["status"] == "ok" and scores["rows"] == 600
-    assert scores["max_input_psi"] < 0.05 and scores["prediction_psi"] < 0.1
+    assert scores["status"] == "ok"
+    assert scores["rows"] == 600
+    assert scores["max_input_psi"] < 0.05
+    assert scores["prediction_psi"] < 0.1
 
 
 def test_own_validation_split_scores_zero_in_a_table(run_cli, digits_artifact):
     code, out, _ = run_cli("monitor", "check", digits_artifact.path, "--split", "val")
     assert code == 0
-    assert "prediction PSI" in out and "0.0000" in out
+    assert "prediction PSI" in out
+    assert "0.0000" in out
 
 
 @pytest.mark.parametrize("kind", ["brightness", "noise", "imbalanced"])
 def test_shifted_data_exits_1(run_cli, digits_artifact, digits_raw, tmp_path, kind):
-    code, out, _ = run_cli("monitor", "check", digits_artifact.path, "--data", _npz(tmp_path, *shifted(*digits_raw, kind)),
-                           "--json")
+    code, out, _ = run_cli(
+        "monitor",
+        "check",
+        digits_artifact.path,
+        "--data",
+        _npz(tmp_path, *shifted(*digits_raw, kind)),
+        "--json",
+    )
     assert code == 1
     assert json.loads(out)["drift"]
 
@@ -42,7 +57,8 @@ def test_shifted_data_exits_1(run_cli, digits_artifact, digits_raw, tmp_path, ki
 def test_threshold_option_moves_the_verdict(run_cli, digits_artifact, digits_raw, tmp_path):
     data = _npz(tmp_path, *shifted(*digits_raw, "imbalanced"))
     code, out, _ = run_cli("monitor", "check", digits_artifact.path, "--data", data, "--threshold", "50")
-    assert code == 0 and "DRIFT" not in out
+    assert code == 0
+    assert "DRIFT" not in out
 
 
 def test_wrong_shape_is_one_line(run_cli, digits_artifact, tmp_path):
@@ -50,4 +66,5 @@ def test_wrong_shape_is_one_line(run_cli, digits_artifact, tmp_path):
     code, out, err = run_cli("monitor", "check", digits_artifact.path, "--data", data)
     assert code == 2
     assert err.strip().count("\n") == 0
-    assert "shape [1, 16, 16]" in err and "expects [1, 8, 8]" in err
+    assert "shape [1, 16, 16]" in err
+    assert "expects [1, 8, 8]" in err

@@ -22,11 +22,20 @@ from torchship.monitor import MonitorConfig
 from torchship.serve import Security, ServeConfig
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+)
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); CI installs it", allow_module_level=True)
 
@@ -49,8 +58,9 @@ def _traffic(url: str, x, stop: threading.Event) -> None:
             i += 4
 
 
-def test_dashboard_shows_live_numbers_failures_and_manages_models(dashboard_repo, digits_artifact, digits_raw,
-                                                                   tmp_path):
+def test_dashboard_shows_live_numbers_failures_and_manages_models(
+    dashboard_repo, digits_artifact, digits_raw, tmp_path
+):
     config = ServeConfig(access_log=False, monitor=MonitorConfig(min_rows=64, max_rows_per_s=1e6))
     x = normalized(digits_artifact, digits_raw[0][-400:])
     expect = sync_api.expect
@@ -66,11 +76,14 @@ def test_dashboard_shows_live_numbers_failures_and_manages_models(dashboard_repo
                 try:
                     page.goto(url + "/?interval=0.5")
                     digits = page.locator('section[data-model="digits"][data-version="1"]')
-                    expect(digits.locator(".throughput .value")).to_have_text(re.compile(r"^[1-9][\d,.]* req/s"))
+                    expect(digits.locator(".throughput .value")).to_have_text(
+                        re.compile(r"^[1-9][\d,.]* req/s")
+                    )
                     expect(digits.locator(".p50 .value")).to_have_text(re.compile(r"^\d+\.\d+ ms"))
                     expect(digits.locator("[data-drift-status]")).to_have_text("ok")
                     expect(digits.locator('tr[data-score="input_psi:channel0"] td.num').first).to_have_text(
-                        re.compile(r"^0\.0\d\d$"))
+                        re.compile(r"^0\.0\d\d$")
+                    )
                     broken = page.locator('section[data-model="broken"]')
                     expect(broken.locator('[data-field="state"]')).to_have_text("UNAVAILABLE")
                     expect(broken.locator('[data-field="reason"]')).to_contain_text("manifest.json")
@@ -83,8 +96,12 @@ def test_dashboard_shows_live_numbers_failures_and_manages_models(dashboard_repo
                 assert shot[:8] == b"\x89PNG\r\n\x1a\n"
 
                 card = 'section[data-model="digits"]'
-                page.locator(f'{card} button[data-action="unload"]').click()  # no token yet: refused, and said so
-                expect(page.locator("#banner")).to_contain_text("unload digits failed: missing or wrong bearer token")
+                page.locator(
+                    f'{card} button[data-action="unload"]'
+                ).click()  # no token yet: refused, and said so
+                expect(page.locator("#banner")).to_contain_text(
+                    "unload digits failed: missing or wrong bearer token"
+                )
                 page.fill("#token", "s3cret")
                 page.locator("#token").dispatch_event("change")
                 page.locator(f'{card} button[data-action="unload"]').click()

@@ -49,13 +49,17 @@ def test_held_out_digits_score_near_zero(digits_artifact, digits_raw):
     raw, labels = digits_raw
     held_out = raw[-400:]  # the split is a seeded permutation: these are mostly train and val alike
     s = _scores(digits_artifact, held_out)
-    assert s.max_input_psi < 0.05 and s.prediction_psi < 0.1, s
+    assert s.max_input_psi < 0.05, s
+    assert s.prediction_psi < 0.1, s
     assert abs(s.confidence_drop) < 0.05
-    assert s.status == "ok" and s.drift == []
+    assert s.status == "ok"
+    assert s.drift == []
 
 
-@pytest.mark.parametrize(("kind", "flagged"), [("brightness", "input_psi:channel0"), ("noise", "input_psi:channel0"),
-                                               ("imbalanced", "prediction_psi")])
+@pytest.mark.parametrize(
+    ("kind", "flagged"),
+    [("brightness", "input_psi:channel0"), ("noise", "input_psi:channel0"), ("imbalanced", "prediction_psi")],
+)
 def test_shifted_streams_score_clearly_above_threshold(digits_artifact, digits_raw, kind, flagged):
     raw, labels = shifted(*digits_raw, kind)
     s = _scores(digits_artifact, raw)
@@ -79,7 +83,9 @@ def test_image_rows_are_sampled_per_channel_without_bias(digits_artifact, digits
 
 
 def test_old_manifest_without_bins_scores_predictions_only(digits_artifact, digits_raw):
-    ref = digits_artifact.manifest.reference.model_copy(update={"input_bin_edges": None, "input_bin_freq": None})
+    ref = digits_artifact.manifest.reference.model_copy(
+        update={"input_bin_edges": None, "input_bin_freq": None}
+    )
     manifest = digits_artifact.manifest.model_copy(update={"reference": ref})
     baseline = Baseline.from_artifact(SimpleNamespace(manifest=manifest))
     raw, labels = digits_raw
@@ -87,8 +93,10 @@ def test_old_manifest_without_bins_scores_predictions_only(digits_artifact, digi
     logits = digits_artifact.build_model().eval()(torch.from_numpy(x)).detach().numpy()
     counts = count_batch(baseline, x, logits, None, np.random.default_rng(0))
     s = score(baseline, counts, DriftThresholds())
-    assert s.input_psi == {} and "retrain" in s.to_json()["note"]
-    assert s.prediction_psi < 0.1 and s.drift == []
+    assert s.input_psi == {}
+    assert "retrain" in s.to_json()["note"]
+    assert s.prediction_psi < 0.1
+    assert s.drift == []
 
 
 def test_reference_from_inputs_gives_a_baseline_to_an_artifact_without_one(tmp_path):
@@ -97,12 +105,15 @@ def test_reference_from_inputs_gives_a_baseline_to_an_artifact_without_one(tmp_p
 
     art = tiny_artifact("mlp", shape=(6,))
     rng = np.random.default_rng(0)
-    art = art.with_manifest(reference=reference_from_inputs(art, rng.standard_normal((800, 6)))).save(tmp_path / "a")
+    art = art.with_manifest(reference=reference_from_inputs(art, rng.standard_normal((800, 6)))).save(
+        tmp_path / "a"
+    )
     baseline = Baseline.from_artifact(art)
     assert baseline.groups == [f"feature{i}" for i in range(6)]
     x = rng.standard_normal((400, 6)).astype(np.float32)
     logits = art.build_model().eval()(torch.from_numpy(x)).detach().numpy()
     same = score(baseline, count_batch(baseline, x, logits, None, rng), DriftThresholds())
     moved = score(baseline, count_batch(baseline, x + 1.0, logits, None, rng), DriftThresholds())
-    assert same.drift == [] and same.max_input_psi < 0.1
+    assert same.drift == []
+    assert same.max_input_psi < 0.1
     assert {f"input_psi:feature{i}" for i in range(6)} <= set(moved.drift)

@@ -25,10 +25,13 @@ def test_jsonl_records_hold_inputs_outputs_and_predictions(tmp_path):
     _offer(log, 5, rows=2)
     log.close()
     lines = (tmp_path / "log" / "requests.jsonl").read_text().splitlines()
-    assert len(lines) == 5 and log.written == 5
+    assert len(lines) == 5
+    assert log.written == 5
     record = json.loads(lines[0])
-    assert record["model"] == "digits" and record["version"] == "1"
-    assert np.asarray(record["input"]).shape == (2, 1, 8, 8) and len(record["logits"]) == 2
+    assert record["model"] == "digits"
+    assert record["version"] == "1"
+    assert np.asarray(record["input"]).shape == (2, 1, 8, 8)
+    assert len(record["logits"]) == 2
     assert record["prediction"] == np.argmax(record["logits"], axis=1).tolist()
 
 
@@ -36,14 +39,16 @@ def test_sample_rate_logs_about_that_share(tmp_path):
     log = RequestLog(RequestLogConfig(path=tmp_path / "r.jsonl", sample_rate=0.1, queue_size=4096))
     _offer(log, 2000)
     log.close()
-    assert 130 < log.written < 270 and log.dropped == 0
+    assert 130 < log.written < 270
+    assert log.dropped == 0
 
 
 @pytest.mark.parametrize("name", ["r.jsonl", "r.db"])
 def test_files_rotate_and_never_pass_max_bytes(tmp_path, name):
     limit = 16 * 1024
-    log = RequestLog(RequestLogConfig(path=tmp_path / name, sample_rate=1.0, max_bytes=limit, backups=2,
-                                      queue_size=4096))
+    log = RequestLog(
+        RequestLogConfig(path=tmp_path / name, sample_rate=1.0, max_bytes=limit, backups=2, queue_size=4096)
+    )
     _offer(log, 120)  # about 2.5 kB each: several rotations
     log.close()
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("-journal"))
@@ -54,14 +59,16 @@ def test_files_rotate_and_never_pass_max_bytes(tmp_path, name):
     if name.endswith(".db"):
         with sqlite3.connect(tmp_path / name) as db:
             count, prediction = db.execute("SELECT count(*), max(prediction) FROM requests").fetchone()
-        assert count > 0 and json.loads(prediction)
+        assert count > 0
+        assert json.loads(prediction)
 
 
 def test_records_larger_than_the_limit_are_skipped(tmp_path):
     log = RequestLog(RequestLogConfig(path=tmp_path / "r.jsonl", sample_rate=1.0, max_bytes=1024))
     _offer(log, 3, rows=4)  # about 10 kB per record
     log.close()
-    assert log.too_large == 3 and log.written == 0
+    assert log.too_large == 3
+    assert log.written == 0
 
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path):

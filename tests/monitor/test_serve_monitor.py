@@ -16,8 +16,10 @@ from torchship.testing import tiny_artifact
 
 
 def _config(**monitor) -> ServeConfig:
-    return ServeConfig(access_log=False, monitor=MonitorConfig(**{"window_rows": 256, "min_rows": 128,
-                                                                   "max_rows_per_s": 1e6, **monitor}))
+    return ServeConfig(
+        access_log=False,
+        monitor=MonitorConfig(**{"window_rows": 256, "min_rows": 128, "max_rows_per_s": 1e6, **monitor}),
+    )
 
 
 def _send(url: str, x: np.ndarray, rows: int = 8) -> None:
@@ -36,13 +38,16 @@ def _drift_after(url: str, rows: int, path: str = "/v1/models/digits/drift") -> 
         time.sleep(0.05)
 
 
-def test_live_drift_is_low_on_held_out_data_and_flags_a_brightness_shift(digits_repo, digits_artifact, digits_raw):
+def test_live_drift_is_low_on_held_out_data_and_flags_a_brightness_shift(
+    digits_repo, digits_artifact, digits_raw
+):
     raw, labels = digits_raw
     with real_server(digits_repo, _config()) as url:
         _send(url, normalized(digits_artifact, raw[-400:]))
         calm = _drift_after(url, 256)
         assert calm["status"] == "ok", calm
-        assert calm["max_input_psi"] < 0.05 and calm["prediction_psi"] < 0.15
+        assert calm["max_input_psi"] < 0.05
+        assert calm["prediction_psi"] < 0.15
 
         bright, _ = shifted(raw[-400:], labels[-400:], "brightness")
         _send(url, normalized(digits_artifact, bright))
@@ -50,24 +55,30 @@ def test_live_drift_is_low_on_held_out_data_and_flags_a_brightness_shift(digits_
         while (drift := httpx.get(url + "/v1/models/digits/versions/1/drift").json())["status"] != "drift":
             assert time.monotonic() < deadline, drift
             time.sleep(0.05)
-        assert drift["max_input_psi"] > 1.0 and "input_psi:channel0" in drift["drift"]
-        assert drift["name"] == "digits" and drift["version"] == "1"
+        assert drift["max_input_psi"] > 1.0
+        assert "input_psi:channel0" in drift["drift"]
+        assert drift["name"] == "digits"
+        assert drift["version"] == "1"
 
         metrics = httpx.get(url + "/metrics").text
-        for series in ('torchship_drift_input_psi{group="channel0",model="digits",version="1"}',
-                       'torchship_drift_alert{model="digits",version="1"} 1.0',
-                       'torchship_drift_prediction_psi{model="digits",version="1"}',
-                       'torchship_drift_mean_confidence{model="digits",version="1"}'):
+        for series in (
+            'torchship_drift_input_psi{group="channel0",model="digits",version="1"}',
+            'torchship_drift_alert{model="digits",version="1"} 1.0',
+            'torchship_drift_prediction_psi{model="digits",version="1"}',
+            'torchship_drift_mean_confidence{model="digits",version="1"}',
+        ):
             assert series in metrics, series
 
         stats = httpx.get(url + "/v2/models/digits/stats").json()["model_stats"][0]
-        assert stats["inference_count"] == 800 and stats["drift"]["status"] == "drift"
+        assert stats["inference_count"] == 800
+        assert stats["drift"]["status"] == "drift"
 
         import tritonclient.http as triton
 
         client = triton.InferenceServerClient(url.removeprefix("http://"))
         parsed = client.get_inference_statistics("digits", "1")["model_stats"][0]
-        assert parsed["inference_count"] == 800 and "drift" in parsed
+        assert parsed["inference_count"] == 800
+        assert "drift" in parsed
 
 
 def test_class_imbalanced_stream_flags_the_prediction_distribution(digits_repo, digits_artifact, digits_raw):
@@ -75,22 +86,30 @@ def test_class_imbalanced_stream_flags_the_prediction_distribution(digits_repo, 
     with real_server(digits_repo, _config()) as url:
         _send(url, normalized(digits_artifact, raw[:320]), rows=16)
         drift = _drift_after(url, 256)
-    assert "prediction_psi" in drift["drift"] and drift["prediction_psi"] > 0.5, drift
+    assert "prediction_psi" in drift["drift"], drift
+    assert drift["prediction_psi"] > 0.5
     assert drift["max_input_psi"] < 0.2
 
 
 @pytest.mark.anyio
-async def test_monitoring_and_request_logging_leave_answers_unchanged(digits_repo, digits_artifact, digits_raw,
-                                                                      tmp_path):
+async def test_monitoring_and_request_logging_leave_answers_unchanged(
+    digits_repo, digits_artifact, digits_raw, tmp_path
+):
     x = normalized(digits_artifact, digits_raw[0][:96])
     answers = []
-    for monitor in (MonitorConfig(enabled=False),
-                    MonitorConfig(max_rows_per_s=1e6, request_log={"path": tmp_path / "r.jsonl", "sample_rate": 1})):
+    for monitor in (
+        MonitorConfig(enabled=False),
+        MonitorConfig(max_rows_per_s=1e6, request_log={"path": tmp_path / "r.jsonl", "sample_rate": 1}),
+    ):
         async with in_process(digits_repo, ServeConfig(access_log=False, monitor=monitor)) as client:
             got = []
             for i in range(0, len(x), 4):
-                r = await client.post("/v2/models/digits/infer", json=v2_body(x[i : i + 4], outputs=[
-                    {"name": "logits", "parameters": {"binary_data": True}}]))
+                r = await client.post(
+                    "/v2/models/digits/infer",
+                    json=v2_body(
+                        x[i : i + 4], outputs=[{"name": "logits", "parameters": {"binary_data": True}}]
+                    ),
+                )
                 got.append(r.content)
             answers.append(got)
             drift = (await client.get("/v1/models/digits/drift")).json()
@@ -108,18 +127,24 @@ async def test_dashboard_page_assets_and_summary(digits_repo, tmp_path):
     (tmp_path / "repo" / "broken" / "1").mkdir(parents=True)
     async with in_process(tmp_path / "repo", ServeConfig(access_log=False)) as client:
         page = await client.get("/")
-        assert page.status_code == 200 and "/static/dashboard.js" in page.text
+        assert page.status_code == 200
+        assert "/static/dashboard.js" in page.text
         assert (await client.get("/static/dashboard.css")).headers["content-type"].startswith("text/css")
         assert (await client.get("/static/secret.py")).status_code == 404
         for _ in range(3):
             await client.post("/v2/models/digits/infer", json=v2_body(np.zeros((2, 1, 8, 8), np.float32)))
         summary = (await client.get("/v1/summary")).json()
-    assert summary["server"]["ready"] and summary["server"]["management"]
+    assert summary["server"]["ready"]
+    assert summary["server"]["management"]
     models = {m["name"]: m for m in summary["models"]}
-    assert models["broken"]["state"] == "UNAVAILABLE" and models["broken"]["reason"]
+    assert models["broken"]["state"] == "UNAVAILABLE"
+    assert models["broken"]["reason"]
     digits = models["digits"]
-    assert digits["state"] == "READY" and digits["requests"] == {"success": 3, "fail": 0}
-    assert digits["latency_ms"]["p50"] > 0 and digits["batch_sizes"] == {"2": 3} and digits["load_s"] > 0
+    assert digits["state"] == "READY"
+    assert digits["requests"] == {"success": 3, "fail": 0}
+    assert digits["latency_ms"]["p50"] > 0
+    assert digits["batch_sizes"] == {"2": 3}
+    assert digits["load_s"] > 0
     assert digits["drift"]["rows"] >= 0
 
 
@@ -128,7 +153,9 @@ async def test_drift_endpoint_explains_a_model_without_reference_and_404s(tmp_pa
     tiny_artifact("cnn", path=tmp_path / "repo" / "tiny" / "1")
     async with in_process(tmp_path / "repo", ServeConfig(access_log=False)) as client:
         drift = (await client.get("/v1/models/tiny/drift")).json()
-        assert drift["status"] == "off" and "no reference statistics" in drift["reason"]
+        assert drift["status"] == "off"
+        assert "no reference statistics" in drift["reason"]
         missing = await client.get("/v1/models/nope/drift")
-        assert missing.status_code == 404 and "unknown model 'nope'" in missing.json()["error"]
+        assert missing.status_code == 404
+        assert "unknown model 'nope'" in missing.json()["error"]
         assert "drift" in (await client.get("/v2/models/stats")).json()["model_stats"][0]

@@ -12,8 +12,9 @@ from rich.table import Table
 from torchship.cli._common import AllowImport, out
 from torchship.cli.main import app
 
-monitor_app = typer.Typer(help="Drift monitoring: compare new data with the training reference.",
-                          no_args_is_help=True)
+monitor_app = typer.Typer(
+    help="Drift monitoring: compare new data with the training reference.", no_args_is_help=True
+)
 app.add_typer(monitor_app, name="monitor")
 
 _EXAMPLE = """Example:
@@ -27,14 +28,19 @@ Exit status: 0 no drift, 1 drift above a threshold, 2 an error (one line on stde
 @monitor_app.command(epilog=_EXAMPLE)
 def check(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory (its manifest holds the reference).")],
-    data: Annotated[str | None, typer.Option(help="New data NAME[:PATH]; default: the data it was trained on.")]
-    = None,
+    data: Annotated[
+        str | None, typer.Option(help="New data NAME[:PATH]; default: the data it was trained on.")
+    ] = None,
     split: Annotated[str, typer.Option(help="Which part of the new data: all, train, val or test.")] = "all",
-    threshold: Annotated[float | None, typer.Option(help="PSI above which inputs or predictions drifted.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="PSI above which inputs or predictions drifted.")
+    ] = None,
     confidence_drop: Annotated[
         float | None, typer.Option(help="Drop of the mean top-1 probability that counts as drift.")
     ] = None,
-    runtime: Annotated[str, typer.Option(help="Runtime to predict with (eager, onnxruntime, ...).")] = "eager",
+    runtime: Annotated[
+        str, typer.Option(help="Runtime to predict with (eager, onnxruntime, ...).")
+    ] = "eager",
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     allow_import: AllowImport = None,
 ) -> None:
@@ -43,9 +49,18 @@ def check(
     from torchship.monitor import DriftThresholds
     from torchship.monitor import check as run_check
 
-    limits = {k: v for k, v in {"input_psi": threshold, "prediction_psi": threshold,
-                                "confidence_drop": confidence_drop}.items() if v is not None}
-    result = run_check(Artifact.load(artifact), data, split, runtime, DriftThresholds(**limits), allow_import or [])
+    limits = {
+        k: v
+        for k, v in {
+            "input_psi": threshold,
+            "prediction_psi": threshold,
+            "confidence_drop": confidence_drop,
+        }.items()
+        if v is not None
+    }
+    result = run_check(
+        Artifact.load(artifact), data, split, runtime, DriftThresholds(**limits), allow_import or []
+    )
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -82,9 +82,10 @@ def bin_baseline(values: torch.Tensor) -> tuple[list[list[float]], list[list[flo
     Equal deciles (a channel that is mostly one value) collapse into one edge, so a channel
     may have fewer than 10 bins. Bin ``i`` holds values in ``[edges[i-1], edges[i])``.
     """
-    q = torch.quantile(values, torch.tensor(_BIN_QUANTILES, dtype=torch.float64), dim=1, interpolation="lower")
+    deciles = torch.tensor(_BIN_QUANTILES, dtype=torch.float64)
+    q = torch.quantile(values, deciles, dim=1, interpolation="lower")
     edges, freq = [], []
-    for row, cuts in zip(values, q.T):
+    for row, cuts in zip(values, q.T, strict=True):
         unique = sorted({round(float(c) - _EDGE_NUDGE, 9) for c in cuts})
         index = torch.searchsorted(torch.tensor(unique, dtype=torch.float64), row.contiguous(), right=True)
         counts = torch.bincount(index, minlength=len(unique) + 1).double()

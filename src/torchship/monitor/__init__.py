@@ -12,5 +12,16 @@ from torchship.monitor.config import DriftThresholds, MonitorConfig, RequestLogC
 from torchship.monitor.drift import DriftScores, psi, score
 from torchship.monitor.window import Window, count_batch
 
-__all__ = ["Baseline", "CheckResult", "DriftScores", "DriftThresholds", "MonitorConfig", "RequestLogConfig",
-           "Window", "check", "count_batch", "psi", "score"]
+__all__ = [
+    "Baseline",
+    "CheckResult",
+    "DriftScores",
+    "DriftThresholds",
+    "MonitorConfig",
+    "RequestLogConfig",
+    "Window",
+    "check",
+    "count_batch",
+    "psi",
+    "score",
+]

@@ -23,8 +23,14 @@ class Worker:
             mean fewer fights with the serving threads for the GIL.
     """
 
-    def __init__(self, name: str, handle: Callable[[Any], None], queue_size: int, many: bool = False,
-                 linger_s: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[Any], None],
+        queue_size: int,
+        many: bool = False,
+        linger_s: float = 0.0,
+    ):
         self.name = name
         self._handle = handle
         self._many = many

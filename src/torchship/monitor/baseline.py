@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,8 @@ class Baseline:
     def __post_init__(self) -> None:
         groups = len(self.edges)
         offsets = np.arange(groups, dtype=np.float64) * _SPAN
-        flat = np.concatenate([e + o for e, o in zip(self.edges, offsets)]) if groups else np.zeros(0)
+        shifted = [e + o for e, o in zip(self.edges, offsets, strict=True)]
+        flat = np.concatenate(shifted) if groups else np.zeros(0)
         object.__setattr__(self, "group_offsets", offsets)
         object.__setattr__(self, "flat_edges", flat)
         object.__setattr__(self, "bin_splits", np.cumsum([len(e) + 1 for e in self.edges])[:-1])
@@ -65,8 +65,10 @@ class Baseline:
         m = artifact.manifest
         ref = m.reference
         if ref is None:
-            raise ArtifactError(f"artifact {m.name} has no reference statistics to compare against",
-                                fix="retrain it with torchship train, which records them")
+            raise ArtifactError(
+                f"artifact {m.name} has no reference statistics to compare against",
+                fix="retrain it with torchship train, which records them",
+            )
         if ref.input_bin_edges is not None and ref.input_bin_freq is not None:
             edges = [np.asarray(e, dtype=np.float64) for e in ref.input_bin_edges]
             freq = [np.asarray(f, dtype=np.float64) for f in ref.input_bin_freq]
@@ -81,11 +83,15 @@ class Baseline:
             edges=edges,
             input_freq=freq,
             prediction_freq=np.asarray(predicted, dtype=np.float64),
-            confidence_hist=np.asarray(ref.confidence_hist, dtype=np.float64) if ref.confidence_hist else None,
+            confidence_hist=np.asarray(ref.confidence_hist, dtype=np.float64)
+            if ref.confidence_hist
+            else None,
             mean_confidence=ref.mean_confidence,
             labels=list(m.labels),
-            note="" if edges else "no input bins in this artifact's reference (made before torchship recorded "
-                                  "them): input drift is not scored; retrain to record them",
+            note=""
+            if edges
+            else "no input bins in this artifact's reference (made before torchship recorded "
+            "them): input drift is not scored; retrain to record them",
         )
 
 
@@ -105,4 +111,3 @@ def reference_from_inputs(artifact: Artifact, x: np.ndarray) -> dict[str, Any]:
         probs = artifact.build_model().eval()(inputs).float().softmax(1)
     classes = len(artifact.manifest.labels)
     return {**reference_stats(Split(inputs, probs.argmax(1)), classes), **prediction_stats(probs, classes)}
-

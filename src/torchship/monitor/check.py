@@ -51,7 +51,7 @@ def check(
     batch_size: int = 512,
     values_per_row: int | None = 256,
 ) -> CheckResult:
-    """Score the inputs of ``data`` (``NAME[:PATH]``; default: the artifact's own) and the model's predictions.
+    """Score the inputs of ``data`` (``NAME[:PATH]``; default: the artifact's own) and its predictions.
 
     Raises:
         DataError: The data's samples have another shape than the model's input.

@@ -55,8 +55,12 @@ class MonitorConfig(_Strict):
     window_rows: int = Field(default=4096, ge=64)
     min_rows: int = Field(default=200, ge=1, description="fewer live rows than this: scores are not judged")
     max_rows_per_s: float = Field(default=2000, gt=0)
-    queue_batches: int = Field(default=256, ge=1, description="batches waiting to be counted; beyond: skipped")
-    update_interval_s: float = Field(default=0.1, ge=0, description="the monitor thread wakes at most this often")
+    queue_batches: int = Field(
+        default=256, ge=1, description="batches waiting to be counted; beyond: skipped"
+    )
+    update_interval_s: float = Field(
+        default=0.1, ge=0, description="the monitor thread wakes at most this often"
+    )
     values_per_row: int = Field(default=64, ge=1, description="pixels sampled per channel of each image row")
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
     request_log: RequestLogConfig | None = None

@@ -82,9 +82,12 @@ class DriftScores:
 
 def score(baseline: Baseline, counts: Counts, thresholds: DriftThresholds, min_rows: int = 1) -> DriftScores:
     """Compare live ``counts`` with ``baseline``; scores above ``thresholds`` are listed in ``drift``."""
-    input_psi = {g: psi(e, a) for g, e, a in zip(baseline.groups, baseline.input_freq, counts.inputs)}
+    pairs = zip(baseline.groups, baseline.input_freq, counts.inputs, strict=True)
+    input_psi = {g: psi(e, a) for g, e, a in pairs}
     prediction = psi(baseline.prediction_freq, counts.classes)
-    conf_psi = psi(baseline.confidence_hist, counts.confidence) if baseline.confidence_hist is not None else None
+    conf_psi = (
+        psi(baseline.confidence_hist, counts.confidence) if baseline.confidence_hist is not None else None
+    )
     mean_conf = counts.confidence_sum / counts.rows if counts.rows else None
     ref_conf = baseline.mean_confidence
     drop = ref_conf - mean_conf if ref_conf is not None and mean_conf is not None else None
@@ -98,9 +101,17 @@ def score(baseline: Baseline, counts: Counts, thresholds: DriftThresholds, min_r
             drift.append("confidence_drop")
     values = max(counts.values, 1)
     return DriftScores(
-        rows=counts.rows, judged=judged, input_psi=input_psi, prediction_psi=prediction, confidence_psi=conf_psi,
-        mean_confidence=mean_conf, reference_mean_confidence=ref_conf, confidence_drop=drop,
+        rows=counts.rows,
+        judged=judged,
+        input_psi=input_psi,
+        prediction_psi=prediction,
+        confidence_psi=conf_psi,
+        mean_confidence=mean_conf,
+        reference_mean_confidence=ref_conf,
+        confidence_drop=drop,
         input_mean=(counts.input_sum / values).tolist(),
         prediction_freq=(counts.classes / max(counts.rows, 1)).tolist(),
-        thresholds=thresholds, drift=drift, note=baseline.note,
+        thresholds=thresholds,
+        drift=drift,
+        note=baseline.note,
     )

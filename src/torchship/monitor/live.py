@@ -66,9 +66,13 @@ class LiveMonitor:
         return score(self.baseline, counts, self.config.thresholds, self.config.min_rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.scores().to_json(), "window_rows": self.config.window_rows,
-                "offered_batches": self.offered_batches, "skipped_batches": self.skipped_batches,
-                "monitor_cpu_s": self._hub.cpu_s}
+        return {
+            **self.scores().to_json(),
+            "window_rows": self.config.window_rows,
+            "offered_batches": self.offered_batches,
+            "skipped_batches": self.skipped_batches,
+            "monitor_cpu_s": self._hub.cpu_s,
+        }
 
 
 class MonitorHub:
@@ -90,8 +94,13 @@ class MonitorHub:
             return None, str(exc)
         with self._start_lock:
             if self._worker is None:
-                self._worker = Worker("torchship-monitor", _update, self.config.queue_batches, many=True,
-                                      linger_s=self.config.update_interval_s)
+                self._worker = Worker(
+                    "torchship-monitor",
+                    _update,
+                    self.config.queue_batches,
+                    many=True,
+                    linger_s=self.config.update_interval_s,
+                )
         return LiveMonitor(baseline, self.config, self), ""
 
     @property

@@ -22,8 +22,10 @@ import orjson
 from torchship.monitor._worker import Worker
 from torchship.monitor.config import RequestLogConfig
 
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS requests (ts REAL, model TEXT, version TEXT, prediction TEXT, "
-           "confidence TEXT, input TEXT, logits TEXT)")  # JSON text: one entry per row of the request
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (ts REAL, model TEXT, version TEXT, prediction TEXT, "
+    "confidence TEXT, input TEXT, logits TEXT)"
+)  # JSON text: one entry per row of the request
 
 
 class RequestLog:
@@ -45,23 +47,34 @@ class RequestLog:
         """Sample each request (its input rows and logits) onto the queue; never blocks."""
         rate = self.config.sample_rate
         now = time.time()
-        for x, y in zip(inputs, outputs):
+        for x, y in zip(inputs, outputs, strict=True):
             if isinstance(y, BaseException) or (rate < 1.0 and self._random.random() >= rate):
                 continue
             if not self._worker.offer((now, model, version, x, y)):
                 self.dropped += 1
 
     def stats(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.config.kind, "written": self.written,
-                "dropped": self.dropped, "too_large": self.too_large, "rotations": self.rotations}
+        return {
+            "path": str(self.path),
+            "format": self.config.kind,
+            "written": self.written,
+            "dropped": self.dropped,
+            "too_large": self.too_large,
+            "rotations": self.rotations,
+        }
 
     def _write(self, item: tuple[float, str, str, np.ndarray, np.ndarray]) -> None:
         ts, model, version, x, logits = item
         # logits: (rows, classes) of one request
-        record = {"ts": round(ts, 6), "model": model, "version": version,
-                  "prediction": logits.argmax(axis=1).tolist(),
-                  "confidence": _confidence(logits).tolist(),
-                  "input": x, "logits": logits}
+        record = {
+            "ts": round(ts, 6),
+            "model": model,
+            "version": version,
+            "prediction": logits.argmax(axis=1).tolist(),
+            "confidence": _confidence(logits).tolist(),
+            "input": x,
+            "logits": logits,
+        }
         size = self._sink.size_of(record)
         if size > self.config.max_bytes:
             self.too_large += 1
@@ -147,8 +160,15 @@ class _Sqlite:
         def text(value: Any) -> str:
             return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
-        return (record["ts"], record["model"], record["version"], text(record["prediction"]),
-                text(record["confidence"]), text(record["input"]), text(record["logits"]))
+        return (
+            record["ts"],
+            record["model"],
+            record["version"],
+            text(record["prediction"]),
+            text(record["confidence"]),
+            text(record["input"]),
+            text(record["logits"]),
+        )
 
     def size_of(self, record: dict[str, Any]) -> int:
         record["_row"] = row = self._row(record)

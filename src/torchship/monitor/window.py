@@ -37,9 +37,16 @@ class Counts:
 
     @classmethod
     def zeros(cls, baseline: Baseline) -> Counts:
-        return cls(0, np.zeros(len(baseline.flat_edges) + len(baseline.edges), dtype=np.int64),
-                   np.zeros(len(baseline.prediction_freq), dtype=np.int64), np.zeros(CONFIDENCE_BINS, dtype=np.int64),
-                   0.0, np.zeros(len(baseline.edges)), 0, baseline.bin_splits)
+        return cls(
+            0,
+            np.zeros(len(baseline.flat_edges) + len(baseline.edges), dtype=np.int64),
+            np.zeros(len(baseline.prediction_freq), dtype=np.int64),
+            np.zeros(CONFIDENCE_BINS, dtype=np.int64),
+            0.0,
+            np.zeros(len(baseline.edges)),
+            0,
+            baseline.bin_splits,
+        )
 
     def add_(self, other: Counts, sign: int = 1) -> None:
         self.rows += sign * other.rows
@@ -51,12 +58,25 @@ class Counts:
         self.values += sign * other.values
 
     def copy(self) -> Counts:
-        return Counts(self.rows, self.bins.copy(), self.classes.copy(), self.confidence.copy(), self.confidence_sum,
-                      self.input_sum.copy(), self.values, self.splits)
+        return Counts(
+            self.rows,
+            self.bins.copy(),
+            self.classes.copy(),
+            self.confidence.copy(),
+            self.confidence_sum,
+            self.input_sum.copy(),
+            self.values,
+            self.splits,
+        )
 
 
-def count_batch(baseline: Baseline, x: np.ndarray, logits: np.ndarray, values_per_row: int | None,
-                rng: np.random.Generator) -> Counts:
+def count_batch(
+    baseline: Baseline,
+    x: np.ndarray,
+    logits: np.ndarray,
+    values_per_row: int | None,
+    rng: np.random.Generator,
+) -> Counts:
     """Counts of one batch: ``x`` (n, *input.shape) normalized inputs, ``logits`` (n, classes).
 
     For images at most ``values_per_row`` pixels per channel of each row are counted, at

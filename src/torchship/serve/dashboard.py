@@ -46,7 +46,8 @@ class RateTracker:
         span = now - t0
         if span < 0.5:
             return {"requests_per_s": None, "rows_per_s": None, "error_rate": None, "recent_batch_rows": None}
-        ok, fail, rows, batches = (c - c0 for c, c0 in zip(counts, (ok0, fail0, rows0, batches0)))
+        before = (ok0, fail0, rows0, batches0)
+        ok, fail, rows, batches = (c - c0 for c, c0 in zip(counts, before, strict=True))
         return {
             "requests_per_s": (ok + fail) / span,
             "rows_per_s": rows / span,
@@ -83,7 +84,12 @@ def summary(state: Any) -> dict[str, Any]:
     for entry in state.repository.index():
         name, version = entry["name"], entry.get("version")
         loaded = state.repository.models.get(name, {}).get(version) if version else None
-        row: dict[str, Any] = {"name": name, "version": version, "state": entry["state"], "reason": entry["reason"]}
+        row: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "state": entry["state"],
+            "reason": entry["reason"],
+        }
         if loaded is not None:
             key = (name, version, loaded.loaded_at)
             keys.add(key)
@@ -94,8 +100,12 @@ def summary(state: Any) -> dict[str, Any]:
     request_log = state.repository.monitoring.request_log
     return {
         "server": {
-            "name": "torchship", "version": torchship.__version__, "ready": state.started and not state.draining,
-            "draining": state.draining, "time": time.time(), "management": security.management,
+            "name": "torchship",
+            "version": torchship.__version__,
+            "ready": state.started and not state.draining,
+            "draining": state.draining,
+            "time": time.time(),
+            "management": security.management,
             "management_token": (security.management_token or security.inference_token) is not None,
             "inference_token": security.inference_token is not None,
             "request_log": request_log.stats() if request_log is not None else None,
@@ -121,7 +131,9 @@ def _model_summary(model: Any, rates: dict[str, Any]) -> dict[str, Any]:
         "rows": s.inference_count,
         "batches": s.execution_count,
         "mean_batch_rows": s.inference_count / s.execution_count if s.execution_count else None,
-        "batch_sizes": {str(size): phases["compute_infer"].count for size, phases in sorted(s.batches.items())},
+        "batch_sizes": {
+            str(size): phases["compute_infer"].count for size, phases in sorted(s.batches.items())
+        },
         "max_batch_size": model.settings.max_batch_size,
         "latency_ms": s.latency_ms(),
         "queue_depth": model.batcher.depth,

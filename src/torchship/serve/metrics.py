@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -36,24 +37,21 @@ class ServeMetrics:
                                 ["model", "version"], registry=r)
         self._children: dict[tuple[str, str], tuple] = {}
         mv = ["model", "version"]
-        self.drift_input_psi = Gauge("torchship_drift_input_psi", "PSI of live inputs vs the training "
-                                     "reference, per channel (images) or feature (tables)", [*mv, "group"], registry=r)
-        self.drift_prediction_psi = Gauge("torchship_drift_prediction_psi", "PSI of the live predicted-class "
-                                          "distribution vs validation", mv, registry=r)
-        self.drift_confidence_psi = Gauge("torchship_drift_confidence_psi", "PSI of the live top-1 confidence "
-                                          "histogram vs validation", mv, registry=r)
-        self.drift_mean_confidence = Gauge("torchship_drift_mean_confidence", "Mean top-1 probability in the "
-                                           "live window", mv, registry=r)
-        self.drift_confidence_drop = Gauge("torchship_drift_confidence_drop", "Validation mean confidence minus "
-                                           "the live window's", mv, registry=r)
-        self.drift_rows = Gauge("torchship_drift_window_rows", "Live rows in the drift window", mv, registry=r)
-        self.drift_alert = Gauge("torchship_drift_alert", "1 when a drift score of the live window is above its "
-                                 "threshold", mv, registry=r)
-        self.monitor_skipped = Gauge("torchship_monitor_skipped_batches", "Batches the drift monitor skipped "
-                                     "(sampling under load)", mv, registry=r)
-        self.request_log_dropped = Gauge("torchship_request_log_dropped", "Sampled request records dropped "
-                                         "because the log's queue was full", registry=r)
-        self.request_log_written = Gauge("torchship_request_log_written", "Request records written", registry=r)
+
+        def gauge(name: str, doc: str, labels: list[str] = mv) -> Gauge:
+            return Gauge(f"torchship_{name}", doc, labels, registry=r)
+
+        self.drift_input_psi = gauge("drift_input_psi", "PSI of live inputs vs the training reference, per "
+                                     "channel (images) or feature (tables)", [*mv, "group"])
+        self.drift_prediction_psi = gauge("drift_prediction_psi", "PSI of live predictions vs validation")
+        self.drift_confidence_psi = gauge("drift_confidence_psi", "PSI of live top-1 confidence vs val")
+        self.drift_mean_confidence = gauge("drift_mean_confidence", "Mean top-1 probability, live window")
+        self.drift_confidence_drop = gauge("drift_confidence_drop", "Validation mean confidence minus live")
+        self.drift_rows = gauge("drift_window_rows", "Live rows in the drift window")
+        self.drift_alert = gauge("drift_alert", "1 when a live drift score is above its threshold")
+        self.monitor_skipped = gauge("monitor_skipped_batches", "Batches the drift monitor skipped (load)")
+        self.request_log_dropped = gauge("request_log_dropped", "Request records dropped: queue full", [])
+        self.request_log_written = gauge("request_log_written", "Request records written", [])
 
     def for_model(self, model: str, version: str):
         """(queue, compute, total, batch) histogram children, looked up once per version."""
@@ -72,8 +70,10 @@ class ServeMetrics:
         for group, value in drift["input_psi"].items():
             self.drift_input_psi.labels(model, version, group).set(value)
         self.drift_prediction_psi.labels(model, version).set(drift["prediction_psi"])
-        for gauge, key in ((self.drift_confidence_psi, "confidence_psi"), (self.drift_mean_confidence, "mean_confidence"),
-                           (self.drift_confidence_drop, "confidence_drop")):
+        optional = ((self.drift_confidence_psi, "confidence_psi"),
+                    (self.drift_mean_confidence, "mean_confidence"),
+                    (self.drift_confidence_drop, "confidence_drop"))
+        for gauge, key in optional:
             if drift[key] is not None:
                 gauge.labels(model, version).set(drift[key])
         self.drift_rows.labels(model, version).set(drift["rows"])
@@ -84,10 +84,8 @@ class ServeMetrics:
         """Drop an unloaded version's gauges, so /metrics stops reporting stale values."""
         for gauge in (self.drift_prediction_psi, self.drift_confidence_psi, self.drift_mean_confidence,
                       self.drift_confidence_drop, self.drift_rows, self.drift_alert, self.monitor_skipped):
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(model, version)
-            except KeyError:
-                pass
         for labels in list(self.drift_input_psi._metrics):
             if labels[:2] == (model, version):
                 self.drift_input_psi.remove(*labels)
