@@ -117,3 +117,28 @@ def test_reference_from_inputs_gives_a_baseline_to_an_artifact_without_one(tmp_p
     assert same.drift == []
     assert same.max_input_psi < 0.1
     assert {f"input_psi:feature{i}" for i in range(6)} <= set(moved.drift)
+
+
+def test_live_monitor_samples_under_load_without_blocking(digits_artifact):
+    from torchship.monitor import MonitorConfig
+    from torchship.monitor.live import MonitorHub
+
+    hub = MonitorHub(MonitorConfig(max_rows_per_s=64, queue_batches=4, update_interval_s=0.05))
+    monitor, reason = hub.attach(digits_artifact)
+    assert reason == ""
+    x, logits = np.zeros((8, 1, 8, 8), np.float32), np.zeros((8, 10), np.float32)
+    accepted = sum(monitor.offer(x, logits) for _ in range(200))  # far above 64 rows/s and 4 queued
+    assert 1 <= accepted <= 8
+    assert monitor.skipped_batches == 200 - accepted
+    assert hub.wait_idle()
+    assert monitor.scores().rows == 8 * accepted
+    hub.close()
+
+
+def test_manifests_without_the_bin_fields_still_load(digits_artifact):
+    from torchship.artifact.manifest import parse_manifest
+
+    raw = digits_artifact.manifest.to_json_dict()
+    for key in ("input_bin_edges", "input_bin_freq"):
+        del raw["reference"][key]
+    assert parse_manifest(raw, "old manifest.json").reference.input_bin_edges is None
