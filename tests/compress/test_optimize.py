@@ -113,6 +113,10 @@ def test_optimize_resumes_without_recomputing_finished_candidates(trained_cnn, t
     assert [c["status"] for c in result.document["candidates"]] == ["ok", "ok", "ok"]
     again = optimize(trained_cnn, settings(), out=out, progress=lambda m: started.append(m))
     assert again.computed == [] and len(started) == 2
+    # a finished result made under other settings is stale: a new budget re-runs what it changes (int8 fallback)
+    tighter = optimize(trained_cnn, settings(max_accuracy_drop=0.0), out=out)
+    assert tighter.computed == TWO and tighter.document["settings"]["max_accuracy_drop"] == 0.0
+    assert json.loads((out / "baseline" / "result.json").read_text())["runtimes"] == base_before["runtimes"]
 
 
 def test_time_budget_stops_starting_candidates(trained_cnn, tmp_path):

@@ -60,6 +60,12 @@ def test_static_int8_artifact_records_how_it_was_made(trained_cnn, static_int8):
     assert checksums(trained_cnn.path) == before
 
 
+def test_an_int8_artifact_is_not_quantized_again(static_int8, tmp_path):
+    _, child = static_int8
+    with pytest.raises(CompressError, match="already int8 .static.; quantize its float parent"):
+        quantize(child, QuantizeConfig(mode="dynamic"), out=tmp_path / "twice")
+
+
 def test_runtime_runs_the_int8_graph_unless_fp32_is_asked(static_int8):
     _, child = static_int8
     child = Artifact.load(child.path)

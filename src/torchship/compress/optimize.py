@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -60,7 +60,7 @@ class OptimizeConfig(Strict):
                                description="faster means at least this throughput ratio; less is measurement noise")
     time_budget_min: PositiveFloat | None = Field(default=None, description="start no new candidate after this")
     recipes: list[str] | None = Field(default=None, description="names of the recipes to try; default: all that apply")
-    prune_ratios: list[float] = Field(default_factory=lambda: [0.25, 0.5])
+    prune_ratios: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.25, 0.5])
     finetune_epochs: NonNegativeInt = 2
     student: str | None = Field(default=None, description="zoo model to distill into")
     student_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -153,8 +153,10 @@ def optimize(
     for recipe in recipes:
         home = root / "candidates" / recipe.name
         done = home / RESULT
-        if done.is_file():
-            results[recipe.name] = json.loads(done.read_text())
+        key = _key(cfg, artifact, recipe)
+        finished = json.loads(done.read_text()) if done.is_file() else None
+        if finished is not None and finished.get("key") == key:
+            results[recipe.name] = finished
             reused.append(recipe.name)
             continue
         if cfg.time_budget_min is not None and time.monotonic() - started > cfg.time_budget_min * 60:
@@ -162,6 +164,7 @@ def optimize(
             continue
         say(f"start {recipe.name}")
         results[recipe.name] = _candidate(recipe, artifact, cfg, home, results, baseline, measure, console, allowed)
+        results[recipe.name]["key"] = key
         _write_json(done, results[recipe.name])  # the done marker: never recomputed after this
         computed.append(recipe.name)
         say(f"done {recipe.name}")
@@ -201,6 +204,8 @@ class _Measurer:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in rows.items())
             raise CompressError(f"no runtime could run {artifact.manifest.name} ({reasons})")
         name, row = min(ok.items(), key=lambda item: item[1].latency_p50_ms)
+        if row.accuracy is None:
+            raise CompressError(f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})")
         return {
             "runtime": name, "accuracy": row.accuracy, "latency_p50_ms": row.latency_p50_ms,
             "latency_p90_ms": row.latency_p90_ms, "throughput_sps": row.throughput_sps,
@@ -225,15 +230,33 @@ def _exported_for(artifact: Artifact, runtimes: list[str], allowed: tuple[str, .
     return artifact
 
 
+def _key(cfg: OptimizeConfig, parent: Artifact, recipe: Recipe | None = None) -> str:
+    """What a finished result depends on; a result made under another key is made again.
+
+    The parent, the measuring settings, and for a recipe its steps, its base, and (when it
+    quantizes, whose fallback spends it) the accuracy budget.
+    """
+    import hashlib
+
+    parts: dict[str, Any] = {"parent": parent.digest, **cfg.model_dump(
+        mode="json", include={"batch_size", "threads", "runtimes", "data", "timing"})}
+    if recipe is not None:
+        parts.update(steps=[[m, c] for m, c in recipe.steps], base=recipe.base)
+        if any(m == "quantize" for m, _ in recipe.steps):
+            parts["max_accuracy_drop"] = cfg.max_accuracy_drop
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Measurer) -> dict[str, Any]:
     done = root / "baseline" / RESULT
-    if done.is_file():
+    key = _key(cfg, artifact)
+    if done.is_file() and json.loads(done.read_text()).get("key") == key:
         return json.loads(done.read_text())
     home = root / "baseline"
     shutil.rmtree(home, ignore_errors=True)
     copy = _exported_for(artifact.derive(op="optimize.baseline").save(home / "artifact"), cfg.runtimes, measure.allowed)
     result = {"name": "fp32", "baseline": True, "status": "ok", "recipe": [], "artifact": str(copy.path),
-              **measure.best(copy, cfg.runtimes)}
+              **measure.best(copy, cfg.runtimes), "key": key}
     _write_json(done, result)
     return result
 

@@ -96,6 +96,9 @@ def quantize(
     """
     cfg = cfg or QuantizeConfig()
     target = check_out(out, artifact)
+    if artifact.manifest.lineage.op == "quantize":
+        raise CompressError(f"{artifact.manifest.name} is already int8 ({artifact.manifest.lineage.params.get('mode')})",
+                            fix="quantize its float parent instead (lineage.parent)")
     allowed = tuple(allow_import)
     val = load_val(artifact, cfg.data)
     calib = calibration_inputs(artifact, val, cfg.calibration_size)
@@ -336,7 +339,8 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     model = artifact.build_model(allowed)
     shape = artifact.manifest.input.shape
     before = model_stats(model, shape, val_metrics(model, val))
-    example = torch.from_numpy(calib[:2].copy())
+    # two samples at least, so torch.export does not specialise the batch dimension to 1
+    example = torch.from_numpy(np.resize(calib[:2], (2, *calib.shape[1:])).copy())
     qat = cfg.qat_epochs > 0
     quantizer = ao["x86"].X86InductorQuantizer()
     quantizer.set_global(ao["x86"].get_default_x86_inductor_quantization_config(is_qat=qat))
