@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import onnx
 import pytest
@@ -136,6 +138,10 @@ def test_pt2e_int8_saves_a_pickle_free_program_the_exported_runtime_runs(trained
     assert record["file"] == "model.int8.pt2" and record["quantizer"] == "X86InductorQuantizer"
     assert record["top1_agreement"] >= 0.98
     check_pt2_without_pickles(child.path / "model.int8.pt2")
+    with zipfile.ZipFile(child.path / "model.int8.pt2") as archive:
+        stored = sum(i.file_size for i in archive.infolist() if "/data/weights/weight_" in i.filename)
+    float_bytes = sum(t.numel() * 4 for t in trained_cnn.state_dict().values() if t.is_floating_point())
+    assert stored < 0.5 * float_bytes  # int8 weights only: the float originals are not saved beside them
     child = Artifact.load(child.path)
     x, _ = val_inputs(child, 50)
     logits = load_predictor(child, "exported", warmup=0).predict(x)
@@ -167,8 +173,8 @@ def test_qat_fine_tunes_through_the_training_engine(trained_cnn, tmp_path):
 
 
 @pytest.mark.parametrize(("config", "needle"), [
-    ({"mode": "dynamic", "calibration": "entropy"}, "calibration applies to --mode static"),
-    ({"mode": "static", "qat_epochs": 2}, "runs on --mode pt2e only"),
+    ({"mode": "dynamic", "calibration": "entropy"}, "calibration: applies to --mode static only .dynamic"),
+    ({"mode": "static", "qat_epochs": 2}, "qat_epochs: quantization-aware training runs on --mode pt2e only"),
     ({"calibration": "kl"}, "calibration"),
     ({"max_accuracy_drop": 1.5}, "max_accuracy_drop"),
 ])

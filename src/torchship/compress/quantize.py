@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from rich.console import Console
 
 from torchship.artifact import Artifact
@@ -65,14 +66,21 @@ class QuantizeConfig(Strict):
     finetune: Finetune = Field(default_factory=lambda: Finetune(lr=1e-4), description="QAT settings")
     data: str | dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _fits_mode(self) -> QuantizeConfig:
-        if self.calibration is not None and self.mode != "static":
-            raise ValueError(f"calibration applies to --mode static only ({self.mode} "
-                             f"{'calibrates at run time' if self.mode == 'dynamic' else 'uses histogram observers'})")
-        if self.qat_epochs and self.mode != "pt2e":
-            raise ValueError("quantization-aware training runs on --mode pt2e only")
-        return self
+    @field_validator("calibration")
+    @classmethod
+    def _static_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("mode")
+        if value is not None and mode != "static":
+            how = "calibrates at run time" if mode == "dynamic" else "uses histogram observers"
+            raise PydanticCustomError("mode", "applies to --mode static only ({mode} {how})", {"mode": mode, "how": how})
+        return value
+
+    @field_validator("qat_epochs")
+    @classmethod
+    def _pt2e_only(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("mode") != "pt2e":
+            raise PydanticCustomError("mode", "quantization-aware training runs on --mode pt2e only", {})
+        return value
 
 
 @register("quantize", QuantizeConfig)
@@ -364,7 +372,7 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
         with torch.no_grad():
             for start in range(0, len(calib), _CALIBRATION_BATCH):
                 prepared(torch.from_numpy(calib[start : start + _CALIBRATION_BATCH]))
-    converted = ao["convert"](prepared)
+    converted = _drop_unused_(ao["convert"](prepared))
     program = torch.export.export(converted, (example,), dynamic_shapes=({0: batch_dim()},), strict=False)
     path = tmp / PT2_INT8
     torch.export.save(program, str(path))
@@ -409,6 +417,15 @@ def _capture(model: torch.nn.Module, example: torch.Tensor, capture_program: Any
         return torch.export.export(model, (example,), dynamic_shapes=({0: batch_dim()},), strict=True)
     except Exception:  # noqa: BLE001 - dynamo cannot trace everything; the non-strict path reports failures
         return capture_program(model, example)
+
+
+def _drop_unused_(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Delete the float weights the converted graph no longer reads (it reads their int8 copies)."""
+    used = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
+    for name in [n for n, _ in [*graph.named_parameters(), *graph.named_buffers()] if n not in used]:
+        owner, _, leaf = name.rpartition(".")
+        delattr(graph.get_submodule(owner) if owner else graph, leaf)
+    return graph
 
 
 def _float_weights(model: torch.nn.Module, prepared: torch.nn.Module) -> torch.nn.Module:
