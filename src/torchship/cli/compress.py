@@ -335,7 +335,7 @@ def optimize_table(document: dict[str, Any]) -> Table:
                         f"{document['settings']['batch_size']}, vs fp32 {base['runtime']}")
     for col in ("candidate", "runtime", "acc", "drop pt", "p50 ms", "size", "speed-up", "verdict"):
         table.add_column(col, justify="left" if col in ("candidate", "runtime", "verdict") else "right",
-                         no_wrap=col != "verdict", overflow="fold")
+                         no_wrap=col != "verdict", overflow="fold" if col != "verdict" else "ellipsis")
     for c in document["candidates"]:
         if c["status"] != "ok":
             table.add_row(c["name"], "", "", "", "", "", "", f"[dim]{c['status']}: {c['reason']}"[:120])
