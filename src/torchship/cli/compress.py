@@ -317,15 +317,15 @@ def optimize(
         print(json.dumps(document, indent=2))
     else:
         out.print(optimize_table(document))
-        out.print(f"table: {result.out / 'optimize.json'} and {result.out / 'optimize.md'}")
+        out.print(f"table: {result.out / 'optimize.json'} and {result.out / 'optimize.md'}", soft_wrap=True)
     if result.picked is None:
         from torchship.compress import CompressError
 
         raise CompressError(document["verdict"], fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop, "
                              "try other recipes, or measure at a larger --batch-size")
     if not as_json:
-        out.print(document["verdict"])
-        out.print(f"artifact: {result.picked.path}")
+        out.print(document["verdict"], soft_wrap=True)
+        out.print(f"artifact: {result.picked.path}", soft_wrap=True)
 
 
 def optimize_table(document: dict[str, Any]) -> Table:

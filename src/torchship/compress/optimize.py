@@ -323,9 +323,10 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
     try:
         for i, (method, step) in enumerate(recipe.steps):
             step = {**step, "data": cfg.data} if cfg.data is not None else dict(step)
-            if method == "quantize" and step.get("mode") != "pt2e":
+            if method == "quantize" and step.get("mode") != "pt2e" and used < cfg.max_accuracy_drop:
                 # the budget left after the base's own loss; quantize keeps sensitive layers float to fit it
-                step["max_accuracy_drop"] = max(0.0, cfg.max_accuracy_drop - used)
+                # (a base already over budget gets plain int8: no float layer could bring it back)
+                step["max_accuracy_drop"] = cfg.max_accuracy_drop - used
             target = home / ("artifact" if i == len(recipe.steps) - 1 else f"step-{i}")
             source = run(source, method, step, out=target, allow_import=allowed, console=console)
         int8 = "onnx-int8" in source.manifest.exports
