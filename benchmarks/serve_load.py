@@ -41,20 +41,25 @@ from torchship.serve import ModelSettings, ServeConfig, serve
 settings = dict(runtime=sys.argv[3], max_batch_size=int(sys.argv[4]), max_queue_delay_ms=float(sys.argv[5]))
 if sys.argv[6] != "0":
     settings["threads"] = int(sys.argv[6])
+settings["instances"] = int(sys.argv[8])
 config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=1024),
                      monitor=MonitorConfig(enabled=sys.argv[7] == "on"))
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
 """
 
 
-def make_artifact(kind: str, root: Path):
-    """A seeded toy with reference statistics (from random inputs), so drift monitoring has work to do."""
+def make_artifact(kind: str, root: Path, runtime: str = "eager"):
+    """A seeded toy with reference statistics (from random inputs), so drift monitoring has work to do,
+    exported (and verified) for the runtime that serves it."""
+    from torchship.export import export
     from torchship.monitor.baseline import reference_from_inputs
     from torchship.testing import tiny_artifact
 
     art = tiny_artifact(kind, shape=(3, 32, 32))
     x = np.random.default_rng(2).standard_normal((256, 3, 32, 32)).astype(np.float32)
-    return art.with_manifest(reference=reference_from_inputs(art, x)).save(root / kind)
+    art = art.with_manifest(reference=reference_from_inputs(art, x)).save(root / kind)
+    formats = {"onnxruntime": ["onnx"], "torchscript": ["torchscript"], "exported": ["exported"]}
+    return export(art, formats[runtime]) if runtime in formats else art
 
 
 def in_process_limit(art, runtime: str, threads: int | None, batch_sizes=(1, 8, 16, 32, 64), seconds=1.5) -> dict:
@@ -95,10 +100,25 @@ def request_bytes(model: str, shape: list[int], binary: bool, port: int) -> byte
         body, extra = head + x.tobytes(), f"Inference-Header-Content-Length: {len(head)}\r\n"
     else:
         body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32",
-                                         "data": x.ravel().tolist()}], "outputs": [{"name": "logits"}]})
+                                         "data": x.ravel()}], "outputs": [{"name": "logits"}]},
+                           option=orjson.OPT_SERIALIZE_NUMPY)  # float32 shortest repr: ~11 bytes a value
         extra = ""
     return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and lower-cased head of one HTTP/1.1 response; its body (sized or chunked) is consumed."""
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    if b"\r\ncontent-length:" in head:
+        await reader.readexactly(int(head.split(b"\r\ncontent-length:")[1].split(b"\r\n")[0]))
+    elif b"chunked" in head:  # Netty (TorchServe) may answer chunked
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return int(head[9:12]), head
 
 
 async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses: dict) -> None:
@@ -107,15 +127,12 @@ async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             writer.write(payload)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = int(head.lower().split(b"\r\ncontent-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
+            status, head = await read_response(reader)
             lat.append(time.perf_counter() - t0)
             statuses[status] = statuses.get(status, 0) + 1
-            if b"connection: close" in head.lower():
+            if b"connection: close" in head:
                 break
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
         statuses["conn_error"] = statuses.get("conn_error", 0) + 1
     finally:
         writer.close()
@@ -144,7 +161,7 @@ def cpu_seconds(pid: int) -> float:
 def start_server(art_path: Path, args, port: int, monitor: str = "off") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
                              str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0),
-                             monitor])
+                             monitor, str(args.instances)])
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -169,6 +186,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue-delay-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
+    parser.add_argument("--instances", type=int, default=1, help="model instances (each its own thread)")
     parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")
     args = parser.parse_args()
     monitors = args.monitor.split(",")
@@ -178,7 +196,7 @@ def main() -> None:
     import torch
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    art = make_artifact(args.model, tmp)
+    art = make_artifact(args.model, tmp, args.runtime)
     limit = in_process_limit(art, args.runtime, args.threads)
     rows = []
     for monitor in monitors:

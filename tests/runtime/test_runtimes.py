@@ -59,6 +59,16 @@ def test_onnxruntime_uses_threads_optimizations_and_cpu(exported_mlp):
     assert description["threads"] == 1
 
 
+def test_onnxruntime_spin_false_lets_idle_threads_sleep(exported_mlp):
+    """The server asks for spin=False so idle intra-op threads do not burn the HTTP loop's core."""
+    spinning = load_predictor(exported_mlp, "onnxruntime", warmup=0)
+    sleeping = load_predictor(exported_mlp, "onnxruntime", warmup=0, spin=False)
+    key = "session.intra_op.allow_spinning"
+    assert sleeping.session.get_session_options().get_session_config_entry(key) == "0"
+    with pytest.raises(Exception, match="does not have configuration"):  # ORT's default: spin
+        spinning.session.get_session_options().get_session_config_entry(key)
+
+
 def test_cuda_provider_missing_is_a_clear_error():
     import onnxruntime as ort
 

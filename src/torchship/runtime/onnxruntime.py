@@ -31,6 +31,9 @@ class OnnxRuntimePredictor:
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             session_options.intra_op_num_threads = options.threads
+        if options.extra.get("spin") is False:
+            # a server shares its cores with the HTTP loop: idle intra-op threads must sleep, not spin
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if options.inter_op_threads:
             session_options.inter_op_num_threads = options.inter_op_threads
             session_options.execution_mode = ort.ExecutionMode.ORT_PARALLEL

@@ -73,7 +73,7 @@ class ServedModel:
         from torchship.runtime import load_predictor
 
         return load_predictor(self.artifact, self.settings.runtime, threads=self.settings.threads,
-                              warmup=self.settings.warmup)
+                              warmup=self.settings.warmup, spin=False)
 
     def _warm_up(self, predictors: list[Any]) -> None:
         # the runtime warmed up at batch 1; the biggest batch allocates its buffers here, not under load
