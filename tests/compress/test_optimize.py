@@ -74,7 +74,7 @@ def test_a_slower_candidate_is_never_picked_and_no_winner_is_said_plainly(traine
     doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, barely_faster, fast_but_wrong])
     assert doc["picked"] is None and doc["picked_artifact"] is None
     flags = {c["name"]: (c.get("faster"), c.get("within_budget")) for c in doc["candidates"]}
-    assert flags == {"fp32": (None, None), "slow": (False, True), "noise": (False, True), "wrong": (True, False)}
+    assert flags == {"fp32": (False, True), "slow": (False, True), "noise": (False, True), "wrong": (True, False)}
     assert doc["verdict"].startswith("no candidate is both faster than fp32 onnxruntime")
     ok = row("ok", 0.945, 0.8, 900)
     doc = document_for(trained_cnn, settings(objective="size"), base, [slow_but_accurate, barely_faster, fast_but_wrong, ok])
