@@ -79,7 +79,8 @@ def train_baseline(case: dict[str, Any], out: Path, epochs: int | None) -> Artif
     return train(validate_config(TrainConfig, raw), console=Console(quiet=True))
 
 
-def compress_case(case: dict[str, Any], baseline: Artifact, root: Path, epochs: int, pt2e: bool) -> dict[str, Artifact]:
+def compress_case(case: dict[str, Any], baseline: Artifact, root: Path, epochs: int,
+                  pt2e: bool) -> dict[str, Artifact]:
     finetune = {"epochs": epochs, "lr": case["lr"], "batch_size": case["train"]["train"]["batch_size"]}
     pruned = compress.prune(baseline, compress.PruneConfig(ratio=0.5, steps=2, step_epochs=max(1, epochs // 3),
                                                            finetune=finetune), out=root / "pruned")
@@ -89,10 +90,12 @@ def compress_case(case: dict[str, Any], baseline: Artifact, root: Path, epochs: 
                "optimizer": case["train"]["optim"]["name"], "work_dir": str(root / "distill-runs")},
     ), out=root / "distilled")
     alone = Artifact.load(root / "distill-runs" / "without-teacher" / "artifact")
-    arts = {"baseline": baseline, "pruned 50%": pruned, "student, distilled": distilled, "student, no teacher": alone}
-    arts["int8 static"] = compress.quantize(baseline, compress.QuantizeConfig(mode="static"), out=root / "int8")
-    arts["int8 dynamic"] = compress.quantize(baseline, compress.QuantizeConfig(mode="dynamic"), out=root / "int8-dyn")
-    arts["pruned 50% + int8"] = compress.quantize(pruned, compress.QuantizeConfig(mode="static"), out=root / "p-int8")
+    arts = {"baseline": baseline, "pruned 50%": pruned, "student, distilled": distilled,
+            "student, no teacher": alone}
+    static, dynamic = compress.QuantizeConfig(mode="static"), compress.QuantizeConfig(mode="dynamic")
+    arts["int8 static"] = compress.quantize(baseline, static, out=root / "int8")
+    arts["int8 dynamic"] = compress.quantize(baseline, dynamic, out=root / "int8-dyn")
+    arts["pruned 50% + int8"] = compress.quantize(pruned, static, out=root / "p-int8")
     if pt2e:
         arts["int8 pt2e (compile)"] = compress.quantize(baseline, compress.QuantizeConfig(mode="pt2e"),
                                                         out=root / "pt2e")
@@ -109,8 +112,8 @@ def predictors(name: str, art: Artifact, threads: int) -> dict[str, Any]:
         runtimes = {"fp32 eager": "eager", "fp32 torchscript": "torchscript", "baseline": "onnxruntime"}
         return {label: load_predictor(art, rt, threads=threads).predict for label, rt in runtimes.items()}
     if "pt2e" in name:
-        from torchship.runtime.exported import ExportedPredictor
         from torchship.runtime.base import RuntimeOptions
+        from torchship.runtime.exported import ExportedPredictor
 
         module = ExportedPredictor(art.path / "model.int8.pt2", RuntimeOptions(threads=threads),
                                    art.manifest.input.shape).module
@@ -157,7 +160,8 @@ def run_case(key: str, root: Path, args: argparse.Namespace, console: Console) -
     console.print("pruning and distilling")
     arts = compress_case(case, baseline, root, 1 if args.quick else args.finetune_epochs, args.pt2e)
     console.print("timing")
-    sessions = {label: fn for name, art in arts.items() for label, fn in predictors(name, art, args.threads).items()}
+    sessions = {label: fn for name, art in arts.items()
+                for label, fn in predictors(name, art, args.threads).items()}
     for label in [label for label in sessions if "pt2e" in label]:
         try:  # compile both shapes now; Inductor's int8 lowering fails on some graphs
             for b in BATCH_SIZES:
@@ -211,15 +215,18 @@ def _stats(art: Artifact, name: str) -> dict[str, int]:
 
 
 def print_rows(rows: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="compression vs the best fp32 runtime of the baseline, same run (in brackets: vs fp32 ONNX Runtime)")
+    table = Table(title="compression vs the best fp32 runtime of the baseline, same run "
+                        "(in brackets: vs fp32 ONNX Runtime)")
     for col in ("case", "model", "params", "MFLOPs", "file KiB", "val acc", "drop (pt)", "b1 ms", "b1 speed-up",
                 "b32 samples/s", "b32 speed-up"):
         table.add_column(col, justify="left" if col in ("case", "model") else "right")
     for r in rows:
         table.add_row(r["case"], r["model"], f"{r['params']:,}", f"{2 * r['macs'] / 1e6:.2f}",
-                      f"{r['file_bytes'] / 1024:.1f}", f"{r['val_accuracy']:.2%}", f"{r['accuracy_drop_pt']:+.2f}",
+                      f"{r['file_bytes'] / 1024:.1f}", f"{r['val_accuracy']:.2%}",
+                      f"{r['accuracy_drop_pt']:+.2f}",
                       f"{r['b1_latency_ms']:.3f}", f"{r['b1_speedup']:.2f}x [{r['b1_speedup_vs_ort']:.2f}x]",
-                      f"{r['b32_throughput_sps']:,.0f}", f"{r['b32_speedup']:.2f}x [{r['b32_speedup_vs_ort']:.2f}x]")
+                      f"{r['b32_throughput_sps']:,.0f}",
+                      f"{r['b32_speedup']:.2f}x [{r['b32_speedup_vs_ort']:.2f}x]")
     console.print(table)
     for case in dict.fromkeys(r["case"] for r in rows):
         first = next(r for r in rows if r["case"] == case)
@@ -232,7 +239,8 @@ def main() -> None:
     parser.add_argument("--cases", default="cnn,resnet", help="comma-separated: cnn, resnet")
     parser.add_argument("--quick", action="store_true", help="2 training epochs, 1 fine-tuning epoch (smoke test)")
     parser.add_argument("--finetune-epochs", type=int, default=6)
-    parser.add_argument("--pt2e", action="store_true", help="also torchao pt2e int8, compiled by Inductor (slow to compile)")
+    parser.add_argument("--pt2e", action="store_true",
+                        help="also torchao pt2e int8, compiled by Inductor (slow to compile)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-time-s", type=float, default=0.3)

@@ -27,6 +27,21 @@ def test_every_help_ends_with_an_example(run_cli, argv):
     assert "Example: torchship " in tail
 
 
+def test_every_registered_method_has_a_command_and_a_default_config(run_cli):
+    from torchship.compress import methods
+
+    names = methods.names()
+    assert {"distill", "fuse", "prune", "quantize"} <= set(names)
+    for name in names:
+        entry = methods.get(name)
+        entry.config()  # every setting has a default
+        assert entry.summary
+        assert not entry.summary.startswith(name)  # the docstring's first line, not the name as a fallback
+        code, out, _ = run_cli("compress", "ART", name, "--help")
+        assert code == 0, name
+        assert "Example: torchship compress" in " ".join(out.split()), name
+
+
 def test_bad_input_gets_one_line_and_leaves_the_parent_alone(run_cli, tmp_path):
     parent = tiny_artifact("mlp", path=tmp_path / "parent")
     before = checksums(parent.path)

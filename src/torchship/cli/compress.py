@@ -125,12 +125,20 @@ def distill(
 def quantize(
     ctx: typer.Context,
     out_dir: Out,
-    mode: Annotated[str | None, typer.Option(help="static (ORT, calibrated), dynamic (ORT, MatMul/Gemm only) or pt2e (torchao).")] = None,
-    calibration: Annotated[str | None, typer.Option(help="static: minmax (default), entropy or percentile.")] = None,
-    calibration_size: Annotated[int | None, typer.Option(help="Training-split inputs to calibrate on (default 256).")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Keep the most sensitive layers float until val accuracy drops at most this (0.01 = 1 point).")] = None,
-    per_channel: Annotated[bool | None, typer.Option("--per-channel/--per-tensor", help="Weight scales per output channel (default) or per tensor.")] = None,
-    qat_epochs: Annotated[int | None, typer.Option(help="pt2e: quantization-aware training epochs before converting.")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="static (ORT, calibrated), dynamic (ORT, MatMul/Gemm only) or pt2e (torchao).")] = None,
+    calibration: Annotated[str | None, typer.Option(
+        help="static: minmax (default), entropy or percentile.")] = None,
+    calibration_size: Annotated[int | None, typer.Option(
+        help="Training-split inputs to calibrate on (default 256).")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(
+        help="Keep the most sensitive layers float until val accuracy drops at most this "
+             "(0.01 = 1 point).")] = None,
+    per_channel: Annotated[bool | None, typer.Option(
+        "--per-channel/--per-tensor", help="Weight scales per output channel (default) or per tensor.",
+    )] = None,
+    qat_epochs: Annotated[int | None, typer.Option(
+        help="pt2e: quantization-aware training epochs before converting.")] = None,
     lr: Annotated[float | None, typer.Option(help="QAT learning rate (default 1e-4).")] = None,
     data: Data = None,
     config: Config = None,
@@ -140,8 +148,8 @@ def quantize(
 ) -> None:
     """Quantize to int8 (ONNX Runtime QDQ, or torchao pt2e), re-measured on the validation split."""
     flags = _flags(mode=mode, calibration=calibration, calibration_size=calibration_size,
-                   max_accuracy_drop=max_accuracy_drop, per_channel=per_channel, qat_epochs=qat_epochs, data=data,
-                   finetune=_flags(lr=lr))
+                   max_accuracy_drop=max_accuracy_drop, per_channel=per_channel, qat_epochs=qat_epochs,
+                   data=data, finetune=_flags(lr=lr))
     _run(ctx, "quantize", flags, config, set_, out_dir, as_json, allow_import)
 
 
@@ -281,15 +289,21 @@ def _bytes(value: int) -> str:
              "--objective latency --batch-size 32 --time-budget 10 -o runs/digits-cnn-opt")
 def optimize(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory to optimize (read only).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the candidates and optimize.json.")],
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Largest validation accuracy loss accepted (0.01 = 1 point).")] = None,
-    objective: Annotated[str | None, typer.Option(help="latency (p50), throughput or size, at --batch-size.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size every candidate is measured at (default 1).")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="Minutes; start no new candidate after this.")] = None,
-    recipe: Annotated[list[str] | None, typer.Option(help="Only this recipe (repeatable), e.g. int8-static-entropy.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for candidates and optimize.json.")],
+    max_accuracy_drop: Annotated[float | None, typer.Option(
+        help="Largest validation accuracy loss accepted (0.01 = 1 point).")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="latency (p50), throughput or size, at --batch-size.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Batch size every candidate is measured at (default 1).")] = None,
+    time_budget: Annotated[float | None, typer.Option(
+        help="Minutes; start no new candidate after this.")] = None,
+    recipe: Annotated[list[str] | None, typer.Option(
+        help="Only this recipe (repeatable), e.g. int8-static-entropy.")] = None,
     student: Annotated[str | None, typer.Option(help="Also distill into this zoo model.")] = None,
     student_kwargs: Annotated[str | None, typer.Option(help="Student kwargs as YAML/JSON.")] = None,
-    finetune_epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs after pruning (default 2).")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(
+        help="Fine-tuning epochs after pruning (default 2).")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads for every runtime.")] = None,
     data: Data = None,
     config: Config = None,
@@ -297,7 +311,7 @@ def optimize(
     as_json: Json = False,
     allow_import: AllowImport = None,
 ) -> None:
-    """Try compression recipes on ARTIFACT, measure each here, and pick the best inside the accuracy budget."""
+    """Try compression recipes on ARTIFACT, measure each here, and pick the best within the budget."""
     from torchship.artifact import Artifact
     from torchship.compress.optimize import OptimizeConfig
     from torchship.compress.optimize import optimize as run_optimize
@@ -305,13 +319,16 @@ def optimize(
 
     kwargs = _yaml_mapping(student_kwargs, "--student-kwargs") if student_kwargs is not None else None
     flags = _flags(max_accuracy_drop=max_accuracy_drop, objective=objective, batch_size=batch_size,
-                   time_budget_min=time_budget, recipes=recipe or None, student=student, student_kwargs=kwargs,
-                   finetune_epochs=finetune_epochs, threads=threads, data=data)
+                   time_budget_min=time_budget, recipes=recipe or None, student=student,
+                   student_kwargs=kwargs, finetune_epochs=finetune_epochs, threads=threads, data=data)
     cfg = load_config(OptimizeConfig, config, set_ or [], flags)
     parent = Artifact.load(artifact)
-    result = run_optimize(parent, cfg, out=out_dir, allow_import=allow_import or [],
-                          progress=lambda message: err.print(message.replace("start ", "making candidate ", 1))
-                          if message.startswith("start ") else None)
+
+    def progress(message: str) -> None:
+        if message.startswith("start "):
+            err.print(message.replace("start ", "making candidate ", 1))
+
+    result = run_optimize(parent, cfg, out=out_dir, allow_import=allow_import or [], progress=progress)
     document = result.document
     if as_json:
         print(json.dumps(document, indent=2))
@@ -321,8 +338,9 @@ def optimize(
     if result.picked is None:
         from torchship.compress import CompressError
 
-        raise CompressError(document["verdict"], fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop, "
-                             "try other recipes, or measure at a larger --batch-size")
+        raise CompressError(document["verdict"],
+                            fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop, "
+                                "try other recipes, or measure at a larger --batch-size")
     if not as_json:
         out.print(document["verdict"], soft_wrap=True)
         out.print(f"artifact: {result.picked.path}", soft_wrap=True)
@@ -346,9 +364,8 @@ def optimize_table(document: dict[str, Any]) -> Table:
             "in budget" if c["within_budget"] else "[red]over budget[/red]"]
         notes += ["Pareto"] if c["pareto"] else []
         notes += ["[bold]PICKED[/bold]"] if c["picked"] else []
-        table.add_row(
-            c["name"], c["runtime"], f"{c['accuracy']:.4f}", "" if first else f"{c['accuracy_drop'] * 100:+.2f}",
-            f"{c['latency_p50_ms']:.3f}", _bytes(c["size_bytes"]), "1.00x" if first else f"{c['speedup']:.2f}x",
-            ", ".join(notes),
-        )
+        drop = "" if first else f"{c['accuracy_drop'] * 100:+.2f}"
+        speedup = "1.00x" if first else f"{c['speedup']:.2f}x"
+        table.add_row(c["name"], c["runtime"], f"{c['accuracy']:.4f}", drop, f"{c['latency_p50_ms']:.3f}",
+                      _bytes(c["size_bytes"]), speedup, ", ".join(notes))
     return table

@@ -59,10 +59,10 @@ class OptimizeConfig(Strict):
     max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0, description="0.01 = one accuracy point")
     objective: Literal["latency", "size", "throughput"] = "latency"
     batch_size: PositiveInt = 1
-    min_speedup: float = Field(default=1.05, ge=1.0,
-                               description="faster means at least this throughput ratio; less is measurement noise")
-    time_budget_min: PositiveFloat | None = Field(default=None, description="start no new candidate after this")
-    recipes: list[str] | None = Field(default=None, description="names of the recipes to try; default: all that apply")
+    min_speedup: float = Field(
+        default=1.05, ge=1.0, description="faster means at least this throughput ratio; less is noise")
+    time_budget_min: PositiveFloat | None = Field(default=None, description="start no candidate after this")
+    recipes: list[str] | None = Field(default=None, description="recipes to try; default: all that apply")
     prune_ratios: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.25, 0.5])
     finetune_epochs: NonNegativeInt = 2
     student: str | None = Field(default=None, description="zoo model to distill into")
@@ -76,7 +76,7 @@ class OptimizeConfig(Strict):
 
 @dataclass(frozen=True)
 class Recipe:
-    """Compression steps ``(method, config)`` applied in order, from the parent or from ``base``'s artifact."""
+    """Compression steps ``(method, config)`` applied in order, to the parent or to ``base``'s artifact."""
 
     name: str
     steps: tuple[tuple[str, dict[str, Any]], ...]
@@ -97,8 +97,8 @@ def recipes_for(cfg: OptimizeConfig) -> list[Recipe]:
         found.append(Recipe(f"{largest}+int8-static", (static[0],), base=largest))
     if cfg.student:
         train = {"epochs": max(cfg.finetune_epochs, 1) * 5}
-        found.append(Recipe("distill", (("distill", {"student": cfg.student, "student_kwargs": cfg.student_kwargs,
-                                                     "train": train}),)))
+        student = {"student": cfg.student, "student_kwargs": cfg.student_kwargs, "train": train}
+        found.append(Recipe("distill", (("distill", student),)))
         found.append(Recipe("distill+int8-static", (static[0],), base="distill"))
     if cfg.recipes is None:
         return found
@@ -163,10 +163,12 @@ def optimize(
             reused.append(recipe.name)
             continue
         if cfg.time_budget_min is not None and time.monotonic() - started > cfg.time_budget_min * 60:
-            results[recipe.name] = _entry(recipe, "skipped", f"time budget of {cfg.time_budget_min:g} min spent")
+            reason = f"time budget of {cfg.time_budget_min:g} min spent"
+            results[recipe.name] = _entry(recipe, "skipped", reason)
             continue
         say(f"start {recipe.name}")
-        results[recipe.name] = _candidate(recipe, artifact, cfg, home, results, baseline, measure, console, allowed)
+        results[recipe.name] = _candidate(recipe, artifact, cfg, home, results, baseline, measure, console,
+                                          allowed)
         results[recipe.name]["key"] = key
         _write_json(done, results[recipe.name])  # the done marker: never recomputed after this
         computed.append(recipe.name)
@@ -198,8 +200,8 @@ class _Measurer:
         data = self.data
         rows = {}
         for name in runtimes:
-            row = measure_runtime(artifact, name, [self.cfg.batch_size], threads=self.cfg.threads, timing=self.timing,
-                                  data=data, allow_import=self.allowed)[0]
+            row = measure_runtime(artifact, name, [self.cfg.batch_size], threads=self.cfg.threads,
+                                  timing=self.timing, data=data, allow_import=self.allowed)[0]
             rows[name] = row
         ok = {n: r for n, r in rows.items() if r.ok}
         if not ok:
@@ -207,13 +209,15 @@ class _Measurer:
             raise CompressError(f"no runtime could run {artifact.manifest.name} ({reasons})")
         name, row = min(ok.items(), key=lambda item: item[1].latency_p50_ms)
         if row.accuracy is None:
-            raise CompressError(f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})")
+            raise CompressError(
+                f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})")
         return {
             "runtime": name, "accuracy": row.accuracy, "latency_p50_ms": row.latency_p50_ms,
             "latency_p90_ms": row.latency_p90_ms, "throughput_sps": row.throughput_sps,
             "size_bytes": row.file_size_bytes, "file": row.file,
             "runtimes": {n: ({"latency_p50_ms": r.latency_p50_ms, "throughput_sps": r.throughput_sps,
-                              "accuracy": r.accuracy} if r.ok else {"skipped": r.reason}) for n, r in rows.items()},
+                              "accuracy": r.accuracy} if r.ok else {"skipped": r.reason})
+                         for n, r in rows.items()},
         }
 
 
@@ -256,7 +260,8 @@ def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Mea
         return json.loads(done.read_text())
     home = root / "baseline"
     shutil.rmtree(home, ignore_errors=True)
-    copy = _exported_for(artifact.derive(op="optimize.baseline").save(home / "artifact"), cfg.runtimes, measure.allowed)
+    copy = artifact.derive(op="optimize.baseline").save(home / "artifact")
+    copy = _exported_for(copy, cfg.runtimes, measure.allowed)
     result = {"name": "fp32", "baseline": True, "status": "ok", "recipe": [], "artifact": str(copy.path),
               **measure.best(copy, cfg.runtimes), "key": key}
     _write_json(done, result)
@@ -278,7 +283,8 @@ def _time_together(rows: list[dict[str, Any]], cfg: OptimizeConfig, allowed: tup
     try:
         for row in rows:
             art = Artifact.load(row["artifact"])
-            predictor = load_predictor(art, row["runtime"], threads=cfg.threads, warmup=0, allow_import=allowed)
+            predictor = load_predictor(art, row["runtime"], threads=cfg.threads, warmup=0,
+                                       allow_import=allowed)
             loaded.append((row, predictor, example_batch(art, cfg.batch_size)))
         timing = cfg.timing.model_dump(exclude={"rounds"})
         p50s: dict[int, list[float]] = {id(row): [] for row in rows}
@@ -309,8 +315,9 @@ def _judge_(candidate: dict[str, Any], baseline: dict[str, Any], cfg: OptimizeCo
     candidate["within_budget"] = candidate["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
 
 
-def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path, results: dict[str, dict[str, Any]],
-               baseline: dict[str, Any], measure: _Measurer, console: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path,
+               results: dict[str, dict[str, Any]], baseline: dict[str, Any], measure: _Measurer, console: Any,
+               allowed: tuple[str, ...]) -> dict[str, Any]:
     shutil.rmtree(home, ignore_errors=True)  # a half-made candidate from an interrupted run starts over
     home.mkdir(parents=True)
     start = time.monotonic()
@@ -318,7 +325,8 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
     if recipe.base is not None:
         base = results.get(recipe.base, {})
         if base.get("status") != "ok":
-            return _entry(recipe, "skipped", f"its base {recipe.base} has no artifact ({base.get('reason', 'not run')})")
+            why = base.get("reason", "not run")
+            return _entry(recipe, "skipped", f"its base {recipe.base} has no artifact ({why})")
         source, used = Artifact.load(base["artifact"]), max(0.0, baseline["accuracy"] - base["accuracy"])
     try:
         for i, (method, step) in enumerate(recipe.steps):
@@ -364,14 +372,16 @@ def _document(artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any],
     for c in rows:
         c["picked"] = c is best
     if best is not None:
-        verdict = (f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 {baseline['runtime']} at "
-                   f"batch {cfg.batch_size}, accuracy drop {best['accuracy_drop'] * 100:+.2f} pt")
+        verdict = (f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 "
+                   f"{baseline['runtime']} at batch {cfg.batch_size}, "
+                   f"accuracy drop {best['accuracy_drop'] * 100:+.2f} pt")
     else:
-        verdict = (f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} and within "
-                   f"the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt")
+        verdict = (f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} "
+                   f"and within the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt")
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     return {
         "kind": "torchship.optimize", "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "created": now.isoformat().replace("+00:00", "Z"),
         "artifact": str(artifact.path) if artifact.path else None, "parent": artifact.digest,
         "name": artifact.manifest.name, "settings": cfg.model_dump(mode="json"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -388,10 +398,10 @@ def mark_pareto_(rows: list[dict[str, Any]]) -> None:
     measured = [r for r in rows if r.get("status") == "ok"]
 
     def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        ge = a["accuracy"] >= b["accuracy"] and a["latency_p50_ms"] <= b["latency_p50_ms"] and \
-            a["size_bytes"] <= b["size_bytes"]
-        gt = a["accuracy"] > b["accuracy"] or a["latency_p50_ms"] < b["latency_p50_ms"] or a["size_bytes"] < b["size_bytes"]
-        return ge and gt
+        # accuracy up, latency and size down: compare (accuracy, -latency, -size) element-wise
+        left = (a["accuracy"], -a["latency_p50_ms"], -a["size_bytes"])
+        right = (b["accuracy"], -b["latency_p50_ms"], -b["size_bytes"])
+        return all(x >= y for x, y in zip(left, right, strict=True)) and left != right
 
     for r in rows:
         r["pareto"] = r in measured and not any(dominates(o, r) for o in measured if o is not r)
@@ -399,13 +409,13 @@ def mark_pareto_(rows: list[dict[str, Any]]) -> None:
 
 def to_markdown(document: dict[str, Any]) -> str:
     """The candidate table as Markdown, baseline first, with the verdict under it."""
-    base = document["baseline"]
+    base, settings = document["baseline"], document["settings"]
     lines = [f"# optimize {document['name']}", "",
-             f"objective **{document['settings']['objective']}** at batch {document['settings']['batch_size']}, "
-             f"accuracy budget {document['settings']['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
+             f"objective **{settings['objective']}** at batch {settings['batch_size']}, "
+             f"accuracy budget {settings['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
              f"{base['runtime']} ({base['latency_p50_ms']:.3f} ms p50)", "",
-             "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up | faster "
-             "| in budget | Pareto | picked |",
+             "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up "
+             "| faster | in budget | Pareto | picked |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
     for c in document["candidates"]:
         if c["status"] != "ok":
@@ -413,10 +423,11 @@ def to_markdown(document: dict[str, Any]) -> str:
             continue
         drop = "" if c.get("baseline") else f"{c['accuracy_drop'] * 100:+.2f}"
         speed = "1.00x" if c.get("baseline") else f"{c['speedup']:.2f}x"
-        flags = ["" if c.get("baseline") else _yes(c["faster"]), "" if c.get("baseline") else _yes(c["within_budget"]),
-                 _yes(c["pareto"]), "★" if c["picked"] else ""]
-        lines.append(f"| {c['name']} | ok | {c['runtime']} | {c['accuracy']:.4f} | {drop} | {c['latency_p50_ms']:.3f} | "
-                     f"{c['throughput_sps']:,.0f} | {c['size_bytes']:,} | {speed} | " + " | ".join(flags) + " |")
+        judged = ["", ""] if c.get("baseline") else [_yes(c["faster"]), _yes(c["within_budget"])]
+        flags = [*judged, _yes(c["pareto"]), "★" if c["picked"] else ""]
+        figures = [f"{c['accuracy']:.4f}", drop, f"{c['latency_p50_ms']:.3f}", f"{c['throughput_sps']:,.0f}",
+                   f"{c['size_bytes']:,}", speed, *flags]
+        lines.append(f"| {c['name']} | ok | {c['runtime']} | " + " | ".join(figures) + " |")
     return "\n".join([*lines, "", document["verdict"], ""])
 
 

@@ -41,7 +41,7 @@ from torchship.compress.finetune import finetune, work_dir
 from torchship.compress.measure import ValData, load_val, model_stats, val_metrics
 from torchship.errors import require
 from torchship.evaluate import split_for_artifact
-from torchship.runtime.onnxruntime import INT8_EXPORT  # the int8 graph's exports key, preferred by the runtime
+from torchship.runtime.onnxruntime import INT8_EXPORT  # the int8 graph's key, preferred by the runtime
 from torchship.train.metrics import evaluate_logits
 
 ONNX_FP32 = "model.onnx"
@@ -61,7 +61,8 @@ class QuantizeConfig(Strict):
     calibration_size: PositiveInt = Field(default=256, description="training-split inputs to calibrate on")
     per_channel: bool = True
     max_accuracy_drop: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="keep sensitive layers float until val accuracy drops at most this")
+        default=None, ge=0.0, le=1.0,
+        description="keep sensitive layers float until val accuracy drops at most this")
     qat_epochs: NonNegativeInt = Field(default=0, description="pt2e only: quantization-aware training epochs")
     finetune: Finetune = Field(default_factory=lambda: Finetune(lr=1e-4), description="QAT settings")
     data: str | dict[str, Any] | None = None
@@ -72,7 +73,8 @@ class QuantizeConfig(Strict):
         mode = info.data.get("mode")
         if value is not None and mode != "static":
             how = "calibrates at run time" if mode == "dynamic" else "uses histogram observers"
-            raise PydanticCustomError("mode", "applies to --mode static only ({mode} {how})", {"mode": mode, "how": how})
+            raise PydanticCustomError("mode", "applies to --mode static only ({mode} {how})",
+                                      {"mode": mode, "how": how})
         return value
 
     @field_validator("qat_epochs")
@@ -92,7 +94,7 @@ def quantize(
     allow_import: Iterable[str] = (),
     console: Console | None = None,
 ) -> Artifact:
-    """Quantize to int8, re-measure on the validation split, and save an artifact whose lineage names its parent.
+    """Quantize to int8, re-measure on the validation split, and save a child artifact of ``artifact``.
 
     Raises:
         CompressError: The model has nothing this mode can quantize, or the accuracy budget
@@ -105,7 +107,8 @@ def quantize(
     cfg = cfg or QuantizeConfig()
     target = check_out(out, artifact)
     if artifact.manifest.lineage.op == "quantize":
-        raise CompressError(f"{artifact.manifest.name} is already int8 ({artifact.manifest.lineage.params.get('mode')})",
+        mode = artifact.manifest.lineage.params.get("mode")
+        raise CompressError(f"{artifact.manifest.name} is already int8 ({mode})",
                             fix="quantize its float parent instead (lineage.parent)")
     allowed = tuple(allow_import)
     val = load_val(artifact, cfg.data)
@@ -118,7 +121,7 @@ def quantize(
 
 
 def calibration_inputs(artifact: Artifact, val: ValData, size: int, seed: int = 0) -> np.ndarray:
-    """A seeded sample of ``size`` training-split inputs (all of them when fewer), normalized for ``artifact``."""
+    """A seeded sample of ``size`` training-split inputs (all when fewer), normalized for ``artifact``."""
     x, _ = split_for_artifact(artifact, val.dataset, "train")
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size]
     return np.ascontiguousarray(x[order].numpy(), dtype=np.float32)
@@ -138,7 +141,8 @@ def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     if not quantizable:
         raise CompressError(
             f"{artifact.manifest.name} has no {'/'.join(DYNAMIC_OPS)} node for dynamic int8"
-            if cfg.mode == "dynamic" else f"{artifact.manifest.name} has no Conv/MatMul/Gemm node to quantize",
+            if cfg.mode == "dynamic"
+            else f"{artifact.manifest.name} has no Conv/MatMul/Gemm node to quantize",
             fix="use --mode static for convolutional models (ONNX Runtime has no dynamic int8 Conv on CPU)"
             if cfg.mode == "dynamic" else "quantization only pays off for conv and linear layers",
         )
@@ -155,7 +159,8 @@ def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     model = artifact.build_model(allowed)
     stats = model_stats(model, shape, {"accuracy": judge.fp32_accuracy})
     record = {
-        "file": ONNX_INT8, "precision": "int8", "mode": cfg.mode, "format": "QDQ" if cfg.mode == "static" else "QOperator",
+        "file": ONNX_INT8, "precision": "int8", "mode": cfg.mode,
+        "format": "QDQ" if cfg.mode == "static" else "QOperator",
         "activations": "uint8" if cfg.mode == "static" else "uint8, quantized at run time",
         "weights": "int8 per-channel" if cfg.per_channel else "int8 per-tensor",
         "quantized_nodes": [n for n in quantizable if n not in float_nodes], "float_nodes": float_nodes,
@@ -170,7 +175,8 @@ def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
         "accuracy_drop": scores["drop"],
         "report": {
             "fp32 onnx": stats | {"weights_bytes": fp32_path.stat().st_size},
-            "int8 onnx": stats | {"weights_bytes": q_path.stat().st_size, "val_accuracy": scores["metrics"]["accuracy"]},
+            "int8 onnx": stats | {"weights_bytes": q_path.stat().st_size,
+                                  "val_accuracy": scores["metrics"]["accuracy"]},
         },
     }
     exports = {"onnx": exported.manifest.exports["onnx"], INT8_EXPORT: record}
@@ -221,7 +227,13 @@ class _OnnxJob:
         self.count = 0
 
     def run(self, excluded: list[str], only: list[str] | None = None) -> Path:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
 
         self.count += 1
         dst = self.tmp / f"int8-{self.count}.onnx"
@@ -247,7 +259,8 @@ def _reader(x: np.ndarray) -> Any:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([{"input": x[i : i + _CALIBRATION_BATCH]} for i in range(0, len(x), _CALIBRATION_BATCH)])
+            step = _CALIBRATION_BATCH
+            self.batches = iter([{"input": x[i : i + step]} for i in range(0, len(x), step)])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
@@ -295,7 +308,8 @@ def _fall_back(job: _OnnxJob, judge: _Judge, nodes: list[str], scores: dict[str,
     for node in nodes:
         alone = judge.score(job.run(excluded=[], only=[node]))
         sensitivity[node] = {"accuracy_drop": round(alone["drop"], 6), "mse": alone["mse"]}
-    order = sorted(nodes, key=lambda n: (sensitivity[n]["accuracy_drop"], sensitivity[n]["mse"]), reverse=True)
+    order = sorted(nodes, key=lambda n: (sensitivity[n]["accuracy_drop"], sensitivity[n]["mse"]),
+                   reverse=True)
     steps = [{"kept_float": [], "accuracy_drop": scores["drop"]}]
     for count in range(1, len(order)):
         kept = order[:count]
@@ -307,8 +321,8 @@ def _fall_back(job: _OnnxJob, judge: _Judge, nodes: list[str], scores: dict[str,
     raise CompressError(
         f"int8 {name} loses {steps[-1]['accuracy_drop']:.2%} accuracy even with {len(order) - 1} of "
         f"{len(order)} layers kept float (budget {budget:.2%})",
-        fix="raise --max-accuracy-drop, try another --calibration, or quantization-aware training (--mode pt2e "
-            "--qat-epochs N)",
+        fix="raise --max-accuracy-drop, try another --calibration, or quantization-aware training "
+            "(--mode pt2e --qat-epochs N)",
     )
 
 
@@ -331,7 +345,7 @@ def _torchao() -> dict[str, Any]:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=False):
             lg.setLevel(level)
     return {"prepare": prepare_pt2e, "prepare_qat": prepare_qat_pt2e, "convert": convert_pt2e, "x86": x86,
             "to_train": move_exported_model_to_train, "to_eval": move_exported_model_to_eval}
@@ -362,8 +376,9 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
         prepared = ao["prepare_qat"](graph, quantizer)
         arch = artifact.manifest.architecture.model_dump(by_alias=True, exclude_none=True)
         with work_dir(cfg.finetune) as root:
-            tuned = finetune(_Trainable(prepared, ao), arch, parent=artifact, data=val.config, settings=cfg.finetune,
-                             epochs=cfg.qat_epochs, out=root / "qat", op="quantize", params=params, console=console)
+            tuned = finetune(_Trainable(prepared, ao), arch, parent=artifact, data=val.config,
+                             settings=cfg.finetune, epochs=cfg.qat_epochs, out=root / "qat", op="quantize",
+                             params=params, console=console)
         curves = tuned.manifest.curves
         ao["to_eval"](prepared)
         model = _float_weights(model, prepared)
@@ -388,7 +403,8 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     drop = before["val_accuracy"] - metrics["accuracy"]
     if cfg.max_accuracy_drop is not None and drop > cfg.max_accuracy_drop + 1e-6:
         raise CompressError(
-            f"pt2e int8 {artifact.manifest.name} loses {drop:.2%} accuracy (budget {cfg.max_accuracy_drop:.2%})",
+            f"pt2e int8 {artifact.manifest.name} loses {drop:.2%} accuracy "
+            f"(budget {cfg.max_accuracy_drop:.2%})",
             fix="add --qat-epochs N, or use --mode static, which keeps the most sensitive layers float",
         )
     record = {"file": PT2_INT8, "precision": "int8", "mode": "pt2e", "dynamic_batch": True,
@@ -429,10 +445,11 @@ def _drop_unused_(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 
 def _float_weights(model: torch.nn.Module, prepared: torch.nn.Module) -> torch.nn.Module:
-    """The QAT-trained float weights copied back into the zoo model (weights.safetensors stays rebuildable)."""
+    """Copy the QAT-trained float weights back into the zoo model (weights.safetensors stays rebuildable)."""
     trained = prepared.state_dict()
     own = model.state_dict()
-    model.load_state_dict({k: v for k, v in trained.items() if k in own and v.shape == own[k].shape}, strict=False)
+    matching = {k: v for k, v in trained.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(matching, strict=False)
     return model.eval()
 
 
