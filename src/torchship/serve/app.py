@@ -33,7 +33,7 @@ from torchship.serve.metrics import ServeMetrics
 from torchship.serve.model import ClientGoneError, ServedModel
 from torchship.serve.repository import Repository
 from torchship.serve.security import Security
-from torchship.serve.v2 import HEADER_LENGTH, ServeError, decode_infer, decode_json, encode_infer
+from torchship.serve.v2 import ServeError, decode_infer, decode_json, encode_infer
 
 log = logging.getLogger("torchship.serve")
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics",
@@ -54,19 +54,7 @@ class ServeState:
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refused with 413 as soon as it passes ``max_body_bytes``."""
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ServeError(f"request body of {declared} bytes exceeds the {limit}-byte limit", status=413,
-                             fix="send fewer rows per request, or raise max_body_bytes in the serve config")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ServeError(f"request body exceeds the {limit}-byte limit", status=413,
-                                 fix="send fewer rows per request, or raise max_body_bytes in the serve config")
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return await receive_body(self.config.max_body_bytes, request.headers.get("content-length"), request.receive)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -175,31 +163,100 @@ async def dashboard_summary(request: Request, state: ServeState) -> Response:
 
 
 # ---------------------------------------------------------------------- inference
-@endpoint("inference")
-async def infer(request: Request, state: ServeState) -> Response:
+class InferRoute:
+    """``POST /v2/models/{m}[/versions/{v}]/infer`` as a plain ASGI layer in front of Starlette.
+
+    Written by hand (no Request object, no router, no per-route exception wrappers) because it
+    is the one hot path: on a 2-core machine Starlette's layers cost about as much CPU as the
+    handler itself. Everything else goes on to the Starlette app. AccessLog stays outside it,
+    so request ids, in-flight counts and access lines are the same for every route.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        target = _infer_target(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        state: ServeState = scope["app"].state.serve  # Starlette sets scope["app"] before its middleware
+        headers = {key: value for key, value in scope["headers"]
+                   if key in (b"authorization", b"content-length", b"inference-header-content-length")}
+        try:
+            status, payload, extra = await _infer(state, target, headers, receive)
+        except ServeError as exc:
+            status, payload, extra = exc.status, orjson.dumps({"error": str(exc)}), exc.headers or {}
+            extra = {"content-type": "application/json", **extra}
+        raw = [(b"content-length", str(len(payload)).encode())]
+        raw += [(key.encode(), str(value).encode()) for key, value in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _infer_target(scope: dict) -> tuple[str, str | None] | None:
+    """(model, version) of an infer path, or None. ``/v2/models/m/infer``, ``.../versions/v/infer``."""
+    path: str = scope["path"]
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/"):-len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return parts[0], None
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return parts[0], parts[2]
+    return None
+
+
+async def receive_body(limit: int, declared: str | None, receive: Any) -> bytes:
+    """Read an ASGI request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ServeError(f"request body of {declared} bytes exceeds the {limit}-byte limit", status=413,
+                         fix="send fewer rows per request, or raise max_body_bytes in the serve config")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ServeError(f"request body exceeds the {limit}-byte limit", status=413,
+                             fix="send fewer rows per request, or raise max_body_bytes in the serve config")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _infer(state: ServeState, target: tuple[str, str | None], headers: dict[bytes, bytes],
+                 receive: Any) -> tuple[int, bytes, dict[str, str]]:
+    authorization = headers.get(b"authorization")
+    state.security.check_inference(authorization.decode("latin-1") if authorization is not None else None)
     t0 = time.monotonic()
-    model = _model(request, state)
+    model = state.repository.get(*target)
     try:
-        body = await state.read_body(request)
-        req = decode_infer(body, request.headers.get(HEADER_LENGTH))
+        declared = headers.get(b"content-length")
+        body = await receive_body(state.config.max_body_bytes, declared.decode("latin-1") if declared else None,
+                                  receive)
+        header_length = headers.get(b"inference-header-content-length")
+        req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
         rows = model.check_input(req)
         model.check_outputs(req.outputs)
         timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
-        gone = asyncio.ensure_future(request.receive())  # completes when the client hangs up
+        gone = asyncio.ensure_future(receive())  # completes when the client hangs up
         try:
             logits = await model.infer(rows, timeout_s, gone)
         finally:
             gone.cancel()
-        payload, headers = encode_infer(model.name, model.version, req.id,
-                                        model.outputs(logits, req.outputs, req.binary_output))
+        payload, extra = encode_infer(model.name, model.version, req.id,
+                                      model.outputs(logits, req.outputs, req.binary_output))
     except ServeError as exc:
         model.record(exc.status, time.monotonic() - t0)
         raise
     except ClientGoneError:
         model.record(499, time.monotonic() - t0)
-        return Response(status_code=499)
+        return 499, b"", {}
     model.record(200, time.monotonic() - t0)
-    return Response(payload, headers=headers)
+    return 200, payload, extra
 
 
 # ---------------------------------------------------------------------- repository API
@@ -235,6 +292,10 @@ async def repository_unload(request: Request, state: ServeState) -> Response:
     await _no_files(request, state)
     await state.repository.unload(request.path_params["model"])
     return json_response({})
+
+
+async def _post_only(request: Request) -> Response:  # pragma: no cover - InferRoute answers every POST
+    raise AssertionError("InferRoute serves POST .../infer")
 
 
 async def metrics(request: Request) -> Response:
@@ -279,7 +340,7 @@ def _routes() -> list[Route]:
         routes += [
             Route(base, model_metadata),
             Route(f"{base}/ready", model_ready),
-            Route(f"{base}/infer", infer, methods=["POST"]),
+            Route(f"{base}/infer", _post_only, methods=["POST"]),  # POST is served by InferRoute
             Route(f"{base}/stats", model_stats),
             Route(f"{base}/config", model_config),
         ]
@@ -322,5 +383,6 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
 
     app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.serve = state
-    app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)
+    app.add_middleware(InferRoute)
+    app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)  # outermost
     return app
