@@ -97,6 +97,25 @@ def test_runtime_runs_the_int8_graph_unless_fp32_is_asked(static_int8):
     assert rows[0].accuracy == pytest.approx((a.argmax(1) == y).mean())
 
 
+def test_exporting_an_int8_artifact_is_refused(static_int8, tmp_path):
+    from torchship.export import ExportError, export
+
+    _, child = static_int8
+    with pytest.raises(ExportError, match="int8 artifact .*onnx-int8.*export the parent"):
+        export(Artifact.load(child.path), ["torchscript"], out=tmp_path / "x")
+
+
+def test_auto_considers_only_runtimes_that_run_the_int8_program(trained_cnn, static_int8):
+    """eager would run the float weights the int8 graph was made from: a different model."""
+    from torchship.runtime.auto import candidates
+
+    _, child = static_int8
+    assert candidates(Artifact.load(child.path), include=("compile",)) == ["onnxruntime"]
+    assert candidates(trained_cnn)[0] == "eager"
+    auto = load_predictor(Artifact.load(child.path), "auto", warmup=0, batch_size=2, repeats=2)
+    assert auto.describe()["picked"] == "onnxruntime" and auto.describe()["file"] == "model.int8.onnx"
+
+
 def test_dynamic_int8_never_quantizes_a_convolution(trained_cnn, tmp_path):
     child = quantize(trained_cnn, QuantizeConfig(mode="dynamic", data=SMALL_DIGITS), out=tmp_path / "dyn")
     floats = child.manifest.lineage.params["float_nodes"]

@@ -23,14 +23,25 @@ log = logging.getLogger(__name__)
 # export format -> the runtime that serves it, and the module it needs
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "onnxruntime"), "torchscript": ("torchscript", None),
                    "exported": ("exported", None), "aoti": ("aoti", None)}
+FORMAT_RUNTIMES_ORDER = [runtime for runtime, _ in FORMAT_RUNTIMES.values()]
 
 
 def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
-    """Runtimes ``auto`` considers for this artifact, eager first."""
-    names = ["eager"]
-    for fmt, (runtime, module) in FORMAT_RUNTIMES.items():
-        if fmt in artifact.manifest.exports and (module is None or importlib.util.find_spec(module)):
-            names.append(runtime)
+    """Runtimes ``auto`` considers for this artifact, eager first.
+
+    An int8 artifact (``compress quantize``) is only run where its int8 program runs: eager
+    and the fp32 exports would compute the float model it was made from, so the fastest of
+    them would be a different model, not a faster runtime.
+    """
+    exports = artifact.manifest.exports
+    available = {runtime for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
+                 if fmt in exports and (module is None or importlib.util.find_spec(module))}
+    int8 = {"onnxruntime"} if "onnx-int8" in exports else set()
+    int8 |= {FORMAT_RUNTIMES[fmt][0] for fmt, record in exports.items()
+             if fmt in FORMAT_RUNTIMES and isinstance(record, dict) and record.get("precision") == "int8"}
+    if int8:
+        return [name for name in FORMAT_RUNTIMES_ORDER if name in int8 & available]
+    names = ["eager", *[name for name in FORMAT_RUNTIMES_ORDER if name in available]]
     names += [name for name in include if name not in names and name != "auto"]
     return names
 
