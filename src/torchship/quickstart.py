@@ -1,4 +1,4 @@
-"""The main job on the embedded dataset: train the cnn on digits, export it, measure it.
+"""The main job on the embedded dataset: train the cnn on digits, export it, prune it, measure both.
 
 Everything goes under one directory (``./torchship-quickstart`` by default): the training
 run with its artifact (exports verified and written inside it), ``bench.json``, an example
@@ -20,6 +20,7 @@ from torchship.artifact import Artifact
 QUICK_TIMING = {"warmup": 5, "min_iterations": 50, "min_time_s": 0.3, "max_time_s": 3.0}
 QUICK_RUNTIMES = ("eager", "torchscript", "onnxruntime")
 QUICK_BATCHES = (1, 32)
+QUICK_PRUNE = 0.25  # of the channels; fine-tuned back to within about a point of the parent
 
 QUICKSTART_CONFIG: dict[str, Any] = {
     "name": "digits-cnn",
@@ -37,6 +38,7 @@ class QuickstartResult:
     artifact: Artifact
     steps: list[str] = field(default_factory=list)
     bench: list[Any] = field(default_factory=list)
+    pruned: Artifact | None = None
     serve_command: str = ""
     curl_command: str = ""
 
@@ -58,8 +60,10 @@ def run_quickstart(out: Path, epochs: int | None = None, console: Console | None
 
     console.rule("2. export: ONNX and TorchScript, each verified against eager PyTorch")
     result.artifact = artifact = export_step(artifact, result)
-    console.rule("3. bench: eager vs TorchScript vs ONNX Runtime on this machine")
-    bench_step(artifact, result, console)
+    console.rule(f"3. compress: prune {QUICK_PRUNE:.0%} of the channels, fine-tune, export")
+    result.pruned = compress_step(artifact, result, console)
+    console.rule("4. bench: both models in eager, TorchScript and ONNX Runtime on this machine")
+    bench_step([artifact, result.pruned], result, console)
     serve_step(artifact, result)
     from torchship.report import quickstart_report
 
@@ -79,19 +83,36 @@ def export_step(artifact: Artifact, result: QuickstartResult) -> Artifact:
     return exported
 
 
-def bench_step(artifact: Artifact, result: QuickstartResult, console: Console) -> None:
+def compress_step(artifact: Artifact, result: QuickstartResult, console: Console) -> Artifact:
+    """Structured pruning with Torch-Pruning: the tensors really shrink, then a short fine-tune."""
+    from torchship.compress import PruneConfig, prune
+    from torchship.compress.base import Finetune
+    from torchship.export import export
+
+    cfg = PruneConfig(ratio=QUICK_PRUNE, finetune=Finetune(epochs=5, lr=1e-3))
+    child = export(prune(artifact, cfg, out=result.out / "pruned", console=console), ["onnx", "torchscript"])
+    before, after = artifact.manifest.metrics["val"]["accuracy"], child.manifest.metrics["val"]["accuracy"]
+    size = child.path / "weights.safetensors", artifact.path / "weights.safetensors"
+    result.steps.append(f"pruned {QUICK_PRUNE:.0%} of the channels -> {child.path}: val accuracy {before:.4f} -> "
+                        f"{after:.4f}, weights {size[0].stat().st_size / size[1].stat().st_size:.0%} of the parent's")
+    return child
+
+
+def bench_step(artifacts: list[Artifact], result: QuickstartResult, console: Console) -> None:
     from torchship import bench as lib
 
     timing = lib.TimingConfig(**QUICK_TIMING)
-    result.bench = lib.bench([artifact], list(QUICK_RUNTIMES), list(QUICK_BATCHES), timing=timing,
+    result.bench = lib.bench(artifacts, list(QUICK_RUNTIMES), list(QUICK_BATCHES), timing=timing,
                              progress=lambda message: console.print(f"  {message}", highlight=False))
     path = lib.write_json(result.out / "bench.json", result.bench, timing=timing, command="torchship quickstart")
     best = max((r for r in result.bench if r.status == "ok" and r.batch_size == max(QUICK_BATCHES)),
                key=lambda r: r.throughput_sps, default=None)
     if best is not None:
+        which = "pruned" if best.artifact_path == str(artifacts[-1].path) and len(artifacts) > 1 else "trained"
         result.steps.append(f"measured {', '.join(QUICK_RUNTIMES)} at batch {', '.join(map(str, QUICK_BATCHES))}: "
-                            f"fastest at batch {best.batch_size} is {best.runtime} "
-                            f"({best.throughput_sps:,.0f} samples/s) -> {path}")
+                            f"fastest at batch {best.batch_size} is the {which} model in {best.runtime} "
+                            f"({best.throughput_sps:,.0f} samples/s, {best.ratio:.2f}x the trained model "
+                            f"in eager) -> {path}")
 
 
 def serve_step(artifact: Artifact, result: QuickstartResult) -> None:
@@ -135,6 +156,7 @@ def write_summary(result: QuickstartResult) -> Path:
         f"- `torchship inspect {result.artifact.path}`",
         f"- `torchship evaluate {result.artifact.path}`",
         f"- `torchship bench {result.artifact.path} --runtime all --batch-sizes 1,8,32`",
+        f"- `torchship optimize {result.artifact.path} --max-accuracy-drop 0.01 -o {result.out / 'optimize'}`",
         "",
     ]
     path = result.out / "summary.md"

@@ -23,11 +23,21 @@ def test_quickstart_exports_verified_and_benches_every_runtime(quickstart):
     for fmt in ("onnx", "torchscript"):
         assert art.manifest.exports[fmt]["max_abs_diff"] <= 1e-4
     doc = json.loads((quickstart.out / "bench.json").read_text())
-    rows = {(r["runtime"], r["batch_size"]): r for r in doc["results"]}
-    assert set(rows) == {(rt, b) for rt in QUICK_RUNTIMES for b in QUICK_BATCHES}
+    rows = {(r["artifact"], r["runtime"], r["batch_size"]): r for r in doc["results"]}
+    labels = ("digits-cnn v1 (train)", "digits-cnn v2 (prune)")  # parent and child, told apart
+    assert set(rows) == {(a, rt, b) for a in labels for rt in QUICK_RUNTIMES for b in QUICK_BATCHES}
     assert all(r["status"] == "ok" and r["throughput_sps"] > 0 for r in rows.values())
     summary = (quickstart.out / "summary.md").read_text()
     assert "exported onnx" in summary and quickstart.serve_command in summary
+
+
+def test_quickstart_prunes_a_smaller_child_that_names_its_parent(quickstart):
+    child = Artifact.load(quickstart.pruned.path)
+    assert child.manifest.lineage.op == "prune"
+    assert child.manifest.lineage.parent == quickstart.artifact.digest
+    assert child.manifest.exports["onnx"]["max_abs_diff"] <= 1e-4
+    child_bytes = (child.path / "weights.safetensors").stat().st_size
+    assert child_bytes < 0.75 * (quickstart.artifact.path / "weights.safetensors").stat().st_size
 
 
 def test_the_printed_request_works_against_the_server(quickstart):

@@ -68,14 +68,9 @@ def quickstart(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
-def pruned(quickstart, tmp_path_factory):
-    """A structurally pruned child of the quickstart artifact (no fine-tuning: fast)."""
-    from torchship import compress
-
-    out = tmp_path_factory.mktemp("pruned") / "artifact"
-    return compress.prune(
-        quickstart.artifact, compress.PruneConfig(ratio=0.5), out=out, console=Console(quiet=True)
-    )
+def pruned(quickstart):
+    """The quickstart's structurally pruned, fine-tuned and exported child of its artifact."""
+    return quickstart.pruned
 
 
 @pytest.fixture(scope="package")
@@ -87,9 +82,9 @@ def optimize_dir(tmp_path_factory):
 
 @pytest.fixture(scope="package")
 def full_report(quickstart, pruned, optimize_dir, tmp_path_factory):
-    """The report over the quickstart directory, the pruned child and the optimize fixture."""
+    """The report over the quickstart directory (trained + pruned artifacts) and the optimize fixture."""
     from torchship.report import write_report
 
     out = tmp_path_factory.mktemp("report") / "report.html"
-    result = write_report([quickstart.out, pruned.path], out, optimize=[optimize_dir])
+    result = write_report([quickstart.out], out, optimize=[optimize_dir])  # holds the pruned child too
     return result, out.read_text(encoding="utf-8")

@@ -47,9 +47,8 @@ def test_full_report_shows_every_section(full_report, quickstart, pruned):
     result, page = full_report
     by_id = {s.id: s for s in result.sections}
     assert list(by_id) == list(SECTIONS)
-    # the pruned child has no exports; everything else is present
-    assert {s.id for s in result.sections if s.missing} == {"exports"}
-    assert "digits-cnn v2 (prune)" in by_id["exports"].missing[0]
+    # the quickstart trains, exports, prunes and benches, and optimize comes from the fixture
+    assert {s.id for s in result.sections if s.missing} == set()
     metrics = section(page, "metrics")
     for label in ("digits-cnn v1 (train)", "digits-cnn v2 (prune)"):
         assert f'<td class="l">{label}</td><td class="l">val</td>' in metrics
@@ -64,7 +63,7 @@ def test_full_report_shows_every_section(full_report, quickstart, pruned):
     assert "computed for this report" in confusion  # the pruned one does not: computed, not stored
     assert "evaluation.json" not in pruned.manifest.files
     exports = section(page, "exports")
-    assert "onnx" in exports
+    assert "onnx" in exports and "digits-cnn v2 (prune)" in exports
     assert "100.00 %" in exports
     bench = section(page, "bench")
     for runtime in ("eager", "torchscript", "onnxruntime"):
@@ -75,8 +74,9 @@ def test_full_report_shows_every_section(full_report, quickstart, pruned):
 def test_embedded_figures_are_valid_svg_and_png(full_report):
     _, page = full_report
     figures = parsed_svgs(page)
-    # curves, two confusion matrices, the Pareto front, bench throughput
-    assert len(figures) == 5
+    # curves of the training and of the pruned child's fine-tuning, two confusion matrices,
+    # the Pareto front, bench throughput
+    assert len(figures) == 6
     assert all(f.tag.endswith("svg") for f in figures)
     pngs = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=\s]+)", page)
     assert len(pngs) >= 2  # the confusion heat maps (and their colour bars) are rasters inside their SVGs
@@ -108,7 +108,7 @@ def test_lineage_tree_puts_the_pruned_child_under_its_parent(quickstart, pruned,
     nested_at = lineage.index('<ul class="tree">')
     child_at = lineage.index("digits-cnn v2 (prune)")
     assert parent_at < nested_at < child_at
-    assert "ratio=0.5" in lineage  # the operation's params beside it
+    assert "ratio=0.25" in lineage  # the operation's params beside it
 
 
 def test_lineage_links_a_parent_exported_after_its_child(tmp_path):

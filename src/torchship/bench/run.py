@@ -9,6 +9,7 @@ cannot load or run an artifact gives skipped rows carrying the one-line reason.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -157,6 +158,7 @@ def bench(
     if not loaded:
         raise BenchError("no artifact given", fix="pass at least one artifact directory")
     results: list[BenchResult] = []
+    same_name = Counter(a.manifest.name for a in loaded)
     for artifact in loaded:
         art_data = data_for(data, artifact)
         for name in names:
@@ -170,6 +172,10 @@ def bench(
             else:
                 rows = measure_runtime(artifact, name, sizes, threads=threads, timing=timing,
                                        data=art_data, allow_import=allow_import)
+            if same_name[artifact.manifest.name] > 1:  # a parent and its child: say which is which
+                m = artifact.manifest
+                for row in rows:
+                    row.artifact = f"{m.name} v{m.version} ({m.lineage.op})"
             results.extend(rows)
     add_ratios(results)
     return results

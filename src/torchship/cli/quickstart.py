@@ -18,8 +18,8 @@ def quickstart(
     ),
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default 15).")] = None,
 ) -> None:
-    """Train the cnn on scikit-learn's digits, export it (ONNX, TorchScript, verified), bench it, and
-    print how to serve it; everything (artifact, logs, bench.json, summary.md) goes under OUT."""
+    """Train the cnn on scikit-learn's digits, export it (ONNX, TorchScript, verified), prune a quarter of
+    its channels, bench both, write report.html and print how to serve it; everything goes under OUT."""
     from torchship.quickstart import run_quickstart
 
     result = run_quickstart(out_dir, epochs, console=err)
