@@ -42,7 +42,7 @@ settings = dict(runtime=sys.argv[3], max_batch_size=int(sys.argv[4]), max_queue_
 if sys.argv[6] != "0":
     settings["threads"] = int(sys.argv[6])
 settings["instances"] = int(sys.argv[8])
-config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=1024),
+config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=int(sys.argv[9])),
                      monitor=MonitorConfig(enabled=sys.argv[7] == "on"))
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
 """
@@ -128,7 +128,7 @@ async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses
             t0 = time.perf_counter()
             writer.write(payload)
             status, head = await read_response(reader)
-            lat.append(time.perf_counter() - t0)
+            lat.append((time.perf_counter() - t0, status))
             statuses[status] = statuses.get(status, 0) + 1
             if b"connection: close" in head:
                 break
@@ -139,17 +139,25 @@ async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses
 
 
 async def run_load(port: int, payload: bytes, concurrency: int, duration_s: float) -> dict:
-    lat: list[float] = []
+    """Keep ``concurrency`` connections busy for ``duration_s``; latencies over every answer, and
+    separately over the 503s (load shedding: they should be fast) when there are any."""
+    lat: list[tuple[float, int]] = []
     statuses: dict = {}
     stop_at = time.perf_counter() + duration_s
     t0 = time.perf_counter()
     await asyncio.gather(*(_worker(port, payload, stop_at, lat, statuses) for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     ok = statuses.get(200, 0)
-    ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
-    return {"concurrency": concurrency, "req_per_s": ok / elapsed, "p50_ms": float(np.percentile(ms, 50)),
-            "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-            "errors": sum(v for k, v in statuses.items() if k != 200)}
+    ms = np.array([t for t, _ in lat]) * 1e3 if lat else np.array([np.nan])
+    row = {"concurrency": concurrency, "req_per_s": ok / elapsed, "p50_ms": float(np.percentile(ms, 50)),
+           "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
+           "errors": sum(v for k, v in statuses.items() if k != 200)}
+    shed = np.array([t for t, status in lat if status == 503]) * 1e3
+    ok_ms = np.array([t for t, status in lat if status == 200]) * 1e3
+    if shed.size:
+        row |= {"shed_503": int(shed.size), "p99_503_ms": float(np.percentile(shed, 99)),
+                "p99_ok_ms": float(np.percentile(ok_ms, 99)) if ok_ms.size else None}
+    return row
 
 
 WRK_SCRIPT = """
@@ -197,7 +205,7 @@ def cpu_seconds(pid: int) -> float:
 def start_server(art_path: Path, args, port: int, monitor: str = "off") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
                              str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0),
-                             monitor, str(args.instances)])
+                             monitor, str(args.instances), str(args.queue_limit)])
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -223,6 +231,8 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
     parser.add_argument("--instances", type=int, default=1, help="model instances (each its own thread)")
+    parser.add_argument("--queue-limit", type=int, default=1024,
+                        help="rows queued per model before the server sheds load with 503")
     parser.add_argument("--client", choices=["asyncio", "wrk"], default="asyncio",
                         help="load generator: this script's asyncio client, or wrk (apt-get install wrk)")
     parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")
@@ -274,9 +284,11 @@ def serve_and_load(art, args, monitor: str) -> list[dict]:
                 row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
                 row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
                 rows.append(row)
+                shed = (f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
+                        f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  " if "shed_503" in row else "")
                 print(f"{mode:6} monitor {monitor:3} c={c:3}  {row['req_per_s']:8.0f} req/s  "
                       f"p50 {row['p50_ms']:6.2f} ms  "
-                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  "
+                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  {shed}"
                       f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req  "
                       f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s", flush=True)
     finally:
