@@ -232,7 +232,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
     parser.add_argument("--instances", type=int, default=1, help="model instances (each its own thread)")
     parser.add_argument("--queue-limit", type=int, default=1024,
-                        help="rows queued per model before the server sheds load with 503")
+                        help="requests queued per model before the server sheds load with 503")
     parser.add_argument("--client", choices=["asyncio", "wrk"], default="asyncio",
                         help="load generator: this script's asyncio client, or wrk (apt-get install wrk)")
     parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")

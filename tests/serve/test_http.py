@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import re
+import time
 
 import httpx
 import numpy as np
@@ -82,6 +83,24 @@ def test_overload_sheds_with_503_and_retry_after(repo):
         assert set(codes) == {200, 503} and codes.count(200) >= 3
         shed = next(r for r in responses if r.status_code == 503)
         assert shed.headers["retry-after"] == "1" and "overloaded" in shed.json()["error"]
+
+
+def test_a_full_queue_sheds_before_the_body_is_decoded(repo):
+    """Shedding must be cheap: with the queue full, even a malformed body gets 503, not 400."""
+    config = settings(runtime="test-slow", max_batch_size=1, queue_limit=1)
+    with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(6) as pool:
+        good = v2_body(np.ones((1, 16), np.float32))
+        fill = [pool.submit(http.post, url + "/v2/models/mlp/infer", json=good) for _ in range(5)]
+        deadline = time.monotonic() + 10
+        while True:  # wait until one request computes and one waits in the queue
+            depth = re.search(r'torchship_queue_depth\{model="mlp",version="1"\} (\S+)', http.get(url + "/metrics").text)
+            if depth and float(depth.group(1)) >= 1:
+                break
+            assert time.monotonic() < deadline, "the queue never filled"
+            time.sleep(0.005)
+        r = http.post(url + "/v2/models/mlp/infer", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 503 and "overloaded" in r.json()["error"]
+        assert {f.result().status_code for f in fill} <= {200, 503}
 
 
 def test_request_timeout_parameter_expires_queued_requests(repo):

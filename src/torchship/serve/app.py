@@ -234,6 +234,7 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
     t0 = time.monotonic()
     model = state.repository.get(*target)
     try:
+        model.check_capacity()
         declared = headers.get(b"content-length")
         body = await receive_body(state.config.max_body_bytes, declared.decode("latin-1") if declared else None,
                                   receive)

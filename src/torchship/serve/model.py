@@ -167,13 +167,21 @@ class ServedModel:
         return tensors
 
     # ------------------------------------------------------------------ running
+    def overloaded(self) -> ServeError:
+        return ServeError(f"model {self.name!r} is overloaded ({self.settings.queue_limit} requests queued)",
+                          fix="retry later", status=503, headers={"retry-after": "1"})
+
+    def check_capacity(self) -> None:
+        """Shed before the body is read or decoded: a full queue answers 503 at the cost of a lookup."""
+        if self.batcher.depth >= self.settings.queue_limit:
+            raise self.overloaded()
+
     async def infer(self, rows: np.ndarray, timeout_s: float, gone: asyncio.Future | None = None) -> np.ndarray:
         """Queue ``rows`` for the batcher and wait for this request's logits."""
         try:
             pending = self.batcher.submit(rows, timeout_s)
         except QueueFullError:
-            raise ServeError(f"model {self.name!r} is overloaded ({self.settings.queue_limit} requests queued)",
-                             fix="retry later", status=503, headers={"retry-after": "1"}) from None
+            raise self.overloaded() from None
         self.in_flight += 1
         self._idle.clear()
         self._depth.set(self.batcher.depth)
