@@ -73,7 +73,11 @@ def train(
     ctx = dist_.init_distributed(cfg.train.device)
     try:
         custom = _Custom(model, architecture, loss_fn, parent, op, params)
-        return _Run(cfg, ctx, tuple(allow_import), callbacks, console, custom).run(resume)
+        artifact = _Run(cfg, ctx, tuple(allow_import), callbacks, console, custom).run(resume)
+        # rank 0 still writes the artifact when the others finish: no rank may tear the process
+        # group down under it (a rank leaving early aborted in gloo's teardown, about 1 run in 6)
+        dist_.barrier(ctx)
+        return artifact
     finally:
         dist_.shutdown(ctx)
 
