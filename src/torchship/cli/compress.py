@@ -28,6 +28,7 @@ class _MethodGroup(TyperGroup):
 
 compress_app = typer.Typer(
     cls=_MethodGroup,
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     help="Make a smaller or faster artifact from ARTIFACT; the parent is never modified.",
     epilog="Example: torchship compress runs/digits-cnn/artifact prune --ratio 0.5 --epochs 3 -o runs/pruned",

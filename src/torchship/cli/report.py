@@ -48,8 +48,10 @@ def report(
     ] = True,
     title: Annotated[str | None, typer.Option(help="Page title; default: the first artifact's name.")] = None,
 ) -> None:
-    """Write one HTML page: training curves, confusion matrix and per-class metrics, lineage,
-    optimize candidates with the Pareto front, bench tables and export parity.
+    """Write one self-contained HTML page over runs, artifacts, bench and optimize results.
+
+    Sections: training curves, confusion matrix and per-class metrics, lineage, optimize
+    candidates with the Pareto front, bench tables and export parity.
 
     The page has no external links (figures are inline SVG), so it can be mailed or archived
     as one file. A section whose inputs are missing says what to add instead of disappearing.
