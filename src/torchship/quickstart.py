@@ -44,7 +44,7 @@ class QuickstartResult:
 
 
 def run_quickstart(out: Path, epochs: int | None = None, console: Console | None = None) -> QuickstartResult:
-    """Train -> (later stages as they exist) -> summary.md; returns the final artifact."""
+    """Train -> export -> prune -> bench -> serve request -> report -> summary.md, all under ``out``."""
     from torchship.config import validate_config
     from torchship.train import TrainConfig, train
 
@@ -65,9 +65,10 @@ def run_quickstart(out: Path, epochs: int | None = None, console: Console | None
     console.rule("4. bench: both models in eager, TorchScript and ONNX Runtime on this machine")
     bench_step([artifact, result.pruned], result, console)
     serve_step(artifact, result)
+    console.rule("5. report: one HTML page over everything above")
     from torchship.report import quickstart_report
 
-    result.steps.append(quickstart_report(out))  # writes <out>/report.html over everything above
+    result.steps.append(quickstart_report(out))  # writes <out>/report.html
     write_summary(result)
     return result
 
