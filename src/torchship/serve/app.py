@@ -83,6 +83,8 @@ def endpoint(guard: str | None = None) -> Callable[[Handler], Callable[[Request]
                 return await handler(request, state)
             except ServeError as exc:
                 return error_response(exc)
+            except ClientGoneError:  # the client hung up while sending its body: nobody to answer
+                return Response(status_code=499)
 
         route.__name__ = handler.__name__
         return route
