@@ -55,18 +55,23 @@ def data_config_for(artifact: Artifact, data: str | None = None):
     return parsed
 
 
+def check_input_shape(artifact: Artifact, dataset, source: str, how: str) -> None:
+    """One line when ``dataset``'s samples are not the shape the artifact's model takes."""
+    spec = artifact.manifest.input
+    if list(dataset.input["shape"]) != list(spec.shape):
+        raise DataError(
+            f"{source} gives inputs of shape {dataset.input['shape']} but {artifact.manifest.name} expects {spec.shape}",
+            fix=f"{how} to match the model",
+        )
+
+
 def split_for_artifact(artifact: Artifact, dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs of ``split`` re-normalized with the artifact's statistics; checked against its input spec."""
     part = getattr(dataset, split, None)
     if part is None:
         raise DataError(f"dataset {dataset.name} has no {split} split", fix="use --split val, or set data.test_fraction")
     spec = artifact.manifest.input
-    if list(dataset.input["shape"]) != list(spec.shape):
-        raise DataError(
-            f"dataset {dataset.name} gives inputs of shape {dataset.input['shape']} but {artifact.manifest.name} "
-            f"expects {spec.shape}",
-            fix="set data.resize / data.channels to match the model",
-        )
+    check_input_shape(artifact, dataset, f"dataset {dataset.name}", "set data.resize / data.channels")
     if len(dataset.labels) != len(artifact.manifest.labels):
         raise DataError(
             f"dataset {dataset.name} has {len(dataset.labels)} classes but the model has {len(artifact.manifest.labels)}"

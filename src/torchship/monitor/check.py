@@ -81,18 +81,13 @@ def load_inputs(artifact: Artifact, data: str | None, split: str = "all") -> np.
         DataError: Unknown split, or samples of another shape than the model's input.
     """
     from torchship.data import load_data
-    from torchship.evaluate import data_config_for, renormalize
+    from torchship.evaluate import check_input_shape, data_config_for, renormalize
 
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}", fix=f"choose one of: {', '.join(SPLITS)}")
     dataset = load_data(data_config_for(artifact, data))
     spec = artifact.manifest.input
-    if list(dataset.input["shape"]) != list(spec.shape):
-        raise DataError(
-            f"{data or dataset.name} gives samples of shape {dataset.input['shape']} but "
-            f"{artifact.manifest.name} expects {spec.shape}",
-            fix="resize or re-channel the data to the model's input",
-        )
+    check_input_shape(artifact, dataset, str(data or dataset.name), "resize or re-channel the data")
     parts = [dataset.train, dataset.val, dataset.test] if split == "all" else [getattr(dataset, split)]
     parts = [p for p in parts if p is not None and len(p)]
     if not parts:
