@@ -86,7 +86,9 @@ def export(
         True
     """
     names = resolve_formats(formats)
-    int8 = _int8_format(artifact)
+    from torchship.runtime.auto import int8_programs
+
+    int8 = next(iter(int8_programs(artifact)), None)
     if int8 is not None:
         raise ExportError(
             f"{artifact.manifest.name} is an int8 artifact ({int8}); exporting it would export the float "
@@ -116,14 +118,6 @@ def export(
         extra_files = {file: path for staged in ctx.staged.values() for file, path in staged.files.items()}
         exports = {**artifact.manifest.exports, **records}
         return artifact.with_manifest(exports=exports).save(dest, extra_files=extra_files)
-
-
-def _int8_format(artifact: Artifact) -> str | None:
-    """The export holding the artifact's int8 program (``compress quantize``), or None."""
-    for fmt, record in artifact.manifest.exports.items():
-        if fmt == "onnx-int8" or (isinstance(record, dict) and record.get("precision") == "int8"):
-            return fmt
-    return None
 
 
 def _produce_and_verify(

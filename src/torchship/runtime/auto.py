@@ -23,7 +23,19 @@ log = logging.getLogger(__name__)
 # export format -> the runtime that serves it, and the module it needs
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "onnxruntime"), "torchscript": ("torchscript", None),
                    "exported": ("exported", None), "aoti": ("aoti", None)}
-FORMAT_RUNTIMES_ORDER = [runtime for runtime, _ in FORMAT_RUNTIMES.values()]
+
+
+def int8_programs(artifact: Artifact) -> dict[str, str]:
+    """Export key -> runtime of every int8 program the artifact holds (made by ``compress quantize``)."""
+    from torchship.runtime.onnxruntime import INT8_EXPORT
+
+    programs = {}
+    for fmt, record in artifact.manifest.exports.items():
+        if fmt == INT8_EXPORT:
+            programs[fmt] = "onnxruntime"
+        elif fmt in FORMAT_RUNTIMES and isinstance(record, dict) and record.get("precision") == "int8":
+            programs[fmt] = FORMAT_RUNTIMES[fmt][0]
+    return programs
 
 
 def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
@@ -34,14 +46,12 @@ def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
     them would be a different model, not a faster runtime.
     """
     exports = artifact.manifest.exports
-    available = {runtime for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
-                 if fmt in exports and (module is None or importlib.util.find_spec(module))}
-    int8 = {"onnxruntime"} if "onnx-int8" in exports else set()
-    int8 |= {FORMAT_RUNTIMES[fmt][0] for fmt, record in exports.items()
-             if fmt in FORMAT_RUNTIMES and isinstance(record, dict) and record.get("precision") == "int8"}
+    available = [runtime for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
+                 if fmt in exports and (module is None or importlib.util.find_spec(module))]
+    int8 = set(int8_programs(artifact).values())
     if int8:
-        return [name for name in FORMAT_RUNTIMES_ORDER if name in int8 & available]
-    names = ["eager", *[name for name in FORMAT_RUNTIMES_ORDER if name in available]]
+        return [name for name in available if name in int8]
+    names = ["eager", *available]
     names += [name for name in include if name not in names and name != "auto"]
     return names
 
