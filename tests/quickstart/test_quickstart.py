@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from rich.console import Console
 
 from torchship.artifact import Artifact
 from torchship.quickstart import QUICK_BATCHES, QUICK_RUNTIMES, run_quickstart
+
+SERVE_TESTS = Path(__file__).parent.parent / "serve"
+if str(SERVE_TESTS) not in sys.path:  # serve_helpers: the in-process server the serve tests use
+    sys.path.insert(0, str(SERVE_TESTS))
 
 
 @pytest.fixture(scope="module")
@@ -43,23 +49,15 @@ def test_quickstart_prunes_a_smaller_child_that_names_its_parent(quickstart):
 def test_the_printed_request_works_against_the_server(quickstart):
     """What the quickstart tells the user to curl is a valid v2 request for the served artifact."""
     import anyio
-
-    from torchship.serve import create_app
+    from serve_helpers import in_process
 
     request = json.loads((quickstart.out / "request.json").read_text())
     name = quickstart.artifact.manifest.name
     assert f"/v2/models/{name}/infer" in quickstart.curl_command
 
     async def call():
-        app = create_app(quickstart.artifact.path)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as client:
-                for _ in range(400):
-                    if (await client.get("/v2/health/ready")).status_code == 200:
-                        break
-                    await anyio.sleep(0.05)
-                return await client.post(f"/v2/models/{name}/infer", json=request)
+        async with in_process(quickstart.artifact.path) as client:
+            return await client.post(f"/v2/models/{name}/infer", json=request)
 
     response = anyio.run(call)
     assert response.status_code == 200, response.text
