@@ -87,9 +87,15 @@ def settings(**kwargs) -> ServeConfig:
 @contextlib.contextmanager
 def real_server(path: Path, config: ServeConfig | None = None, security: Security | None = None):
     """uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL; stops by itself."""
+    with serve_app(create_app(path, config, security)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_app(app):
+    """Run a ``create_app`` app under uvicorn on 127.0.0.1 (free port); yield its URL once ready."""
     import uvicorn
 
-    app = create_app(path, config, security)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

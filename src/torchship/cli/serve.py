@@ -24,6 +24,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="TCP port of the v2 gRPC service (on --host).")] = 8001,
+    no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve HTTP only.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
     runtime: Annotated[str | None, typer.Option(help="Runtime for every model (eager, onnxruntime, ...).")] = None,
@@ -57,5 +59,7 @@ def serve(
     security = Security(inference_token=token, management_token=management_token, management=not no_management)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")
-    err.print(f"serving {path} on http://{host}:{port} (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)")
-    run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level)
+    grpc = "" if no_grpc else f" and gRPC {host}:{grpc_port}"
+    err.print(f"serving {path} on http://{host}:{port}{grpc} (v2 protocol; /metrics; drain with Ctrl-C/SIGTERM)")
+    run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level,
+               grpc_port=None if no_grpc else grpc_port)

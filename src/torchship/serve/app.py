@@ -51,6 +51,7 @@ class ServeState:
         self.rates = RateTracker()  # the dashboard's recent rates
         self.started = False  # startup models loaded and warmed up
         self.draining = False
+        self.grpc_port: int | None = None  # bound gRPC port (serve/grpc_service.py), None: off
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refused with 413 as soon as it passes ``max_body_bytes``."""
@@ -352,8 +353,12 @@ def _routes() -> list[Route]:
     return routes + convenience.routes(endpoint)
 
 
-def create_app(path: str | Path, config: ServeConfig | None = None, security: Security | None = None) -> Starlette:
+def create_app(path: str | Path, config: ServeConfig | None = None, security: Security | None = None,
+               grpc_address: str | None = None) -> Starlette:
     """Build the ASGI app serving the artifact or repository at ``path``.
+
+    With ``grpc_address`` (``host:port``; port 0 picks a free one) the lifespan also serves
+    the v2 gRPC service there, in the same event loop (``serve/grpc_service.py``).
 
     Example:
         >>> from torchship.testing import tiny_artifact
@@ -373,6 +378,11 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
             log.info("ready: %s", ", ".join(f"{e['name']}/{e.get('version', '-')} {e['state']}"
                                             for e in state.repository.index()))
 
+        grpc_server = None
+        if grpc_address is not None:
+            from torchship.serve.grpc_service import STOP_GRACE_S, start_grpc
+
+            grpc_server = await start_grpc(state, grpc_address)
         loader = asyncio.create_task(start())
         try:
             yield
@@ -382,6 +392,8 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
                 loader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loader
+            if grpc_server is not None:
+                await grpc_server.stop(STOP_GRACE_S)
             await state.repository.close()
 
     app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error})

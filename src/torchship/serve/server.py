@@ -16,6 +16,9 @@ from torchship.errors import require
 from torchship.serve.config import ServeConfig
 from torchship.serve.security import Security
 
+DRAIN_TIMEOUT_S = 60.0  # longest wait for accepted HTTP requests after SIGTERM (deploy/ sizes pods by it)
+GRPC_PORT = 8001  # Triton's default
+
 
 def serve(
     path: str | Path,
@@ -25,14 +28,26 @@ def serve(
     config: ServeConfig | None = None,
     security: Security | None = None,
     log_level: str = "info",
-    drain_timeout_s: float = 60.0,
+    drain_timeout_s: float = DRAIN_TIMEOUT_S,
+    grpc_port: int | None = GRPC_PORT,
 ) -> None:
-    """Serve the artifact or repository at ``path`` until SIGTERM or Ctrl-C, then drain."""
+    """Serve the artifact or repository at ``path`` until SIGTERM or Ctrl-C, then drain.
+
+    ``grpc_port`` also serves the v2 gRPC service on ``host`` (None: HTTP only).
+    """
     uvicorn = require("uvicorn", "serve")
     from torchship.serve.app import create_app
 
     config = config or ServeConfig()
-    app = create_app(path, config, security)  # a bad path fails here, before any handler is installed
+    grpc_address = None
+    if grpc_port is not None:
+        from torchship.serve.grpc_service import check_port_free, require_grpc
+        from torchship.serve.grpc_service import grpc_address as address
+
+        require_grpc()  # a missing grpcio/tritonclient says which extra to install, before anything starts
+        check_port_free(host, grpc_port)
+        grpc_address = address(host, grpc_port)
+    app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any handler
     _configure_logging(log_level, config.access_log)
 
     class DrainingServer(uvicorn.Server):
