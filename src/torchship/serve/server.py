@@ -16,6 +16,7 @@ from torchship.errors import require
 from torchship.serve.config import ServeConfig
 from torchship.serve.security import Security
 
+HTTP_PORT = 8000
 DRAIN_TIMEOUT_S = 60.0  # longest wait for accepted HTTP requests after SIGTERM (deploy/ sizes pods by it)
 GRPC_PORT = 8001  # Triton's default
 
@@ -24,7 +25,7 @@ def serve(
     path: str | Path,
     *,
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: int = HTTP_PORT,
     config: ServeConfig | None = None,
     security: Security | None = None,
     log_level: str = "info",
