@@ -49,7 +49,8 @@ def _model_source(path: Path) -> tuple[Path, str, str, str | None]:
     if (path / MANIFEST).is_file():
         artifact = Artifact.load(path)  # verifies the schema and every checksum before anything is copied
         return Path(artifact.path), "artifact", artifact.manifest.name, artifact.manifest.name
-    versions = sorted(path.glob(f"*/*/{MANIFEST}")) if path.is_dir() else []
+    found = sorted(path.glob(f"*/*/{MANIFEST}")) if path.is_dir() else []
+    versions = [m for m in found if m.parent.name.isdigit()]  # REPO/<model>/<version>/, as serve reads it
     if not versions:
         raise ConfigError(f"{path} is neither an artifact nor a model repository REPO/<model>/<version>/",
                           fix="pass an artifact directory or a repository")
@@ -115,6 +116,8 @@ def deploy_kubernetes(path: str | Path, out: str | Path, *, replicas: int = 2,
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} is not empty", fix="choose a new or empty directory for -o")
+    if out.resolve().is_relative_to(source.resolve()):
+        raise ConfigError(f"{out} is inside {source}, which is copied into it", fix="choose -o elsewhere")
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
         raise ConfigError(f"replicas {replicas}..{max_replicas} is not a range",
                           fix="use --replicas >= 1 and --max-replicas >= --replicas")
