@@ -46,7 +46,7 @@ def _torch_version() -> str:
 
 def _model_source(path: Path) -> tuple[Path, str, str, str | None]:
     """(directory to copy, its name in the build context, the model name, the artifact name or None)."""
-    if (path / MANIFEST).is_file():
+    if (path / MANIFEST).is_file() or (path / "artifact" / MANIFEST).is_file():  # a run directory too
         artifact = Artifact.load(path)  # verifies the schema and every checksum before anything is copied
         return Path(artifact.path), "artifact", artifact.manifest.name, artifact.manifest.name
     found = sorted(path.glob(f"*/*/{MANIFEST}")) if path.is_dir() else []

@@ -90,4 +90,4 @@ def from_bench(bench_file: Path | None, runtime: str, artifact_name: str | None)
     return Resources(threads + 1, memory_bytes,
                      f"{bench_file.name}: {runtime} peak RSS {_mib(peak['peak_rss_bytes'])} MiB at batch "
                      f"{peak.get('batch_size')} ({peak.get('peak_rss_scope') or 'scope unknown'}), "
-                     f"{threads} threads")
+                     f"threads={threads}")
