@@ -272,3 +272,14 @@ def test_cli_refuses_a_taken_grpc_port_in_one_line(run_cli, repo):
     assert "Traceback" not in err
     assert last.startswith(f"error: cannot listen for gRPC on 127.0.0.1:{port}")
     assert "--no-grpc" in last
+
+
+def test_cli_defaults_to_the_triton_port():
+    import typer
+
+    from torchship.cli.main import _register, app
+    from torchship.serve.server import GRPC_PORT
+
+    _register()
+    serve = typer.main.get_command(app).commands["serve"]
+    assert serve.make_context("serve", ["some/path"]).params["grpc_port"] == GRPC_PORT == 8001

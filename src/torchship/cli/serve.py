@@ -24,6 +24,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    # 8001 is serve.server.GRPC_PORT, not imported here: the CLI must load without the serve extra
     grpc_port: Annotated[int, typer.Option(help="TCP port of the v2 gRPC service (on --host).")] = 8001,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve HTTP only.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]

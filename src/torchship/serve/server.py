@@ -30,11 +30,13 @@ def serve(
     security: Security | None = None,
     log_level: str = "info",
     drain_timeout_s: float = DRAIN_TIMEOUT_S,
-    grpc_port: int | None = GRPC_PORT,
+    grpc_port: int | None = None,
 ) -> None:
     """Serve the artifact or repository at ``path`` until SIGTERM or Ctrl-C, then drain.
 
-    ``grpc_port`` also serves the v2 gRPC service on ``host`` (None: HTTP only).
+    ``grpc_port`` also serves the v2 gRPC service on ``host``; None (the default here, so
+    library callers never contend for a fixed port) serves HTTP only. The CLI's default is
+    ``GRPC_PORT``.
     """
     uvicorn = require("uvicorn", "serve")
     from torchship.serve.app import create_app
