@@ -5,8 +5,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -283,3 +289,59 @@ def test_cli_defaults_to_the_triton_port():
     _register()
     serve = typer.main.get_command(app).commands["serve"]
     assert serve.make_context("serve", ["some/path"]).params["grpc_port"] == GRPC_PORT == 8001
+
+
+DRAIN_SERVER = """
+import sys
+sys.path.insert(0, sys.argv[4])
+from serve_helpers import settings  # registers the test-slow runtime (50 ms per batch)
+from torchship.serve import serve
+config = settings(runtime="test-slow", max_batch_size=1, warmup=0).model_copy(update={"access_log": False})
+serve(sys.argv[1], port=int(sys.argv[2]), grpc_port=int(sys.argv[3]), config=config, log_level="warning")
+"""
+
+
+def test_sigterm_drains_accepted_grpc_requests(repo):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    url, target = f"http://127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}"
+    here = str(Path(__file__).parent)
+    argv = [sys.executable, "-c", DRAIN_SERVER, str(repo / "mlp" / "1"), *map(str, ports), here]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    request = service_pb2.ModelInferRequest(model_name="tiny-mlp")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend([1.0] * 16)
+    try:
+        deadline = time.monotonic() + 90
+        while not _ready(url):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "server never became ready"
+            time.sleep(0.1)
+        with stub(target) as api, cf.ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(api.ModelInfer, request, timeout=TIMEOUT_S) for _ in range(12)]
+            busy_by = time.monotonic() + 10
+            while (in_flight := _in_flight(url)) < 5 and time.monotonic() < busy_by:
+                time.sleep(0.005)
+            os.kill(proc.pid, signal.SIGTERM)
+            answers = [f.result() for f in futures]  # raises if any RPC failed
+        assert in_flight >= 5  # counted on the HTTP server's /metrics: one gauge for both protocols
+        assert [len(a.raw_output_contents) for a in answers] == [2] * 12
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _in_flight(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return float(re.search(r"^torchship_inflight_requests (\S+)$", text, re.M).group(1))
