@@ -101,6 +101,27 @@ def test_tritonclient_grpc_health_metadata_config(server):
         assert config["input"][0]["data_type"] == "TYPE_FP32"
 
 
+def test_every_rpc_gets_an_access_log_line(server, caplog):
+    import json
+    import logging
+
+    _, target = server
+    caplog.set_level(logging.INFO, logger="torchship.serve.access")
+    with triton(target) as client:
+        client.is_server_live(headers={"x-request-id": "abc-1"})
+        with pytest.raises(InferenceServerException):
+            client.get_model_metadata("nope")
+    for _ in range(500):  # the server writes the line after the client has its answer
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "torchship.serve.access"]
+        if len(lines) >= 2:
+            break
+        time.sleep(0.01)
+    assert [(x["method"], x["path"], x["status"]) for x in lines] == [
+        ("GRPC", "/inference.GRPCInferenceService/ServerLive", 200),
+        ("GRPC", "/inference.GRPCInferenceService/ModelMetadata", 404)]
+    assert lines[0]["request_id"] == "abc-1"
+
+
 def test_tritonclient_grpc_infer_matches_in_process(repo, server):
     _, target = server
     with triton(target) as client:
