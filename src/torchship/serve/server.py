@@ -50,7 +50,7 @@ def serve(
         require_grpc()  # a missing grpcio/tritonclient says which extra to install, before anything starts
         check_port_free(host, grpc_port)
         grpc_address = address(host, grpc_port)
-    app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any handler
+    app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any signal handler
     _configure_logging(log_level, config.access_log)
 
     class DrainingServer(uvicorn.Server):
