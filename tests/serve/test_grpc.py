@@ -144,7 +144,8 @@ def test_typed_contents_round_trip_and_raw_outputs(repo, server):
     _, target = server
     x_int = np.arange(2 * 64, dtype=np.int32).reshape(2, 1, 8, 8) % 5 - 2
     with stub(target) as api:
-        for datatype, field, x in (("FP32", "fp32_contents", X), ("INT32", "int_contents", x_int)):
+        for datatype, field, x in (("FP32", "fp32_contents", X), ("INT32", "int_contents", x_int),
+                                   ("INT64", "int64_contents", x_int.astype(np.int64))):
             request = service_pb2.ModelInferRequest(model_name="cnn", model_version="1")
             tensor = request.inputs.add(name="input", datatype=datatype, shape=list(x.shape))
             getattr(tensor.contents, field).extend(x.ravel().tolist())
