@@ -24,6 +24,7 @@ from torchship.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+SIGNATURE = "model.sig"  # OpenSSF model-signing bundle over every other file (artifact/signing.py)
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -111,7 +112,8 @@ class Artifact:
             {
                 "version": self.manifest.version + 1,
                 "created": _now(),
-                "lineage": {"parent": self.digest, "op": op, "params": params or {}},
+                "lineage": {"parent": self.digest, "parent_signature": self._signature_digest(),
+                            "op": op, "params": params or {}},
                 "files": {},
                 "exports": {},
                 "env": library_versions(),
@@ -135,6 +137,10 @@ class Artifact:
         canonical = json.dumps(self.manifest.to_json_dict(), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
+    def _signature_digest(self) -> str | None:
+        signature = self.path / SIGNATURE if self.path is not None else None
+        return sha256_file(signature) if signature is not None and signature.is_file() else None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self._state)
 
@@ -157,6 +163,15 @@ class Artifact:
         if self.path is None or name not in self.manifest.files:
             raise ArtifactError(f"artifact has no file {name!r}", fix="export it first (torchship export)")
         return self.path / name
+
+    def read_bytes(self, name: str) -> bytes:
+        """A listed file's bytes, decrypted in memory when the artifact is encrypted at rest."""
+        from torchship.artifact.encryption import read_file
+
+        return read_file(self.file(name).parent, self.manifest, name)
+
+    def is_encrypted(self, name: str) -> bool:
+        return self.manifest.encryption is not None and name in self.manifest.encryption.files
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Artifact:
@@ -187,10 +202,15 @@ class Artifact:
                     fix="the file was modified or truncated; re-run the stage that produced it",
                 )
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
 
         try:
-            state = load_file(str(root / WEIGHTS))
+            if manifest.encryption is not None and WEIGHTS in manifest.encryption.files:
+                from torchship.artifact.encryption import read_file
+
+                state = load(read_file(root, manifest, WEIGHTS))  # decrypted in memory only
+            else:
+                state = load_file(str(root / WEIGHTS))
         except SafetensorError as exc:
             raise ArtifactError(f"{root / WEIGHTS} is not a valid safetensors file ({exc})") from None
         return cls(manifest, state, root)
@@ -202,13 +222,18 @@ class Artifact:
         Files already listed in the manifest are carried over from the artifact's old
         directory when saving elsewhere. Returns the saved artifact (with ``path`` set).
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save, save_file
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        (root / SIGNATURE).unlink(missing_ok=True)  # what changes here is unsigned until signed again
+        seal = _sealer(self.manifest)
         files: dict[str, str] = {}
         weights_tmp = root / (WEIGHTS + ".tmp")
-        save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
+        if seal is None:
+            save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
+        else:
+            weights_tmp.write_bytes(seal(WEIGHTS, save(self._state, metadata={"format": "pt"})))
         os.replace(weights_tmp, root / WEIGHTS)
         files[WEIGHTS] = sha256_file(root / WEIGHTS)
         for name in self.manifest.files:
@@ -224,12 +249,17 @@ class Artifact:
         for name, content in (extra_files or {}).items():
             dst = _inside(root, name)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
+            if seal is not None:
+                dst.write_bytes(seal(name, content if isinstance(content, bytes) else Path(content).read_bytes()))
+            elif isinstance(content, bytes):
                 dst.write_bytes(content)
             elif Path(content).resolve() != dst.resolve():
                 shutil.copyfile(content, dst)
             files[name] = sha256_file(dst)
-        manifest = self.manifest.model_copy(update={"files": files})
+        update: dict[str, Any] = {"files": files}
+        if seal is not None:
+            update["encryption"] = self.manifest.encryption.model_copy(update={"files": sorted(files)})
+        manifest = self.manifest.model_copy(update=update)
         tmp = root / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
         os.replace(tmp, root / MANIFEST)
@@ -242,6 +272,19 @@ def _inside(root: Path, name: str) -> Path:
     if root.resolve() not in candidate.parents:
         raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", fix="the manifest was tampered with")
     return candidate
+
+
+def _sealer(manifest: Manifest):
+    """For an encrypted artifact, the function that encrypts a file's bytes before writing; else None.
+
+    Files carried over from an encrypted parent are copied as they are (still encrypted).
+    """
+    if manifest.encryption is None:
+        return None
+    from torchship.artifact.encryption import resolve_key, seal
+
+    key = resolve_key(f"encrypted artifact {manifest.name}")
+    return lambda name, data: seal(key, name, data)
 
 
 def _state_of(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import metrics_table, out
+from torchship.cli._common import KeyFile, metrics_table, out, use_key_file
 from torchship.cli.main import app
 
 
@@ -17,10 +17,12 @@ from torchship.cli.main import app
 def inspect(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    key_file: KeyFile = None,
 ) -> None:
     """Verify an artifact's checksums and print what it is: model, input, metrics, lineage, files."""
     from torchship.artifact import Artifact
 
+    use_key_file(key_file)
     art = Artifact.load(artifact)
     m = art.manifest
     if as_json:
