@@ -38,7 +38,7 @@ def sealed(artifact, aes_key_file, tmp_path):
     return encrypt_artifact(Artifact.load(artifact), tmp_path / "sealed" / "artifact", key)
 
 
-def test_every_file_is_encrypted_with_a_fresh_nonce_and_the_manifest_says_so(artifact, sealed, aes_key_file, tmp_path):
+def test_weights_and_exports_are_encrypted_with_fresh_nonces_and_listed(artifact, sealed, aes_key_file, tmp_path):
     manifest = json.loads((sealed / "manifest.json").read_text())
     assert manifest["encryption"] == {"algorithm": "AES-256-GCM",
                                       "files": ["model.onnx", "model.ts", "weights.safetensors"]}
@@ -48,7 +48,8 @@ def test_every_file_is_encrypted_with_a_fresh_nonce_and_the_manifest_says_so(art
         assert clear[64:128] not in stored and len(stored) == len(clear) + 12 + 16
     again = encrypt_artifact(Artifact.load(artifact), tmp_path / "again",
                              parse_key(aes_key_file.read_bytes(), "test"))
-    assert (again / "weights.safetensors").read_bytes()[:12] != (sealed / "weights.safetensors").read_bytes()[:12]
+    nonces = {(root / "weights.safetensors").read_bytes()[:12] for root in (again, sealed)}
+    assert len(nonces) == 2
 
 
 def test_loads_with_the_key_from_each_source(artifact, sealed, aes_key_file, monkeypatch):
@@ -99,6 +100,12 @@ def test_writing_from_an_encrypted_artifact_stays_encrypted(sealed, aes_key_file
     assert child.manifest.encryption.files == ["weights.safetensors"]
     assert b"__metadata__" not in (tmp_path / "child" / "weights.safetensors").read_bytes()
     assert Artifact.load(child.path).state_dict().keys() == parent.state_dict().keys()
+    # metadata written beside it stays readable, like the manifest; exports are encrypted
+    noted = child.with_manifest().save(child.path, extra_files={"notes.json": b"{}", "model.ts": b"graph"})
+    assert noted.manifest.encryption.files == ["model.ts", "weights.safetensors"]
+    assert (child.path / "notes.json").read_bytes() == b"{}"
+    assert b"graph" not in (child.path / "model.ts").read_bytes()
+    assert Artifact.load(child.path).read_bytes("model.ts") == b"graph"
     with pytest.raises(EncryptionError, match="already encrypted"):
         encrypt_artifact(parent, tmp_path / "twice", b"k" * 32)
 

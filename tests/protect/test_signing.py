@@ -85,7 +85,8 @@ def test_derived_artifacts_are_unsigned_and_keep_the_parent_signature_digest(art
     child = parent.derive(op="prune").save(tmp_path / "child")
     assert signature_info(child.path) is None
     assert child.manifest.lineage.parent_signature == sha256_file(artifact / SIGNATURE)
-    assert Artifact.load(child.path).manifest.lineage.parent_signature == child.manifest.lineage.parent_signature
+    reloaded = Artifact.load(child.path)
+    assert reloaded.manifest.lineage.parent_signature == child.manifest.lineage.parent_signature
     # rewriting an artifact in place (an export into it) leaves it unsigned, not wrongly signed
     parent.with_manifest(exports={}).save(artifact)
     assert verify(artifact, keys["public"]).status == "unsigned"

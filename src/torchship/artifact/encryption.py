@@ -21,6 +21,7 @@ import json
 import os
 import shlex
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 ALGORITHM = "AES-256-GCM"
 KEY_ENV, KEY_FILE_ENV, KEY_COMMAND_ENV = "TORCHSHIP_KEY", "TORCHSHIP_KEY_FILE", "TORCHSHIP_KEY_COMMAND"
 NONCE_BYTES = 12
+CLEAR_SUFFIXES = (".json", ".pbtxt", ".txt")
 KEY_COMMAND_TIMEOUT_S = 30
 _HOW = f"pass --key-file K, or set {KEY_FILE_ENV}, {KEY_ENV} or {KEY_COMMAND_ENV}"
 _cache: dict[tuple[str, str], bytes] = {}
@@ -81,7 +83,8 @@ def use_key_file(path: str | os.PathLike[str]) -> None:
     try:
         parse_key(file.read_bytes(), str(file))
     except OSError as exc:
-        raise EncryptionError(f"cannot read key file {file} ({exc.strerror})", fix="check the --key-file path") from None
+        raise EncryptionError(f"cannot read key file {file} ({exc.strerror})",
+                              fix="check the --key-file path") from None
     os.environ[KEY_FILE_ENV] = str(file.resolve())
 
 
@@ -106,7 +109,8 @@ def resolve_key(needed_for: str) -> bytes:
         try:
             key = parse_key(Path(value).read_bytes(), value)
         except OSError as exc:
-            raise EncryptionError(f"cannot read key file {value} ({exc.strerror})", fix=f"check {KEY_FILE_ENV}") from None
+            raise EncryptionError(f"cannot read key file {value} ({exc.strerror})",
+                                  fix=f"check {KEY_FILE_ENV}") from None
     else:
         key = parse_key(_run_key_command(value), KEY_COMMAND_ENV)
     _cache[(env, value)] = key
@@ -115,14 +119,22 @@ def resolve_key(needed_for: str) -> bytes:
 
 def _run_key_command(command: str) -> bytes:
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, timeout=KEY_COMMAND_TIMEOUT_S, check=False)
+        done = subprocess.run(shlex.split(command), capture_output=True, timeout=KEY_COMMAND_TIMEOUT_S,
+                              check=False)
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise EncryptionError(f"{KEY_COMMAND_ENV} {command!r} failed ({exc})", fix="check the command") from None
+        raise EncryptionError(f"{KEY_COMMAND_ENV} {command!r} failed ({exc})",
+                              fix="check the command") from None
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise EncryptionError(f"{KEY_COMMAND_ENV} {command!r} exited {done.returncode} {said[0][:200]}",
                               fix="check the command")
     return done.stdout
+
+
+def worth_sealing(name: str) -> bool:
+    """Weights and exports are encrypted; JSON and text metadata (evaluation.json, a Triton
+    config.pbtxt) stay readable like the manifest, which already carries the metrics."""
+    return not name.endswith(CLEAR_SUFFIXES)
 
 
 def seal(key: bytes, name: str, data: bytes) -> bytes:
@@ -146,6 +158,27 @@ def unseal(key: bytes, name: str, blob: bytes, where: str) -> bytes:
                               fix="give the key the artifact was encrypted with") from None
 
 
+class Sealer:
+    """Encrypts what an encrypted artifact writes (``Artifact.save``): weights and exports only."""
+
+    def __init__(self, key: bytes):
+        self._key = key
+
+    def __call__(self, name: str, data: bytes) -> bytes:
+        return seal(self._key, name, data) if worth_sealing(name) else data
+
+    @staticmethod
+    def names(files: Iterable[str]) -> list[str]:
+        return sorted(name for name in files if worth_sealing(name))
+
+
+def sealer_for(manifest: Manifest) -> Sealer | None:
+    """What ``Artifact.save`` encrypts with when the artifact is encrypted at rest; None when it is not."""
+    if manifest.encryption is None:
+        return None
+    return Sealer(resolve_key(f"encrypted artifact {manifest.name}"))
+
+
 def is_encrypted(manifest: Manifest, name: str) -> bool:
     return manifest.encryption is not None and name in manifest.encryption.files
 
@@ -159,7 +192,7 @@ def read_file(root: Path, manifest: Manifest, name: str) -> bytes:
 
 
 def encrypt_artifact(artifact: Artifact, out: str | os.PathLike[str], key: bytes) -> Path:
-    """Write an encrypted copy of a saved artifact to ``out`` (every file but the manifest).
+    """Write an encrypted copy of a saved artifact to ``out`` (weights and exports; see ``worth_sealing``).
 
     The copy is unsigned (sign it again); its manifest lists the encrypted files. Returns
     the directory written.
@@ -182,10 +215,12 @@ def encrypt_artifact(artifact: Artifact, out: str | os.PathLike[str], key: bytes
     for name in artifact.manifest.files:
         dst = root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(seal(key, name, (artifact.path / name).read_bytes()))
+        data = (artifact.path / name).read_bytes()
+        dst.write_bytes(seal(key, name, data) if worth_sealing(name) else data)
         files[name] = sha256_file(dst)
-    data = artifact.manifest.to_json_dict() | {"files": files,
-                                               "encryption": {"algorithm": ALGORITHM, "files": sorted(files)}}
+    sealed = sorted(name for name in files if worth_sealing(name))
+    encryption = {"algorithm": ALGORITHM, "files": sealed}
+    data = artifact.manifest.to_json_dict() | {"files": files, "encryption": encryption}
     manifest = Manifest.model_validate(data)
     (root / MANIFEST).write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
     return root

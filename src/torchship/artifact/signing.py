@@ -61,7 +61,8 @@ def _hashing(model_signing: Any):
 def _key_file(path: str | os.PathLike[str], what: str) -> Path:
     file = Path(path)
     if not file.is_file():
-        raise ArtifactError(f"{what} {file} does not exist", fix="make a key pair with: torchship keygen -o keys")
+        raise ArtifactError(f"{what} {file} does not exist",
+                            fix="make a key pair with: torchship keygen -o keys")
     return file
 
 
@@ -90,7 +91,8 @@ def sign(
             config.use_elliptic_key_signer(private_key=key, password=password)
     except (ValueError, TypeError) as exc:
         raise ArtifactError(f"cannot sign with {key} ({' '.join(str(exc).split())[:200]})",
-                            fix="use a PEM EC private key (P-256, P-384 or P-521): torchship keygen -o keys") from None
+                            fix="use a PEM EC private key (P-256, P-384 or P-521): torchship keygen -o keys",
+                            ) from None
     (root / SIGNATURE).unlink(missing_ok=True)
     config.sign(root, root / SIGNATURE)
     return root / SIGNATURE
@@ -156,7 +158,7 @@ def require_signature(path: str | os.PathLike[str], public_key: str | os.PathLik
     verdict = verify(path, public_key)
     if verdict.status != "valid":
         raise SignatureError(f"signature {verdict.status}: {verdict.detail}",
-                             fix=f"sign it with: torchship sign ARTIFACT --key PRIVATE.pem (matching {public_key})")
+                             fix=f"sign it: torchship sign ARTIFACT --key PRIVATE.pem (pair of {public_key})")
     return verdict
 
 
@@ -177,7 +179,8 @@ def signature_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         import base64
 
         der = base64.b64decode(certificates[0]["rawBytes"])
-        return {"kind": "certificate", "fingerprint": "sha256:" + hashlib.sha256(der).hexdigest(), "file": SIGNATURE}
+        fingerprint = "sha256:" + hashlib.sha256(der).hexdigest()
+        return {"kind": "certificate", "fingerprint": fingerprint, "file": SIGNATURE}
     return {"kind": "unknown", "fingerprint": "?", "file": SIGNATURE}
 
 
@@ -205,7 +208,8 @@ def keygen(out: str | os.PathLike[str]) -> tuple[Path, Path, str]:
     root = Path(out)
     private, public = root / "private.pem", root / "public.pem"
     if private.exists():
-        raise ArtifactError(f"{private} already exists", fix="choose another -o directory; keys are never overwritten")
+        raise ArtifactError(f"{private} already exists",
+                            fix="choose another -o directory; keys are never overwritten")
     root.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchship.artifact.encryption import is_encrypted, read_file, sealer_for
 from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
 from torchship.errors import ArtifactError
 
@@ -166,12 +167,10 @@ class Artifact:
 
     def read_bytes(self, name: str) -> bytes:
         """A listed file's bytes, decrypted in memory when the artifact is encrypted at rest."""
-        from torchship.artifact.encryption import read_file
-
         return read_file(self.file(name).parent, self.manifest, name)
 
     def is_encrypted(self, name: str) -> bool:
-        return self.manifest.encryption is not None and name in self.manifest.encryption.files
+        return is_encrypted(self.manifest, name)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Artifact:
@@ -205,9 +204,7 @@ class Artifact:
         from safetensors.torch import load, load_file
 
         try:
-            if manifest.encryption is not None and WEIGHTS in manifest.encryption.files:
-                from torchship.artifact.encryption import read_file
-
+            if is_encrypted(manifest, WEIGHTS):
                 state = load(read_file(root, manifest, WEIGHTS))  # decrypted in memory only
             else:
                 state = load_file(str(root / WEIGHTS))
@@ -227,7 +224,7 @@ class Artifact:
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
         (root / SIGNATURE).unlink(missing_ok=True)  # what changes here is unsigned until signed again
-        seal = _sealer(self.manifest)
+        seal = sealer_for(self.manifest)  # None unless encrypted; carried-over files stay as they are
         files: dict[str, str] = {}
         weights_tmp = root / (WEIGHTS + ".tmp")
         if seal is None:
@@ -250,7 +247,8 @@ class Artifact:
             dst = _inside(root, name)
             dst.parent.mkdir(parents=True, exist_ok=True)
             if seal is not None:
-                dst.write_bytes(seal(name, content if isinstance(content, bytes) else Path(content).read_bytes()))
+                data = content if isinstance(content, bytes) else Path(content).read_bytes()
+                dst.write_bytes(seal(name, data))
             elif isinstance(content, bytes):
                 dst.write_bytes(content)
             elif Path(content).resolve() != dst.resolve():
@@ -258,7 +256,7 @@ class Artifact:
             files[name] = sha256_file(dst)
         update: dict[str, Any] = {"files": files}
         if seal is not None:
-            update["encryption"] = self.manifest.encryption.model_copy(update={"files": sorted(files)})
+            update["encryption"] = self.manifest.encryption.model_copy(update={"files": seal.names(files)})
         manifest = self.manifest.model_copy(update=update)
         tmp = root / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
@@ -272,19 +270,6 @@ def _inside(root: Path, name: str) -> Path:
     if root.resolve() not in candidate.parents:
         raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", fix="the manifest was tampered with")
     return candidate
-
-
-def _sealer(manifest: Manifest):
-    """For an encrypted artifact, the function that encrypts a file's bytes before writing; else None.
-
-    Files carried over from an encrypted parent are copied as they are (still encrypted).
-    """
-    if manifest.encryption is None:
-        return None
-    from torchship.artifact.encryption import resolve_key, seal
-
-    key = resolve_key(f"encrypted artifact {manifest.name}")
-    return lambda name, data: seal(key, name, data)
 
 
 def _state_of(model: nn.Module) -> dict[str, torch.Tensor]:

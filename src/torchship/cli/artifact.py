@@ -42,13 +42,15 @@ def inspect(
     )
     out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{' ...' if len(m.labels) > 12 else ''}")
     parent = m.lineage.parent[:19] if m.lineage.parent else "none"
-    signed_parent = f", parent signature {m.lineage.parent_signature[:19]}" if m.lineage.parent_signature else ""
+    signed = m.lineage.parent_signature
+    signed_parent = f", parent signature {signed[:19]}" if signed else ""
     out.print(f"lineage   {m.lineage.op} (parent {parent}{signed_parent})")
     if signature is None:
         out.print("signature none (unsigned; torchship sign ART --key private.pem)")
     else:
         out.print(f"signature {signature['file']} by {signature['kind']} {signature['fingerprint']} "
-                  "(not checked here: torchship verify ART --key public.pem)", highlight=False)
+                  "(not checked here: torchship verify ART --key public.pem)",
+                  highlight=False, soft_wrap=True)
     if m.encryption is not None:
         out.print(f"encrypted {m.encryption.algorithm}: {', '.join(m.encryption.files)}")
     if m.data:

@@ -57,5 +57,5 @@ def _aoti(artifact: Artifact, options: RuntimeOptions) -> AotiPredictor:
         # the AOTInductor loader dlopens a shared library, which must be a file: decrypting would mean
         # writing the compiled model to disk in clear, which torchship never does
         raise RuntimeError_(f"{path.name} is encrypted and AOTInductor can only load a package from disk",
-                            fix="serve an encrypted artifact with eager, torchscript, exported or onnxruntime")
+                            fix="run an encrypted artifact in eager, torchscript, exported or onnxruntime")
     return AotiPredictor(path, options, artifact.manifest.input.shape)

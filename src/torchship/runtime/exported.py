@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_bytes, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 from torchship.runtime.eager import apply_threads
 
 
@@ -29,7 +36,9 @@ class ExportedPredictor:
 
     name = "exported"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         apply_threads(options)
         source = io.BytesIO(data) if data is not None else path  # an encrypted export stays in memory
         check_pt2_without_pickles(source, path.name)

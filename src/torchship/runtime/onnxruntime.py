@@ -17,7 +17,14 @@ import numpy as np
 
 from torchship.artifact import Artifact
 from torchship.errors import require
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_bytes, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 
 
 class OnnxRuntimePredictor:
@@ -25,7 +32,9 @@ class OnnxRuntimePredictor:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         ort = require("onnxruntime", "onnx")
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

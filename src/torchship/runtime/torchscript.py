@@ -17,7 +17,14 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_bytes, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 from torchship.runtime.eager import apply_threads
 
 
@@ -26,11 +33,14 @@ class TorchScriptPredictor:
 
     name = "torchscript"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         apply_threads(options)
         self.device = torch.device(options.device)
         try:
-            module = torch.jit.load(io.BytesIO(data) if data is not None else str(path), map_location=self.device)
+            source = io.BytesIO(data) if data is not None else str(path)  # encrypted: stays in memory
+            module = torch.jit.load(source, map_location=self.device)
         except RuntimeError as exc:
             raise RuntimeError_(
                 f"cannot load TorchScript {path.name} ({str(exc).splitlines()[0][:200]})",
