@@ -119,3 +119,17 @@ def test_cli_bad_key_paths_are_one_line(run_cli, artifact, tmp_path, keys):
     assert code == 2 and stderr.count("\n") == 1 and "cannot sign" in stderr
     code, _, stderr = run_cli("keygen", "-o", keys["private"].parent)
     assert code == 2 and "already exists" in stderr
+
+
+def test_certificate_signing_verifies_against_the_ca_offline(run_cli, artifact, pki, tmp_path):
+    code, stdout, stderr = run_cli("sign", artifact, "--key", pki["private"], "--certificate", pki["certificate"],
+                                   "--chain", pki["ca"])
+    assert code == 0, stderr
+    assert signature_info(artifact)["kind"] == "certificate"
+    code, stdout, _ = run_cli("verify", artifact, "--chain", pki["ca"])
+    assert code == 0, stdout
+    _flip_last_byte(artifact / "weights.safetensors")
+    code, _, stderr = run_cli("verify", artifact, "--chain", pki["ca"])
+    assert code == 1 and "weights.safetensors" in stderr
+    code, _, stderr = run_cli("verify", artifact)
+    assert code == 2 and "exactly one of --key" in stderr
