@@ -38,14 +38,15 @@ def sealed(artifact, aes_key_file, tmp_path):
     return encrypt_artifact(Artifact.load(artifact), tmp_path / "sealed" / "artifact", key)
 
 
-def test_weights_and_exports_are_encrypted_with_fresh_nonces_and_listed(artifact, sealed, aes_key_file, tmp_path):
+def test_weights_and_exports_are_encrypted_with_fresh_nonces(artifact, sealed, aes_key_file, tmp_path):
     manifest = json.loads((sealed / "manifest.json").read_text())
     assert manifest["encryption"] == {"algorithm": "AES-256-GCM",
                                       "files": ["model.onnx", "model.ts", "weights.safetensors"]}
     assert aes_key_file.read_text().strip() not in (sealed / "manifest.json").read_text()
     for name in manifest["files"]:
         clear, stored = (artifact / name).read_bytes(), (sealed / name).read_bytes()
-        assert clear[64:128] not in stored and len(stored) == len(clear) + 12 + 16
+        assert clear[64:128] not in stored
+        assert len(stored) == len(clear) + 12 + 16
     again = encrypt_artifact(Artifact.load(artifact), tmp_path / "again",
                              parse_key(aes_key_file.read_bytes(), "test"))
     nonces = {(root / "weights.safetensors").read_bytes()[:12] for root in (again, sealed)}
@@ -117,15 +118,31 @@ def test_cli_encrypt_then_inspect_and_bench_with_the_right_key_only(run_cli, art
     sealed = tmp_path / "run" / "artifact"
     monkeypatch.delenv(KEY_FILE_ENV)  # set by --key-file for this process
     code, _, stderr = run_cli("inspect", sealed)
-    assert code == 2 and stderr.count("\n") == 1 and "needs a key" in stderr
+    assert code == 2
+    assert stderr.count("\n") == 1
+    assert "needs a key" in stderr
     code, stdout, _ = run_cli("inspect", sealed, "--key-file", aes_key_file)
-    assert code == 0 and "AES-256-GCM" in stdout
+    assert code == 0
+    assert "AES-256-GCM" in stdout
     fast = ("--batch-sizes", "1", "--warmup", "1", "--min-iterations", "2", "--min-time-s", "0")
     code, stdout, stderr = run_cli("bench", sealed, "--runtime", "eager,onnxruntime", *fast,
                                    "--key-file", aes_key_file)
     assert code == 0, stderr
-    assert "onnxruntime" in stdout and "skipped" not in stdout.lower()
+    assert "onnxruntime" in stdout
+    assert "skipped" not in stdout.lower()
     wrong = tmp_path / "wrong.key"
     wrong.write_text(generate_key().hex())
     code, _, stderr = run_cli("bench", sealed, *fast, "--key-file", wrong)
-    assert code == 2 and stderr.splitlines()[-1].startswith("error: cannot decrypt") and "wrong key" in stderr
+    assert code == 2
+    assert stderr.splitlines()[-1].startswith("error: cannot decrypt")
+    assert "wrong key" in stderr
+
+
+def test_quantize_refuses_an_encrypted_artifact_instead_of_writing_it_in_clear(sealed, aes_key_file, monkeypatch,
+                                                                               tmp_path):
+    from torchship.compress.base import CompressError
+    from torchship.compress.quantize import quantize
+
+    monkeypatch.setenv(KEY_FILE_ENV, str(aes_key_file))
+    with pytest.raises(CompressError, match="encrypted"):
+        quantize(Artifact.load(sealed), out=tmp_path / "int8")

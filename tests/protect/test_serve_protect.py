@@ -68,9 +68,11 @@ async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on
             assert (await c.post("/v2/models/unsigned/infer", json=v2_body(X))).status_code == 404
             # through the repository API: still refused, and the reason is in the answer
             r = await c.post("/v2/repository/models/tampered/load")
-            assert r.status_code == 400 and "weights.safetensors" in r.json()["error"]
+            assert r.status_code == 400
+            assert "weights.safetensors" in r.json()["error"]
             r = await c.post("/v2/repository/models/unsigned/load")
-            assert r.status_code == 400 and "signature unsigned" in r.json()["error"]
+            assert r.status_code == 400
+            assert "signature unsigned" in r.json()["error"]
             # signed now: the same API call loads it
             sign(repo / "unsigned" / "1", keys["private"])
             assert (await c.post("/v2/repository/models/unsigned/load")).status_code == 200
@@ -86,12 +88,14 @@ async def test_require_signature_per_model_and_wrong_key(repo, keys):
     })
     async with in_process(repo, config) as c:
         index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
-        assert index["good"]["state"] == "UNAVAILABLE" and "different key" in index["good"]["reason"]
+        assert index["good"]["state"] == "UNAVAILABLE"
+        assert "different key" in index["good"]["reason"]
         assert index["unsigned"]["state"] == "READY"  # no requirement for this one
 
 
 def _sealed(exported: Path, key_file: Path, tmp_path: Path) -> Path:
-    return encrypt_artifact(Artifact.load(exported), tmp_path / "sealed", parse_key(key_file.read_bytes(), "t"))
+    key = parse_key(key_file.read_bytes(), "test")
+    return encrypt_artifact(Artifact.load(exported), tmp_path / "sealed", key)
 
 
 def _same_bytes_on_disk(roots: list[Path], secrets: list[bytes]) -> list[Path]:
@@ -142,7 +146,8 @@ async def test_encrypted_artifact_with_a_wrong_key_never_becomes_ready(exported,
     monkeypatch.setenv(KEY_FILE_ENV, str(wrong))
     async with in_process(sealed, ServeConfig(default=ModelSettings(warmup=0))) as c:
         index = (await c.post("/v2/repository/index")).json()
-        assert index[0]["state"] == "UNAVAILABLE" and "wrong key" in index[0]["reason"]
+        assert index[0]["state"] == "UNAVAILABLE"
+        assert "wrong key" in index[0]["reason"]
         assert (await c.get("/v2/models/tiny-cnn/ready")).status_code != 200
 
 
@@ -157,4 +162,5 @@ def test_cli_serve_passes_require_signature_and_key_file(run_cli, repo, keys, ae
     assert seen["config"].default.require_signature == str(keys["public"].resolve())
     assert os.environ[KEY_FILE_ENV] == str(aes_key_file.resolve())
     code, _, stderr = run_cli("serve", repo, "--require-signature", repo / "missing.pem")
-    assert code == 2 and "does not exist" in stderr
+    assert code == 2
+    assert "does not exist" in stderr

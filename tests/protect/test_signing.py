@@ -24,7 +24,8 @@ def test_sign_then_verify_is_valid_and_names_the_key(artifact, keys):
     verdict = verify(artifact, keys["public"])
     assert verdict.status == "valid", verdict
     info = signature_info(artifact)
-    assert info["kind"] == "key" and verdict.fingerprint == info["fingerprint"].lower()
+    assert info["kind"] == "key"
+    assert verdict.fingerprint == info["fingerprint"].lower()
     assert (artifact / SIGNATURE).is_file()
 
 
@@ -34,7 +35,8 @@ def test_one_changed_byte_in_any_file_fails_and_is_named(artifact, keys, name):
     _flip_last_byte(artifact / name)
     verdict = verify(artifact, keys["public"])
     assert verdict.status == "invalid"
-    assert verdict.changed == (name,) and name in verdict.detail
+    assert verdict.changed == (name,)
+    assert name in verdict.detail
 
 
 def test_added_and_removed_files_are_named(artifact, keys):
@@ -42,8 +44,10 @@ def test_added_and_removed_files_are_named(artifact, keys):
     (artifact / "extra.bin").write_bytes(b"x")
     (artifact / "model.ts").unlink()
     verdict = verify(artifact, keys["public"])
-    assert verdict.status == "invalid" and set(verdict.changed) == {"extra.bin", "model.ts"}
-    assert "added: extra.bin" in verdict.detail and "removed: model.ts" in verdict.detail
+    assert verdict.status == "invalid"
+    assert set(verdict.changed) == {"extra.bin", "model.ts"}
+    assert "added: extra.bin" in verdict.detail
+    assert "removed: model.ts" in verdict.detail
 
 
 def test_signature_copied_from_another_artifact_fails(artifact, keys, tmp_path):
@@ -51,13 +55,15 @@ def test_signature_copied_from_another_artifact_fails(artifact, keys, tmp_path):
     sign(other, keys["private"])
     shutil.copyfile(other / SIGNATURE, artifact / SIGNATURE)
     verdict = verify(artifact, keys["public"])
-    assert verdict.status == "invalid" and "weights.safetensors" in verdict.changed
+    assert verdict.status == "invalid"
+    assert "weights.safetensors" in verdict.changed
 
 
 def test_wrong_public_key_fails(artifact, keys):
     sign(artifact, keys["private"])
     verdict = verify(artifact, keys["other_public"])
-    assert verdict.status == "invalid" and "different key" in verdict.detail
+    assert verdict.status == "invalid"
+    assert "different key" in verdict.detail
     with pytest.raises(SignatureError, match="signature invalid"):
         require_signature(artifact, keys["other_public"])
 
@@ -94,42 +100,56 @@ def test_derived_artifacts_are_unsigned_and_keep_the_parent_signature_digest(art
 
 def test_cli_keygen_sign_verify_inspect(run_cli, artifact, tmp_path):
     code, stdout, _ = run_cli("keygen", "-o", tmp_path / "k")
-    assert code == 0 and "sha256:" in stdout
+    assert code == 0
+    assert "sha256:" in stdout
     fingerprint = stdout.split()[-1]
     assert run_cli("verify", artifact, "--key", tmp_path / "k" / "public.pem")[0] == 2
     code, stdout, _ = run_cli("sign", artifact, "--key", tmp_path / "k" / "private.pem")
-    assert code == 0 and fingerprint in stdout
+    assert code == 0
+    assert fingerprint in stdout
     code, stdout, _ = run_cli("verify", artifact, "--key", tmp_path / "k" / "public.pem")
-    assert code == 0 and stdout.startswith("valid:")
+    assert code == 0
+    assert stdout.startswith("valid:")
     code, stdout, _ = run_cli("inspect", artifact)
-    assert code == 0 and fingerprint in stdout
+    assert code == 0
+    assert fingerprint in stdout
     code, stdout, _ = run_cli("inspect", artifact, "--json")
     assert json.loads(stdout)["signature"]["fingerprint"] == fingerprint
     _flip_last_byte(artifact / "model.onnx")
     code, stdout, stderr = run_cli("verify", artifact, "--key", tmp_path / "k" / "public.pem", "--json")
-    assert code == 1 and json.loads(stdout)["changed"] == ["model.onnx"]
+    assert code == 1
+    assert json.loads(stdout)["changed"] == ["model.onnx"]
     code, _, stderr = run_cli("verify", artifact, "--key", tmp_path / "k" / "public.pem")
-    assert code == 1 and stderr.startswith("invalid:") and "model.onnx" in stderr
+    assert code == 1
+    assert stderr.startswith("invalid:")
+    assert "model.onnx" in stderr
 
 
 def test_cli_bad_key_paths_are_one_line(run_cli, artifact, tmp_path, keys):
     code, _, stderr = run_cli("sign", artifact, "--key", tmp_path / "nope.pem")
-    assert code == 2 and stderr.count("\n") == 1 and "does not exist" in stderr
+    assert code == 2
+    assert stderr.count("\n") == 1
+    assert "does not exist" in stderr
     code, _, stderr = run_cli("sign", artifact, "--key", keys["public"])
-    assert code == 2 and stderr.count("\n") == 1 and "cannot sign" in stderr
+    assert code == 2
+    assert stderr.count("\n") == 1
+    assert "cannot sign" in stderr
     code, _, stderr = run_cli("keygen", "-o", keys["private"].parent)
-    assert code == 2 and "already exists" in stderr
+    assert code == 2
+    assert "already exists" in stderr
 
 
 def test_certificate_signing_verifies_against_the_ca_offline(run_cli, artifact, pki, tmp_path):
-    code, stdout, stderr = run_cli("sign", artifact, "--key", pki["private"], "--certificate", pki["certificate"],
-                                   "--chain", pki["ca"])
+    code, stdout, stderr = run_cli("sign", artifact, "--key", pki["private"],
+                                   "--certificate", pki["certificate"], "--chain", pki["ca"])
     assert code == 0, stderr
     assert signature_info(artifact)["kind"] == "certificate"
     code, stdout, _ = run_cli("verify", artifact, "--chain", pki["ca"])
     assert code == 0, stdout
     _flip_last_byte(artifact / "weights.safetensors")
     code, _, stderr = run_cli("verify", artifact, "--chain", pki["ca"])
-    assert code == 1 and "weights.safetensors" in stderr
+    assert code == 1
+    assert "weights.safetensors" in stderr
     code, _, stderr = run_cli("verify", artifact)
-    assert code == 2 and "exactly one of --key" in stderr
+    assert code == 2
+    assert "exactly one of --key" in stderr
