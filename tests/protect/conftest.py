@@ -33,11 +33,11 @@ def keys(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> Path:
-    """A tiny cnn artifact with TorchScript and ONNX exports (never modified: copy it)."""
+    """A tiny cnn artifact with TorchScript, torch.export and ONNX exports (never modified: copy it)."""
     from torchship.export import export
 
     path = tmp_path_factory.mktemp("exported") / "artifact"
-    export(tiny_artifact("cnn", path=path, seed=3), ["torchscript", "onnx"])
+    export(tiny_artifact("cnn", path=path, seed=3), ["torchscript", "exported", "onnx"])
     return path
 
 

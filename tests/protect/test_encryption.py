@@ -41,7 +41,7 @@ def sealed(artifact, aes_key_file, tmp_path):
 def test_weights_and_exports_are_encrypted_with_fresh_nonces(artifact, sealed, aes_key_file, tmp_path):
     manifest = json.loads((sealed / "manifest.json").read_text())
     assert manifest["encryption"] == {"algorithm": "AES-256-GCM",
-                                      "files": ["model.onnx", "model.ts", "weights.safetensors"]}
+                                      "files": ["model.onnx", "model.pt2", "model.ts", "weights.safetensors"]}
     assert aes_key_file.read_text().strip() not in (sealed / "manifest.json").read_text()
     for name in manifest["files"]:
         clear, stored = (artifact / name).read_bytes(), (sealed / name).read_bytes()
@@ -86,7 +86,7 @@ def test_missing_wrong_or_malformed_key_is_one_clear_error(sealed, tmp_path, mon
         Artifact.load(sealed)
 
 
-@pytest.mark.parametrize("runtime", ["eager", "torchscript", "onnxruntime"])
+@pytest.mark.parametrize("runtime", ["eager", "torchscript", "exported", "onnxruntime"])
 def test_runtimes_run_an_encrypted_artifact_from_memory(artifact, sealed, aes_key_file, monkeypatch, runtime):
     reference = load_predictor(Artifact.load(artifact), runtime, warmup=0).predict(X)
     monkeypatch.setenv(KEY_FILE_ENV, str(aes_key_file))

@@ -113,7 +113,7 @@ def _same_bytes_on_disk(roots: list[Path], secrets: list[bytes]) -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("runtime", ["eager", "onnxruntime", "torchscript"])
+@pytest.mark.parametrize("runtime", ["eager", "onnxruntime", "torchscript", "exported"])
 async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
         exported, aes_key_file, tmp_path, monkeypatch, runtime):
     sealed = _sealed(exported, aes_key_file, tmp_path)
@@ -124,7 +124,8 @@ async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     monkeypatch.setenv(KEY_FILE_ENV, str(aes_key_file))
-    secrets = [(exported / name).read_bytes() for name in ("weights.safetensors", "model.onnx", "model.ts")]
+    secrets = [(exported / name).read_bytes() for name in ("weights.safetensors", "model.onnx", "model.ts",
+                                                           "model.pt2")]
     config = ServeConfig(default=ModelSettings(runtime=runtime, warmup=1))
     async with in_process(sealed, config) as c:
         r = await c.post("/v2/models/tiny-cnn/infer", json=v2_body(X))
@@ -133,7 +134,7 @@ async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
         np.testing.assert_allclose(logits, _expected(exported), atol=1e-5)
         assert tempfile.gettempdir() == str(scratch)
         assert _same_bytes_on_disk([work, scratch, sealed], secrets) == []
-    assert len(_same_bytes_on_disk([exported], secrets)) == 3  # the scan does find clear files
+    assert len(_same_bytes_on_disk([exported], secrets)) == 4  # the scan does find clear files
 
 
 async def test_encrypted_artifact_with_a_wrong_key_never_becomes_ready(exported, aes_key_file, tmp_path,

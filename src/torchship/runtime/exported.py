@@ -40,8 +40,8 @@ class ExportedPredictor:
         self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
     ):
         apply_threads(options)
-        source = io.BytesIO(data) if data is not None else path  # an encrypted export stays in memory
-        check_pt2_without_pickles(source, path.name)
+        # an encrypted export is checked and loaded from its decrypted bytes, in memory
+        check_pt2_without_pickles(io.BytesIO(data) if data is not None else path, path.name)
         self.device = torch.device(options.device)
         # int8 programs (compress quantize --mode pt2e) call quantized_decomposed ops, which torch
         # registers only when this module is imported; without it a fresh process cannot load them
@@ -69,24 +69,24 @@ class ExportedPredictor:
         self.module = None  # type: ignore[assignment]
 
 
-def check_pt2_without_pickles(path: Path | io.BytesIO, name: str | None = None) -> None:
+def check_pt2_without_pickles(path: Path | io.BytesIO, label: str | None = None) -> None:
     """Refuse a .pt2 archive that would make ``torch.export.load`` unpickle anything.
 
     Raises:
         RuntimeError_: If the archive marks a weight or constant as pickled, holds legacy
             ``.pt`` weights, custom or opaque objects, or sample inputs ``weights_only`` rejects.
     """
-    name = name or Path(path).name  # type: ignore[arg-type]
+    label = label or Path(path).name  # type: ignore[arg-type]
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise RuntimeError_(f"{name} is not a .pt2 archive ({exc})", fix="re-export it") from None
+        raise RuntimeError_(f"{label} is not a .pt2 archive ({exc})", fix="re-export it") from None
     with archive:
         for name in archive.namelist():
             reason = _pickled_payload(archive, PurePosixPath(name))
             if reason:
                 raise RuntimeError_(
-                    f"{name} holds a pickled payload ({reason}: {name}); torchship does not unpickle",
+                    f"{label} holds a pickled payload ({reason}: {name}); torchship does not unpickle",
                     fix="re-export it with torchship export --format exported",
                 )
 
