@@ -62,6 +62,9 @@ class Lineage(_Strict):
     """Which artifact and which operation produced this one."""
 
     parent: str | None = None
+    # sha256 of the parent's signature file (model.sig) when the parent was signed, so a chain
+    # of signed artifacts can be checked; the child itself is unsigned until signed again
+    parent_signature: str | None = None
     op: str
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -85,6 +88,13 @@ class Reference(_Strict):
     mean_confidence: float | None = None
 
 
+class Encryption(_Strict):
+    """Which files are encrypted at rest, and how (never the key): see ``artifact/encryption.py``."""
+
+    algorithm: Literal["AES-256-GCM"] = "AES-256-GCM"
+    files: list[str]
+
+
 class Manifest(_Strict):
     schema_version: int = Field(default=SCHEMA, alias="schema")
     name: str
@@ -101,6 +111,7 @@ class Manifest(_Strict):
     curves: list[dict[str, Any]] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     exports: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    encryption: Encryption | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchship.artifact.encryption import is_encrypted, read_file, sealer_for
 from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
 from torchship.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+SIGNATURE = "model.sig"  # OpenSSF model-signing bundle over every other file (artifact/signing.py)
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -111,7 +113,8 @@ class Artifact:
             {
                 "version": self.manifest.version + 1,
                 "created": _now(),
-                "lineage": {"parent": self.digest, "op": op, "params": params or {}},
+                "lineage": {"parent": self.digest, "parent_signature": self._signature_digest(),
+                            "op": op, "params": params or {}},
                 "files": {},
                 "exports": {},
                 "env": library_versions(),
@@ -135,6 +138,10 @@ class Artifact:
         canonical = json.dumps(self.manifest.to_json_dict(), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
+    def _signature_digest(self) -> str | None:
+        signature = self.path / SIGNATURE if self.path is not None else None
+        return sha256_file(signature) if signature is not None and signature.is_file() else None
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self._state)
 
@@ -157,6 +164,13 @@ class Artifact:
         if self.path is None or name not in self.manifest.files:
             raise ArtifactError(f"artifact has no file {name!r}", fix="export it first (torchship export)")
         return self.path / name
+
+    def read_bytes(self, name: str) -> bytes:
+        """A listed file's bytes, decrypted in memory when the artifact is encrypted at rest."""
+        return read_file(self.file(name).parent, self.manifest, name)
+
+    def is_encrypted(self, name: str) -> bool:
+        return is_encrypted(self.manifest, name)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Artifact:
@@ -187,10 +201,13 @@ class Artifact:
                     fix="the file was modified or truncated; re-run the stage that produced it",
                 )
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
 
         try:
-            state = load_file(str(root / WEIGHTS))
+            if is_encrypted(manifest, WEIGHTS):
+                state = load(read_file(root, manifest, WEIGHTS))  # decrypted in memory only
+            else:
+                state = load_file(str(root / WEIGHTS))
         except SafetensorError as exc:
             raise ArtifactError(f"{root / WEIGHTS} is not a valid safetensors file ({exc})") from None
         return cls(manifest, state, root)
@@ -202,13 +219,18 @@ class Artifact:
         Files already listed in the manifest are carried over from the artifact's old
         directory when saving elsewhere. Returns the saved artifact (with ``path`` set).
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save, save_file
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        (root / SIGNATURE).unlink(missing_ok=True)  # what changes here is unsigned until signed again
+        seal = sealer_for(self.manifest)  # None unless encrypted; carried-over files stay as they are
         files: dict[str, str] = {}
         weights_tmp = root / (WEIGHTS + ".tmp")
-        save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
+        if seal is None:
+            save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
+        else:
+            weights_tmp.write_bytes(seal(WEIGHTS, save(self._state, metadata={"format": "pt"})))
         os.replace(weights_tmp, root / WEIGHTS)
         files[WEIGHTS] = sha256_file(root / WEIGHTS)
         for name in self.manifest.files:
@@ -224,12 +246,18 @@ class Artifact:
         for name, content in (extra_files or {}).items():
             dst = _inside(root, name)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
+            if seal is not None:
+                data = content if isinstance(content, bytes) else Path(content).read_bytes()
+                dst.write_bytes(seal(name, data))
+            elif isinstance(content, bytes):
                 dst.write_bytes(content)
             elif Path(content).resolve() != dst.resolve():
                 shutil.copyfile(content, dst)
             files[name] = sha256_file(dst)
-        manifest = self.manifest.model_copy(update={"files": files})
+        update: dict[str, Any] = {"files": files}
+        if seal is not None:
+            update["encryption"] = self.manifest.encryption.model_copy(update={"files": seal.names(files)})
+        manifest = self.manifest.model_copy(update=update)
         tmp = root / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
         os.replace(tmp, root / MANIFEST)

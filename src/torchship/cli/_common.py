@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,3 +28,18 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "metrics"):
     for split, values in metrics.items():
         table.add_row(split, *[f"{values[n]:.4f}" if n in values else "" for n in names])
     return table
+
+
+KeyFile = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="Key of an encrypted artifact (also TORCHSHIP_KEY_FILE, TORCHSHIP_KEY, "
+                 "TORCHSHIP_KEY_COMMAND).", show_default=False),
+]
+
+
+def use_key_file(key_file: Path | None) -> None:
+    """Make ``--key-file`` the key every artifact load in this process (and its children) uses."""
+    if key_file is not None:
+        from torchship.artifact.encryption import use_key_file as use
+
+        use(key_file)

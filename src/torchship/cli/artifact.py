@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import metrics_table, out
+from torchship.cli._common import KeyFile, metrics_table, out, use_key_file
 from torchship.cli.main import app
 
 
@@ -17,14 +17,18 @@ from torchship.cli.main import app
 def inspect(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    key_file: KeyFile = None,
 ) -> None:
     """Verify an artifact's checksums and print what it is: model, input, metrics, lineage, files."""
     from torchship.artifact import Artifact
+    from torchship.artifact.signing import signature_info
 
+    use_key_file(key_file)
     art = Artifact.load(artifact)
     m = art.manifest
+    signature = signature_info(art.path)
     if as_json:
-        print(json.dumps(m.to_json_dict() | {"digest": art.digest}, indent=2))
+        print(json.dumps(m.to_json_dict() | {"digest": art.digest, "signature": signature}, indent=2))
         return
     out.print(f"[bold]{m.name}[/bold] v{m.version}  ({m.task}, created {m.created})  {art.digest[:19]}")
     arch = m.architecture
@@ -38,7 +42,17 @@ def inspect(
     )
     out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{' ...' if len(m.labels) > 12 else ''}")
     parent = m.lineage.parent[:19] if m.lineage.parent else "none"
-    out.print(f"lineage   {m.lineage.op} (parent {parent})")
+    signed = m.lineage.parent_signature
+    signed_parent = f", parent signature {signed[:19]}" if signed else ""
+    out.print(f"lineage   {m.lineage.op} (parent {parent}{signed_parent})")
+    if signature is None:
+        out.print("signature none (unsigned; torchship sign ART --key private.pem)")
+    else:
+        out.print(f"signature {signature['file']} by {signature['kind']} {signature['fingerprint']} "
+                  "(not checked here: torchship verify ART --key public.pem)",
+                  highlight=False, soft_wrap=True)
+    if m.encryption is not None:
+        out.print(f"encrypted {m.encryption.algorithm}: {', '.join(m.encryption.files)}")
     if m.data:
         sizes = m.data.get("sizes", {})
         out.print(f"data      {m.data.get('name', '?')}  {', '.join(f'{k} {v}' for k, v in sizes.items())}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from torchship.cli._common import AllowImport, err, out
+from torchship.cli._common import AllowImport, KeyFile, err, out, use_key_file
 from torchship.cli.main import app
 
 EXAMPLE = (
@@ -63,6 +63,7 @@ def bench(
     min_time_s: MinTime = 1.0,
     max_time_s: MaxTime = 10.0,
     allow_import: AllowImport = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Time ARTIFACTS in each runtime at each batch size: latency percentiles, samples/s, load, memory, size.
 
@@ -73,6 +74,7 @@ def bench(
     """
     from torchship import bench as lib
 
+    use_key_file(key_file)
     timing = lib.TimingConfig(warmup, min_iterations, min_time_s, max_time_s)
     sizes = parse_batch_sizes(batch_sizes)
     names = lib.resolve_runtimes(runtime)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, metrics_table, out
+from torchship.cli._common import AllowImport, KeyFile, metrics_table, out, use_key_file
 from torchship.cli.main import app
 
 
@@ -21,11 +21,13 @@ def evaluate(
     runtime: Annotated[str, typer.Option(help="Runtime to evaluate through (eager, onnxruntime, ...).")] = "eager",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics + confusion matrix here.")] = None,
     allow_import: AllowImport = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Measure accuracy, macro-F1, AUROC and loss, and print the confusion matrix."""
     from torchship.artifact import Artifact
     from torchship.evaluate import evaluate as run_evaluation
 
+    use_key_file(key_file)
     art = Artifact.load(artifact)
     result = run_evaluation(art, data, split, runtime, allow_import or [])
     out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
@@ -49,11 +51,13 @@ def predict(
     runtime: Annotated[str, typer.Option(help="Runtime (eager, onnxruntime, ...).")] = "eager",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     allow_import: AllowImport = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Top-k labels with probabilities; preprocessing (size, channels, normalization) comes from the manifest."""
     from torchship.artifact import Artifact
     from torchship.evaluate import predict_files
 
+    use_key_file(key_file)
     art = Artifact.load(artifact)
     results = predict_files(art, files, top_k, runtime, allow_import or [])
     if as_json:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, err, out
+from torchship.cli._common import AllowImport, KeyFile, err, out, use_key_file
 from torchship.cli.main import app
 
 EXAMPLE = (
@@ -38,6 +38,7 @@ def export(
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the exports' manifest records as JSON.")] = False,
     allow_import: AllowImport = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Export ARTIFACT, verify every export against eager PyTorch, and record parity in the manifest.
 
@@ -48,6 +49,7 @@ def export(
     from torchship.export import export as run_export
     from torchship.export import resolve_formats
 
+    use_key_file(key_file)
     art = Artifact.load(artifact)
     names = resolve_formats(formats)
     err.print(f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)")

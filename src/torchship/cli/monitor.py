@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, out
+from torchship.cli._common import AllowImport, KeyFile, out, use_key_file
 from torchship.cli.main import app
 
 monitor_app = typer.Typer(
@@ -44,6 +44,7 @@ def check(
     ] = "eager",
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     allow_import: AllowImport = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Compare NEW data's inputs and predictions with ARTIFACT's reference; exit 1 on drift."""
     from torchship.artifact import Artifact
@@ -59,6 +60,7 @@ def check(
         }.items()
         if v is not None
     }
+    use_key_file(key_file)
     result = run_check(
         Artifact.load(artifact), data, split, runtime, DriftThresholds(**limits), allow_import or []
     )

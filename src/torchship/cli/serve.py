@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from torchship.cli._common import err
+from torchship.cli._common import KeyFile, err, use_key_file
 from torchship.cli.main import app
 
 _EXAMPLE = """Example:
@@ -47,6 +47,12 @@ def serve(
     no_management: Annotated[bool, typer.Option("--no-management", help="Disable the repository API.")] = False,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    require_signature: Annotated[
+        Path | None,
+        typer.Option("--require-signature", exists=True, dir_okay=False,
+                     help="Public key (PEM): refuse any artifact unsigned or not verifying against it."),
+    ] = None,
+    key_file: KeyFile = None,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
     from torchship.serve import Security, load_serve_config, serve as run_server
@@ -54,7 +60,9 @@ def serve(
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
         instances=instances, threads=threads,
+        require_signature=str(require_signature.resolve()) if require_signature else None,
     )
+    use_key_file(key_file)
     if not access_log:
         cfg = cfg.model_copy(update={"access_log": False})
     security = Security(inference_token=token, management_token=management_token, management=not no_management)

@@ -110,6 +110,10 @@ def quantize(
         mode = artifact.manifest.lineage.params.get("mode")
         raise CompressError(f"{artifact.manifest.name} is already int8 ({mode})",
                             fix="quantize its float parent instead (lineage.parent)")
+    if artifact.manifest.encryption is not None:
+        # ONNX Runtime's quantizer reads and writes graphs as files: it would put the model on disk in clear
+        raise CompressError(f"{artifact.manifest.name} is encrypted and quantization works on files on disk",
+                            fix="quantize the clear artifact, then torchship encrypt the result")
     allowed = tuple(allow_import)
     val = load_val(artifact, cfg.data)
     calib = calibration_inputs(artifact, val, cfg.calibration_size)

@@ -52,4 +52,10 @@ class AotiPredictor:
 
 @runtimes.register("aoti")
 def _aoti(artifact: Artifact, options: RuntimeOptions) -> AotiPredictor:
-    return AotiPredictor(export_file(artifact, "aoti"), options, artifact.manifest.input.shape)
+    path = export_file(artifact, "aoti")
+    if artifact.is_encrypted(path.name):
+        # the AOTInductor loader dlopens a shared library, which must be a file: decrypting would mean
+        # writing the compiled model to disk in clear, which torchship never does
+        raise RuntimeError_(f"{path.name} is encrypted and AOTInductor can only load a package from disk",
+                            fix="run an encrypted artifact in eager, torchscript, exported or onnxruntime")
+    return AotiPredictor(path, options, artifact.manifest.input.shape)

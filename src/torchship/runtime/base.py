@@ -97,6 +97,15 @@ def export_file(artifact: Artifact, fmt: str) -> Path:
     return artifact.path / name
 
 
+def export_bytes(artifact: Artifact, path: Path) -> bytes | None:
+    """The decrypted bytes of an encrypted export, held in memory only; None for a clear one.
+
+    Runtimes load an encrypted export from these bytes (never from a clear file on disk).
+    """
+    name = path.relative_to(artifact.path).as_posix() if artifact.path is not None else path.name
+    return artifact.read_bytes(name) if artifact.is_encrypted(name) else None
+
+
 def as_batch(batch: Any, shape: Sequence[int]) -> np.ndarray:
     """A contiguous float32 array of shape (n, *shape), or a one-line error saying what was wrong.
 

@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 from torchship.runtime.eager import apply_threads
 
 
@@ -29,15 +36,18 @@ class ExportedPredictor:
 
     name = "exported"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         apply_threads(options)
-        check_pt2_without_pickles(path)
+        # an encrypted export is checked and loaded from its decrypted bytes, in memory
+        check_pt2_without_pickles(io.BytesIO(data) if data is not None else path, path.name)
         self.device = torch.device(options.device)
         # int8 programs (compress quantize --mode pt2e) call quantized_decomposed ops, which torch
         # registers only when this module is imported; without it a fresh process cannot load them
         from torch.ao.quantization.fx import _decomposed  # noqa: F401
         try:
-            program = torch.export.load(str(path))
+            program = torch.export.load(io.BytesIO(data) if data is not None else str(path))
         except Exception as exc:  # the deserializer raises assorted types for a bad archive
             raise RuntimeError_(
                 f"cannot load ExportedProgram {path.name} ({str(exc).splitlines()[0][:200]})",
@@ -59,23 +69,24 @@ class ExportedPredictor:
         self.module = None  # type: ignore[assignment]
 
 
-def check_pt2_without_pickles(path: Path) -> None:
+def check_pt2_without_pickles(path: Path | io.BytesIO, label: str | None = None) -> None:
     """Refuse a .pt2 archive that would make ``torch.export.load`` unpickle anything.
 
     Raises:
         RuntimeError_: If the archive marks a weight or constant as pickled, holds legacy
             ``.pt`` weights, custom or opaque objects, or sample inputs ``weights_only`` rejects.
     """
+    label = label or Path(path).name  # type: ignore[arg-type]
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise RuntimeError_(f"{path.name} is not a .pt2 archive ({exc})", fix="re-export it") from None
+        raise RuntimeError_(f"{label} is not a .pt2 archive ({exc})", fix="re-export it") from None
     with archive:
         for name in archive.namelist():
             reason = _pickled_payload(archive, PurePosixPath(name))
             if reason:
                 raise RuntimeError_(
-                    f"{path.name} holds a pickled payload ({reason}: {name}); torchship does not unpickle",
+                    f"{label} holds a pickled payload ({reason}: {name}); torchship does not unpickle",
                     fix="re-export it with torchship export --format exported",
                 )
 
@@ -101,4 +112,5 @@ def _pickled_payload(archive: zipfile.ZipFile, name: PurePosixPath) -> str | Non
 
 @runtimes.register("exported")
 def _exported(artifact: Artifact, options: RuntimeOptions) -> ExportedPredictor:
-    return ExportedPredictor(export_file(artifact, "exported"), options, artifact.manifest.input.shape)
+    path = export_file(artifact, "exported")
+    return ExportedPredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))

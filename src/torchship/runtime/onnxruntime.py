@@ -17,7 +17,14 @@ import numpy as np
 
 from torchship.artifact import Artifact
 from torchship.errors import require
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 
 
 class OnnxRuntimePredictor:
@@ -25,7 +32,9 @@ class OnnxRuntimePredictor:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         ort = require("onnxruntime", "onnx")
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -39,7 +48,8 @@ class OnnxRuntimePredictor:
             session_options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         providers = options.extra.get("providers") or session_providers(ort, options.device)
         try:
-            self.session = ort.InferenceSession(str(path), session_options, providers=providers)
+            self.session = ort.InferenceSession(data if data is not None else str(path), session_options,
+                                                providers=providers)
         except Exception as exc:  # onnxruntime raises its own pybind types (Fail, InvalidGraph, ...)
             raise RuntimeError_(
                 f"ONNX Runtime cannot load {path.name} ({str(exc).splitlines()[0][:200]})",
@@ -111,4 +121,4 @@ def onnx_file(artifact: Artifact, precision: str | None = None) -> Path:
 @runtimes.register("onnxruntime")
 def _onnxruntime(artifact: Artifact, options: RuntimeOptions) -> OnnxRuntimePredictor:
     path = onnx_file(artifact, options.extra.get("precision"))
-    return OnnxRuntimePredictor(path, options, artifact.manifest.input.shape)
+    return OnnxRuntimePredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))

@@ -8,6 +8,7 @@ on ``Artifact.load``) and whose origin you trust.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_bytes,
+    export_file,
+    runtimes,
+)
 from torchship.runtime.eager import apply_threads
 
 
@@ -25,11 +33,14 @@ class TorchScriptPredictor:
 
     name = "torchscript"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+    def __init__(
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+    ):
         apply_threads(options)
         self.device = torch.device(options.device)
         try:
-            module = torch.jit.load(str(path), map_location=self.device)
+            source = io.BytesIO(data) if data is not None else str(path)  # encrypted: stays in memory
+            module = torch.jit.load(source, map_location=self.device)
         except RuntimeError as exc:
             raise RuntimeError_(
                 f"cannot load TorchScript {path.name} ({str(exc).splitlines()[0][:200]})",
@@ -60,4 +71,5 @@ class TorchScriptPredictor:
 
 @runtimes.register("torchscript")
 def _torchscript(artifact: Artifact, options: RuntimeOptions) -> TorchScriptPredictor:
-    return TorchScriptPredictor(export_file(artifact, "torchscript"), options, artifact.manifest.input.shape)
+    path = export_file(artifact, "torchscript")
+    return TorchScriptPredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))

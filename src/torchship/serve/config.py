@@ -10,6 +10,7 @@ default:                      # every model, unless overridden below
 models:
   digits: {runtime: onnxruntime, instances: 2, threads: 1}
   big-resnet: {load: on_demand}
+  signed-only: {require_signature: keys/public.pem}   # refuse unsigned or tampered artifacts
 monitor:                      # drift monitoring and request logging (torchship.monitor.config)
   thresholds: {input_psi: 0.2}
 ```
@@ -42,6 +43,8 @@ class ModelSettings(BaseModel):
     timeout_ms: float = Field(default=30_000, gt=0, description="server default per-request timeout")
     load: Literal["startup", "on_demand"] = "startup"
     warmup: int = Field(default=3, ge=0)
+    require_signature: str | None = Field(
+        default=None, description="public key (PEM): load only artifacts whose model.sig verifies against it")
 
     def policy(self) -> BatchPolicy:
         return BatchPolicy(

@@ -162,8 +162,11 @@ class Repository:
 
     def _load_version(self, name: str, version: str, path: Path, loop: asyncio.AbstractEventLoop) -> ServedModel:
         t0 = time.monotonic()
+        settings = self.config.settings_for(name)
+        if settings.require_signature:
+            _check_signature(name, version, path, settings.require_signature)
         artifact = Artifact.load(path)
-        model = ServedModel(name, version, artifact, self.config.settings_for(name), self.metrics, loop,
+        model = ServedModel(name, version, artifact, settings, self.metrics, loop,
                             self.monitoring)
         load_s = model.load_s = time.monotonic() - t0
         self.metrics.load_s.labels(name, version).set(load_s)
@@ -183,6 +186,17 @@ class Repository:
         for name in list(self.models):
             await self.unload(name)
         await asyncio.to_thread(self.monitoring.close)
+
+
+def _check_signature(name: str, version: str, path: Path, public_key: str) -> None:
+    """Refuse (SignatureError, logged) an artifact that is unsigned or fails verification."""
+    from torchship.artifact.signing import require_signature
+
+    try:
+        require_signature(path, public_key)
+    except ArtifactError as exc:
+        log.error("model %s version %s refused: %s", name, version, exc)
+        raise
 
 
 def _manifest_name(root: Path) -> str:
