@@ -35,7 +35,7 @@ compress_app = typer.Typer(
 )
 app.add_typer(compress_app, name="compress")
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Directory for the new artifact.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run directory; the new artifact goes to OUT/artifact.")]
 Data = Annotated[str | None, typer.Option(help="Dataset NAME[:PATH]; default: the one the artifact was trained on.")]
 Set = Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set finetune.lr=1e-3.")]
 Config = Annotated[Path | None, typer.Option("--config", help="YAML file with the method's settings.")]

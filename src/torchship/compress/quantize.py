@@ -112,8 +112,10 @@ def quantize(
     allowed = tuple(allow_import)
     val = load_val(artifact, cfg.data)
     calib = calibration_inputs(artifact, val, cfg.calibration_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=target.parent) as tmp:
+    # scratch beside the run directory (OUT/..), so a refused quantization leaves no OUT behind
+    scratch = target.parent.parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=scratch) as tmp:
         if cfg.mode == "pt2e":
             return _quantize_pt2e(artifact, cfg, Path(tmp), target, val, calib, allowed, console)
         return _quantize_onnx(artifact, cfg, Path(tmp), target, val, calib, allowed)

@@ -115,7 +115,7 @@ def load_data(cfg: DataConfig, preprocessing: dict[str, Any] | None = None) -> D
     scale = raw.scale if preprocessing is None or not raw.unitless else float(preprocessing["scale"])
     x = _shape(_to_unit(x_raw, scale), cfg, raw.layout)
     if preprocessing is not None:
-        _check_shape(x, preprocessing["shape"], cfg.name)
+        _check_shape(x, preprocessing["shape"], f"{cfg.name}:{cfg.path}" if cfg.path else f"dataset {cfg.name}")
     y = _labels(y_raw, raw.labels, cfg.name)
     official_test = test_x_raw is not None and test_y_raw is not None
 
@@ -168,10 +168,10 @@ def _to_unit(x: np.ndarray, scale: float) -> torch.Tensor:
     return torch.from_numpy(np.array(x, dtype=np.float32, order="C", copy=True)).mul_(scale)
 
 
-def _check_shape(x: torch.Tensor, shape: list[int], name: str) -> None:
+def _check_shape(x: torch.Tensor, shape: list[int], source: str) -> None:
     if list(x.shape[1:]) != list(shape):
         raise DataError(
-            f"dataset {name} gives inputs of shape {list(x.shape[1:])} but the model expects {list(shape)}",
+            f"{source} gives inputs of shape {list(x.shape[1:])} but the model expects {list(shape)}",
             fix="set data.resize / data.channels, or resize the data, to match the model",
         )
 
