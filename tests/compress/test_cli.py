@@ -63,7 +63,7 @@ def test_out_is_a_run_directory_and_a_run_directory_stands_for_its_artifact(run_
     assert "inside the parent artifact" in line
     code, _, err = run_cli("compress", tmp_path / "run", *prune, "-o", tmp_path / "pruned")
     assert code == 0, err
-    assert (tmp_path / "pruned" / "artifact" / "manifest.json").is_file(), "the artifact lands in OUT/artifact"
+    assert (tmp_path / "pruned" / "artifact" / "manifest.json").is_file(), "the artifact is in OUT/artifact"
     code, out, err = run_cli("inspect", tmp_path / "pruned", "--json")
     assert code == 0, err
     assert json.loads(out)["lineage"]["op"] == "prune"

@@ -34,8 +34,8 @@ def _model_predictions(artifact, raw: np.ndarray) -> list[str]:
 def test_raw_digits_through_monitor_check_show_no_drift(run_cli, digits_artifact, raw_digits, tmp_path):
     raw, labels = raw_digits
     np.savez(tmp_path / "new.npz", x=raw, y=labels)
-    code, out, err = run_cli("monitor", "check", digits_artifact.path, "--data", f"npz:{tmp_path / 'new.npz'}",
-                             "--json")
+    data = f"npz:{tmp_path / 'new.npz'}"
+    code, out, err = run_cli("monitor", "check", digits_artifact.path, "--data", data, "--json")
     assert code == 0, out + err
     scores = json.loads(out)
     assert scores["status"] == "ok"

@@ -115,7 +115,8 @@ def load_data(cfg: DataConfig, preprocessing: dict[str, Any] | None = None) -> D
     scale = raw.scale if preprocessing is None or not raw.unitless else float(preprocessing["scale"])
     x = _shape(_to_unit(x_raw, scale), cfg, raw.layout)
     if preprocessing is not None:
-        _check_shape(x, preprocessing["shape"], f"{cfg.name}:{cfg.path}" if cfg.path else f"dataset {cfg.name}")
+        source = f"{cfg.name}:{cfg.path}" if cfg.path else f"dataset {cfg.name}"
+        _check_shape(x, preprocessing["shape"], source)
     y = _labels(y_raw, raw.labels, cfg.name)
     official_test = test_x_raw is not None and test_y_raw is not None
 
