@@ -82,6 +82,14 @@ def test_missing_directory_and_missing_manifest(tmp_path):
         Artifact.load(tmp_path / "empty")
 
 
+def test_a_run_directory_loads_its_artifact(tmp_path):
+    art = tiny_artifact("mlp", path=tmp_path / "run" / "artifact")  # as every command's -o OUT lays it out
+    assert load(tmp_path / "run").path == art.path
+    assert load(tmp_path / "run").digest == art.digest
+    with pytest.raises(ArtifactError, match="or a run directory holding artifact/"):
+        load(tmp_path)
+
+
 def test_weights_are_never_unpickled(tiny_cnn_artifact, monkeypatch):
     import pickle
 

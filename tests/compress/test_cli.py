@@ -56,6 +56,19 @@ def test_bad_input_gets_one_line_and_leaves_the_parent_alone(run_cli, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_out_is_a_run_directory_and_a_run_directory_stands_for_its_artifact(run_cli, tmp_path):
+    tiny_artifact("mlp", path=tmp_path / "run" / "artifact")  # laid out as train -o run writes it
+    prune = ("prune", "--ratio", "0.5", "--data", "digits", "--set", "data.limit=200")
+    line = one_line_error(*run_cli("compress", tmp_path / "run", *prune, "-o", tmp_path / "run")[::2])
+    assert "inside the parent artifact" in line
+    code, _, err = run_cli("compress", tmp_path / "run", *prune, "-o", tmp_path / "pruned")
+    assert code == 0, err
+    assert (tmp_path / "pruned" / "artifact" / "manifest.json").is_file(), "the artifact is in OUT/artifact"
+    code, out, err = run_cli("inspect", tmp_path / "pruned", "--json")
+    assert code == 0, err
+    assert json.loads(out)["lineage"]["op"] == "prune"
+
+
 def test_prune_prints_parent_versus_child(run_cli, tmp_path):
     parent = tiny_artifact("cnn", channels=[8, 16], hidden=32, path=tmp_path / "parent")
     code, out, err = run_cli("compress", parent.path, "prune", "--ratio", "0.5", "--data", "digits",

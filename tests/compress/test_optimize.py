@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from torchship.artifact import Artifact
 from torchship.compress import CompressError
 from torchship.compress.optimize import OptimizeConfig, mark_pareto_, optimize, recipes_for
 from torchship.compress.optimize import _document as document_for
@@ -55,11 +56,13 @@ def test_optimize_picks_inside_the_budget_and_saves_table_and_front(optimized):
         best = min(eligible, key=lambda c: c["latency_p50_ms"])
         assert doc["picked"] == best["name"]
         assert result.picked is not None
-        assert str(result.picked.path) == best["artifact"]
+        assert result.picked.path == result.out / "artifact", "the pick is copied to where -o puts artifacts"
+        assert result.picked.digest == Artifact.load(best["artifact"]).digest
         assert result.picked.manifest.lineage.op == "quantize"
     else:
         assert doc["picked"] is None
         assert doc["verdict"].startswith("no candidate")
+        assert not (result.out / "artifact").exists()
     assert sum(c["picked"] for c in doc["candidates"]) == (1 if eligible else 0)
     assert doc["pareto"]
     assert set(doc["pareto"]) == {c["name"] for c in doc["candidates"] if c["pareto"]}

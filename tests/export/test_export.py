@@ -90,7 +90,7 @@ def test_tolerance_is_configurable_and_recorded(tmp_path):
         export(art, ["torchscript"], tolerance=0.0, data=np.full((4, 1, 8, 8), 1e3, np.float32))
     done = export(art, ["torchscript"], out=tmp_path / "out", tolerance={"torchscript": 1e-3}, max_samples=8)
     assert done.manifest.exports["torchscript"]["tolerance"] == 1e-3
-    assert done.path == tmp_path / "out"
+    assert done.path == tmp_path / "out" / "artifact", "out= is a run directory, as for every command"
     assert "model.ts" not in Artifact.load(tmp_path / "art").manifest.files, "out= leaves the source alone"
 
 

@@ -9,9 +9,10 @@ import pytest
 from monitor_helpers import shifted
 
 
-def _npz(tmp_path, raw, labels, name="new") -> str:
+def _npz(tmp_path, unit, labels, name="new") -> str:
+    """Digits in [0, 1] saved raw, as on disk (0..16): monitor check applies the manifest's scale."""
     path = tmp_path / f"{name}.npz"
-    np.savez(path, x=raw, y=labels)
+    np.savez(path, x=unit * 16, y=labels)
     return f"npz:{path}"
 
 

@@ -131,6 +131,19 @@ def test_lineage_links_a_parent_exported_after_its_child(tmp_path):
     assert child.via_pre_export_digest
 
 
+def test_run_directories_stand_for_their_artifact_and_an_optimize_pick_is_not_doubled(tmp_path):
+    from torchship.report.collect import find_sources
+    from torchship.testing import tiny_artifact
+
+    tiny_artifact("mlp", path=tmp_path / "pruned" / "artifact")  # compress -o pruned, no log.jsonl
+    pick = tiny_artifact("mlp", hidden=[8], path=tmp_path / "opt" / "candidates" / "int8" / "artifact")
+    pick.save(tmp_path / "opt" / "artifact")  # optimize -o opt copies its pick here
+    (tmp_path / "opt" / "optimize.json").write_text("{}")
+    found = find_sources([tmp_path / "pruned", tmp_path / "opt"])
+    assert found.artifacts == [tmp_path / "pruned" / "artifact", pick.path.resolve()]
+    assert found.optimize == [(tmp_path / "opt" / "optimize.json").resolve()]
+
+
 def test_child_without_its_parent_says_the_parent_is_missing(tmp_path):
     from torchship.testing import tiny_artifact
 

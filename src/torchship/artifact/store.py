@@ -26,6 +26,7 @@ from torchship.errors import ArtifactError
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 SIGNATURE = "model.sig"  # OpenSSF model-signing bundle over every other file (artifact/signing.py)
+RUN_ARTIFACT = "artifact"  # every command's -o OUT is a run directory; its artifact is OUT/artifact
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -174,15 +175,20 @@ class Artifact:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Artifact:
-        """Read an artifact directory, verifying schema and every file's sha256."""
+        """Read an artifact directory (or a run directory holding ``artifact/``), verifying every sha256."""
         root = Path(path)
         if root.is_file() and root.name == MANIFEST:
             root = root.parent
+        if not (root / MANIFEST).exists() and (root / RUN_ARTIFACT / MANIFEST).is_file():
+            root = root / RUN_ARTIFACT
         manifest_path = root / MANIFEST
         if not root.exists():
             raise ArtifactError(f"artifact {root} does not exist", fix="check the path")
         if not manifest_path.is_file():
-            raise ArtifactError(f"{root} has no {MANIFEST}", fix="point at an artifact directory written by torchship")
+            raise ArtifactError(
+                f"{root} has no {MANIFEST}",
+                fix=f"point at an artifact directory, or a run directory holding {RUN_ARTIFACT}/",
+            )
         try:
             raw = json.loads(manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

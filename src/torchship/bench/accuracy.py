@@ -63,14 +63,13 @@ def val_data_loader(data: str | None) -> Callable[[Artifact], BenchData]:
     cache: dict[str, Any] = {}
 
     def load(artifact: Artifact) -> BenchData:
-        from torchship.data import load_data
-        from torchship.evaluate import data_config_for, split_for_artifact
+        from torchship.data import artifact_data, artifact_split, data_config_for
 
         cfg = data_config_for(artifact, data)
-        key = cfg.model_dump_json()
+        key = cfg.model_dump_json() + artifact.manifest.input.model_dump_json()
         if key not in cache:
-            cache[key] = load_data(cfg)
-        x, y = split_for_artifact(artifact, cache[key], "val")
+            cache[key] = artifact_data(artifact, cfg)
+        x, y = artifact_split(artifact, cache[key], "val")
         return as_bench_data((x, y))
 
     return load

@@ -35,7 +35,7 @@ compress_app = typer.Typer(
 )
 app.add_typer(compress_app, name="compress")
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Directory for the new artifact.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run directory; the artifact goes to OUT/artifact.")]
 Data = Annotated[str | None, typer.Option(help="Dataset NAME[:PATH]; default: the one the artifact was trained on.")]
 Set = Annotated[list[str] | None, typer.Option("--set", help="Override a config key, e.g. --set finetune.lr=1e-3.")]
 Config = Annotated[Path | None, typer.Option("--config", help="YAML file with the method's settings.")]
@@ -290,7 +290,9 @@ def _bytes(value: int) -> str:
              "--objective latency --batch-size 32 --time-budget 10 -o runs/digits-cnn-opt")
 def optimize(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory to optimize (read only).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for candidates and optimize.json.")],
+    out_dir: Annotated[Path, typer.Option(
+        "--out", "-o", help="Run directory: the pick in OUT/artifact, candidates and optimize.json beside it."
+    )],
     max_accuracy_drop: Annotated[float | None, typer.Option(
         help="Largest validation accuracy loss accepted (0.01 = 1 point).")] = None,
     objective: Annotated[str | None, typer.Option(

@@ -24,7 +24,9 @@ def export(
     formats: Annotated[
         str, typer.Option("--format", "-f", help="Comma-separated: onnx, torchscript, exported, aoti, triton.")
     ] = "onnx",
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write here; default: into ARTIFACT.")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory: writes OUT/artifact; default: ARTIFACT.")
+    ] = None,
     tolerance: Annotated[float | None, typer.Option(help="Largest max |Δ| vs eager accepted (default 1e-4).")] = None,
     data: Annotated[
         str | None,

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from torchship.artifact import Artifact
+from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.config import validate_config
 from torchship.errors import TorchshipError
 from torchship.registry import Registry
@@ -99,15 +99,19 @@ def run(
 
 
 def check_out(out: str | Path, *parents: Artifact) -> Path:
-    """The output directory, refused when it would overwrite a parent artifact."""
-    target = Path(out).expanduser().resolve()
+    """Where a method writes its artifact: ``OUT/artifact``, refused when it would overwrite a parent.
+
+    ``out`` is a run directory, as for ``train -o``; anything else a method writes goes beside
+    the artifact in it.
+    """
+    target = Path(out).expanduser().resolve() / RUN_ARTIFACT
     for parent in parents:
         if parent.path is None:
             continue
         home = Path(parent.path).resolve()
         if target == home or home in target.parents:
             raise CompressError(
-                f"output {out} is inside the parent artifact {parent.path}",
+                f"output {target} would be inside the parent artifact {parent.path}",
                 fix="choose another -o directory; a parent artifact is never modified",
             )
     return target

@@ -24,7 +24,8 @@ from torchship.artifact import Artifact
 from torchship.compress.base import Finetune, Strict, check_out, register
 from torchship.compress.finetune import finetune, work_dir
 from torchship.compress.measure import ValData, load_val, model_stats, val_metrics
-from torchship.evaluate import renormalize
+from torchship.data import load_data
+from torchship.data.preprocess import renormalize
 from torchship.models import zoo
 
 
@@ -122,8 +123,8 @@ def _stats(artifact: Artifact, val: ValData) -> dict[str, Any]:
 
 
 def _adapter(val: ValData, teacher: Artifact):
-    """Re-normalize batches for the teacher when the data's statistics differ from its manifest's."""
-    source, target = val.dataset.input, teacher.manifest.input.model_dump()
+    """Map student batches (the data's own preprocessing, as training measures it) to the teacher's."""
+    source, target = load_data(val.config).input, val.dataset.input
     if all(source[k] == target[k] for k in ("mean", "std", "scale")):
         return None
     return lambda x: renormalize(x, source, target)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from torchship.artifact import Artifact
-from torchship.data import DataConfig, Dataset, load_data
+from torchship.data import DataConfig, Dataset, artifact_data, artifact_split, data_config_for
 from torchship.errors import DataError, require
 
 
@@ -31,8 +31,6 @@ class ValData:
 
 def data_config(artifact: Artifact, data: str | dict[str, Any] | None) -> DataConfig:
     """The artifact's own data config; ``NAME[:PATH]``; or a dict of DataConfig fields over it."""
-    from torchship.evaluate import data_config_for
-
     if isinstance(data, dict):
         stored = artifact.manifest.data.get("config") or {}
         same = data.get("name") in (None, stored.get("name"))
@@ -46,17 +44,15 @@ def load_val(artifact: Artifact, data: str | dict[str, Any] | None) -> ValData:
     Raises:
         DataError: The data has another input shape or other labels than the artifact.
     """
-    from torchship.evaluate import split_for_artifact
-
     cfg = data_config(artifact, data)
-    dataset = load_data(cfg)
+    dataset = artifact_data(artifact, cfg)
     if dataset.labels != artifact.manifest.labels:
         raise DataError(
             f"{artifact.manifest.name} was trained on labels {_short(artifact.manifest.labels)} but dataset "
             f"{dataset.name} has {_short(dataset.labels)}",
             fix="use the artifact's own data (drop --data) or data with the same labels",
         )
-    x, y = split_for_artifact(artifact, dataset, "val")
+    x, y = artifact_split(artifact, dataset, "val")
     return ValData(cfg, dataset, x, y)
 
 

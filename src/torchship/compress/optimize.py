@@ -13,7 +13,8 @@ rounds and the verdicts use those medians, so load drifting on a shared machine 
 long run cannot favour whichever was timed in a quiet moment.
 
 Results go to ``OUTDIR``: ``optimize.json`` (schema in docs/compress.md), ``optimize.md``
-(the same table for people), ``baseline/`` and ``candidates/<name>/{artifact,result.json}``.
+(the same table for people), ``baseline/``, ``candidates/<name>/{artifact,result.json}`` and
+the picked candidate's artifact in ``artifact/``, the place every command's ``-o`` puts it.
 A candidate whose ``result.json`` exists is read back, never recomputed, so an interrupted
 run continues where it stopped.
 """
@@ -34,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
-from torchship.artifact import Artifact
+from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.compress.base import CompressError, Strict, check_out, run
 from torchship.errors import TorchshipError
 
@@ -143,7 +144,7 @@ def optimize(
         CompressError: An unknown recipe name, or ``out`` inside the parent artifact.
     """
     cfg = cfg or OptimizeConfig()
-    root = check_out(out, artifact)
+    root = check_out(out, artifact).parent  # the run directory
     (root / "candidates").mkdir(parents=True, exist_ok=True)
     allowed = tuple(allow_import)
     say = progress or (lambda message: None)
@@ -177,7 +178,10 @@ def optimize(
     document = _document(artifact, cfg, baseline, [results[r.name] for r in recipes])
     _write_json(root / "optimize.json", document)
     (root / "optimize.md").write_text(to_markdown(document))
-    picked = Artifact.load(document["picked_artifact"]) if document["picked_artifact"] else None
+    shutil.rmtree(root / RUN_ARTIFACT, ignore_errors=True)  # an earlier run's pick
+    picked = None
+    if document["picked_artifact"]:
+        picked = Artifact.load(document["picked_artifact"]).save(root / RUN_ARTIFACT)
     return OptimizeResult(document, picked, root, computed, reused)
 
 
@@ -335,7 +339,7 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
                 # the budget left after the base's own loss; quantize keeps sensitive layers float to fit it
                 # (a base already over budget gets plain int8: no float layer could bring it back)
                 step["max_accuracy_drop"] = cfg.max_accuracy_drop - used
-            target = home / ("artifact" if i == len(recipe.steps) - 1 else f"step-{i}")
+            target = home if i == len(recipe.steps) - 1 else home / f"step-{i}"  # writes TARGET/artifact
             source = run(source, method, step, out=target, allow_import=allowed, console=console)
         int8 = "onnx-int8" in source.manifest.exports
         runtimes = ["onnxruntime"] if int8 else cfg.runtimes

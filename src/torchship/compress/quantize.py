@@ -40,7 +40,6 @@ from torchship.compress.base import CompressError, Finetune, Strict, check_out, 
 from torchship.compress.finetune import finetune, work_dir
 from torchship.compress.measure import ValData, load_val, model_stats, val_metrics
 from torchship.errors import require
-from torchship.evaluate import split_for_artifact
 from torchship.runtime.onnxruntime import INT8_EXPORT  # the int8 graph's key, preferred by the runtime
 from torchship.train.metrics import evaluate_logits
 
@@ -117,8 +116,10 @@ def quantize(
     allowed = tuple(allow_import)
     val = load_val(artifact, cfg.data)
     calib = calibration_inputs(artifact, val, cfg.calibration_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=target.parent) as tmp:
+    # scratch beside the run directory (OUT/..), so a refused quantization leaves no OUT behind
+    scratch = target.parent.parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=scratch) as tmp:
         if cfg.mode == "pt2e":
             return _quantize_pt2e(artifact, cfg, Path(tmp), target, val, calib, allowed, console)
         return _quantize_onnx(artifact, cfg, Path(tmp), target, val, calib, allowed)
@@ -126,7 +127,7 @@ def quantize(
 
 def calibration_inputs(artifact: Artifact, val: ValData, size: int, seed: int = 0) -> np.ndarray:
     """A seeded sample of ``size`` training-split inputs (all when fewer), normalized for ``artifact``."""
-    x, _ = split_for_artifact(artifact, val.dataset, "train")
+    x = val.dataset.train.x  # preprocessed for ``artifact`` by load_val
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:size]
     return np.ascontiguousarray(x[order].numpy(), dtype=np.float32)
 

@@ -15,6 +15,7 @@ from torchship.data.config import AugmentConfig, DataConfig, SyntheticConfig
 from torchship.data.dataset import Dataset, Split, load_data, parse_data_arg
 from torchship.data.images import preprocess_image
 from torchship.data.loader import BatchLoader, make_loader
+from torchship.data.preprocess import artifact_data, artifact_split, data_config_for, preprocess
 from torchship.data.registry import RawData, datasets
 from torchship.data.stats import reference_stats
 
@@ -26,10 +27,14 @@ __all__ = [
     "RawData",
     "Split",
     "SyntheticConfig",
+    "artifact_data",
+    "artifact_split",
+    "data_config_for",
     "datasets",
     "load_data",
     "make_loader",
     "parse_data_arg",
+    "preprocess",
     "preprocess_image",
     "reference_stats",
 ]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from torchship.data.config import DataConfig
 from torchship.data.images import LUMA
+from torchship.data.preprocess import normalize_
 from torchship.data.registry import datasets
 from torchship.errors import DataError
 
@@ -85,14 +86,20 @@ def parse_data_arg(value: str, **overrides: Any) -> DataConfig:
         raise DataError(f"invalid data settings for {value!r}: {problems}") from None
 
 
-def load_data(cfg: DataConfig) -> Dataset:
+def load_data(cfg: DataConfig, preprocessing: dict[str, Any] | None = None) -> Dataset:
     """Read, shape, split and normalize the dataset ``cfg`` names.
 
     Mean and std are measured per channel (per feature for tables) on the training split
     only, after ``resize``/``channels``; every split is normalized with them.
 
+    Args:
+        preprocessing: An artifact's ``input`` block, to feed that model instead (see
+            :func:`torchship.data.artifact_data`): its mean and std normalize every split,
+            and files whose numbers carry no unit (npz, csv) are scaled by its ``scale``.
+
     Raises:
-        DataError: The files are missing or malformed, or the settings do not fit the data.
+        DataError: The files are missing or malformed, the settings do not fit the data, or
+            the samples do not have ``preprocessing``'s shape.
 
     Example:
         >>> ds = load_data(DataConfig(name="digits", limit=200))
@@ -105,27 +112,34 @@ def load_data(cfg: DataConfig) -> Dataset:
         x_raw, y_raw = x_raw[: cfg.limit], y_raw[: cfg.limit]
         if test_x_raw is not None and test_y_raw is not None:
             test_x_raw, test_y_raw = test_x_raw[: cfg.limit], test_y_raw[: cfg.limit]
-    x = _shape(_to_unit(x_raw, raw.scale), cfg, raw.layout)
+    scale = raw.scale if preprocessing is None or not raw.unitless else float(preprocessing["scale"])
+    x = _shape(_to_unit(x_raw, scale), cfg, raw.layout)
+    if preprocessing is not None:
+        source = f"{cfg.name}:{cfg.path}" if cfg.path else f"dataset {cfg.name}"
+        _check_shape(x, preprocessing["shape"], source)
     y = _labels(y_raw, raw.labels, cfg.name)
     official_test = test_x_raw is not None and test_y_raw is not None
 
     train_idx, val_idx, test_idx = _split_indices(len(y), cfg, official_test)
     x_train = x[train_idx]
-    mean, std = _channel_stats(x_train, raw.layout)
-    train = Split(_normalize_(x_train, mean, std), y[train_idx])
-    val = Split(_normalize_(x[val_idx], mean, std), y[val_idx])
+    if preprocessing is None:
+        mean, std = _channel_stats(x_train, raw.layout)
+    else:
+        mean, std = (torch.tensor(preprocessing[k], dtype=torch.float32) for k in ("mean", "std"))
+    train = Split(normalize_(x_train, mean, std), y[train_idx])
+    val = Split(normalize_(x[val_idx], mean, std), y[val_idx])
     test = None
     if official_test:
-        tx = _shape(_to_unit(test_x_raw, raw.scale), cfg, raw.layout)
-        test = Split(_normalize_(tx, mean, std), _labels(test_y_raw, raw.labels, f"{cfg.name} test"))
+        tx = _shape(_to_unit(test_x_raw, scale), cfg, raw.layout)
+        test = Split(normalize_(tx, mean, std), _labels(test_y_raw, raw.labels, f"{cfg.name} test"))
     elif len(test_idx):
-        test = Split(_normalize_(x[test_idx], mean, std), y[test_idx])
+        test = Split(normalize_(x[test_idx], mean, std), y[test_idx])
 
     input_spec = {
         "shape": list(train.x.shape[1:]),
         "dtype": "float32",
         "layout": raw.layout,
-        "scale": float(raw.scale),
+        "scale": float(scale),
         "mean": mean.tolist(),
         "std": std.tolist(),
     }
@@ -153,6 +167,14 @@ def _to_unit(x: np.ndarray, scale: float) -> torch.Tensor:
     """Raw values -> float32 ``raw * scale`` in a fresh tensor (never aliasing the reader's array)."""
     # one copy that also converts the dtype; readers may hand over read-only (frombuffer) arrays
     return torch.from_numpy(np.array(x, dtype=np.float32, order="C", copy=True)).mul_(scale)
+
+
+def _check_shape(x: torch.Tensor, shape: list[int], source: str) -> None:
+    if list(x.shape[1:]) != list(shape):
+        raise DataError(
+            f"{source} gives inputs of shape {list(x.shape[1:])} but the model expects {list(shape)}",
+            fix="set data.resize / data.channels, or resize the data, to match the model",
+        )
 
 
 def _labels(y: np.ndarray, labels: list[str], what: str) -> torch.Tensor:
@@ -187,13 +209,6 @@ def _channel_stats(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Te
     std = x.std(dim=dims) if len(x) > 1 else torch.zeros_like(mean)
     std = torch.where(std < _MIN_STD, torch.ones_like(std), std)
     return mean, std
-
-
-def _normalize_(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Normalize ``x`` in place (it is always a fresh copy here) and return it."""
-    # x: (n, c, ...) ; mean, std: (c,)
-    view = (1, -1) + (1,) * (x.dim() - 2)
-    return x.sub_(mean.view(view)).div_(std.view(view))
 
 
 def _shape(x: torch.Tensor, cfg: DataConfig, layout: str) -> torch.Tensor:

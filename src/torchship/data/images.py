@@ -11,6 +11,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image, UnidentifiedImageError
 
 from torchship.data.config import DataConfig
+from torchship.data.preprocess import preprocess
 from torchship.data.registry import RawData, datasets
 from torchship.errors import DataError
 
@@ -115,9 +116,10 @@ def read_imagefolder(cfg: DataConfig) -> RawData:
 def preprocess_image(source: Any, input_spec: dict[str, Any]) -> torch.Tensor:
     """Turn one image file, PIL image or ``.npy`` file into the model's normalized input.
 
-    Images are converted to gray or RGB per the spec's channels, resized to its (h, w)
-    (bilinear) and scaled by 1/255; ``.npy`` arrays hold raw values and are scaled by
-    ``input_spec["scale"]``, as in training. Then ``(x - mean) / std`` per channel.
+    Images are converted to gray or RGB per the spec's channels and resized to its (h, w)
+    (bilinear); their 8-bit pixels are scaled by 1/255. ``.npy`` arrays hold raw values and
+    are scaled by ``input_spec["scale"]``, as in training. Then ``(x - mean) / std`` per
+    channel (:func:`torchship.data.preprocess`).
 
     Args:
         input_spec: An artifact's ``input`` block (shape, layout, scale, mean, std).
@@ -129,8 +131,6 @@ def preprocess_image(source: Any, input_spec: dict[str, Any]) -> torch.Tensor:
         DataError: The file is unreadable or cannot take the model's input shape.
     """
     shape = list(input_spec["shape"])
-    mean = torch.tensor(input_spec["mean"], dtype=torch.float32)
-    std = torch.tensor(input_spec["std"], dtype=torch.float32)
     if input_spec.get("layout", "image") == "features":
         arr = _load_npy(source, "a features-layout model takes .npy files").reshape(-1)
         if arr.shape[0] != shape[0]:
@@ -138,17 +138,16 @@ def preprocess_image(source: Any, input_spec: dict[str, Any]) -> torch.Tensor:
                 f"{source} has {arr.shape[0]} features, the model expects {shape[0]}",
                 fix="save one sample's feature vector with np.save",
             )
-        return (torch.from_numpy(arr) * float(input_spec["scale"]) - mean) / std
+        return preprocess(arr[None], input_spec)[0]
     c, h, w = shape
+    scale = None  # a .npy holds raw values: the manifest's scale
     if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".npy":
-        unit = torch.from_numpy(_load_npy(source, "")) * float(input_spec["scale"])
+        raw = torch.from_numpy(_load_npy(source, ""))
     else:
-        unit = (
-            torch.from_numpy(load_image(source, "L" if c == 1 else "RGB", (h, w)).astype(np.float32)) / 255.0
-        )
-    unit = _to_chw(unit, c, h, w, source)
-    # unit: (c, h, w) ; mean, std: (c,) or (1,)
-    return (unit - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+        raw = torch.from_numpy(load_image(source, "L" if c == 1 else "RGB", (h, w)).astype(np.float32))
+        scale = 1 / 255
+    # channel mixing and bilinear resizing are linear, so they commute with the scaling
+    return preprocess(_to_chw(raw, c, h, w, source)[None], input_spec, scale)[0]
 
 
 def _load_npy(source: Any, fix: str) -> np.ndarray:

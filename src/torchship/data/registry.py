@@ -21,7 +21,9 @@ class RawData:
     and dtype (uint8 stays uint8 until :func:`~torchship.data.load_data` converts it, so a
     50,000-image set is not copied as float twice). ``x * scale`` is in [0, 1] for images.
     ``test_x``/``test_y`` hold an official test set when the format ships one (MNIST t10k,
-    CIFAR ``test_batch``).
+    CIFAR ``test_batch``). ``unitless`` marks files of plain numbers (npz, csv) whose units
+    only the user knows: training uses ``scale`` (a guess), and when the data is fed to an
+    artifact its manifest's ``input.scale`` applies instead (docs/data.md, "Units").
     """
 
     x: np.ndarray
@@ -32,6 +34,7 @@ class RawData:
     test_x: np.ndarray | None = None
     test_y: np.ndarray | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    unitless: bool = False
 
 
 Reader = Callable[[DataConfig], RawData]

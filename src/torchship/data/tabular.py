@@ -28,8 +28,9 @@ def read_npz(cfg: DataConfig) -> RawData:
     """``x`` and ``y`` arrays, optional ``labels`` (class names indexed by ``y``).
 
     ``x`` (n, features) is a table; (n, h, w) gray images; (n, c, h, w) images, or
-    (n, h, w, c) when the last dim is 1 or 3 and the second is not. uint8 images are
-    scaled by 1/255, anything else is taken as already in [0, 1] (scale 1).
+    (n, h, w, c) when the last dim is 1 or 3 and the second is not. For training, uint8
+    images are scaled by 1/255 and anything else is taken as already in [0, 1] (scale 1);
+    fed to an artifact, ``x`` is raw and scaled by the manifest's ``input.scale``.
     """
     path = _file(cfg, "npz", ".npz")
     try:
@@ -59,7 +60,8 @@ def read_npz(cfg: DataConfig) -> RawData:
         y_int, labels = encode_labels(y)
     else:
         y_int, labels = _indexed_labels(y, names, path)
-    return RawData(x, y_int, labels, scale=scale, layout=layout, source={"origin": "npz", "path": str(path)})
+    return RawData(x, y_int, labels, scale=scale, layout=layout, source={"origin": "npz", "path": str(path)},
+                   unitless=True)
 
 
 def _npz_layout(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -150,6 +152,7 @@ def read_csv(cfg: DataConfig) -> RawData:
         scale=1.0,
         layout="features",
         source={"origin": "csv", "path": str(path), "label_column": label_col, "columns": columns},
+        unitless=True,
     )
 
 

@@ -40,58 +40,6 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
 
 
-def data_config_for(artifact: Artifact, data: str | None = None):
-    """The artifact's own data config, or ``NAME[:PATH]`` with the artifact's split settings."""
-    from torchship.data import DataConfig, parse_data_arg
-
-    stored = artifact.manifest.data.get("config")
-    if data is None:
-        if stored is None:
-            raise DataError(f"artifact {artifact.manifest.name} does not record its dataset", fix="pass --data NAME[:PATH]")
-        return DataConfig.model_validate(stored)
-    parsed = parse_data_arg(data)
-    if stored is not None and stored.get("name") == parsed.name:
-        return DataConfig.model_validate({**stored, "path": parsed.path or stored.get("path")})
-    return parsed
-
-
-def check_input_shape(artifact: Artifact, dataset, source: str, how: str) -> None:
-    """One line when ``dataset``'s samples are not the shape the artifact's model takes."""
-    spec = artifact.manifest.input
-    if list(dataset.input["shape"]) != list(spec.shape):
-        raise DataError(
-            f"{source} gives inputs of shape {dataset.input['shape']} but {artifact.manifest.name} expects {spec.shape}",
-            fix=f"{how} to match the model",
-        )
-
-
-def split_for_artifact(artifact: Artifact, dataset, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs of ``split`` re-normalized with the artifact's statistics; checked against its input spec."""
-    part = getattr(dataset, split, None)
-    if part is None:
-        raise DataError(f"dataset {dataset.name} has no {split} split", fix="use --split val, or set data.test_fraction")
-    spec = artifact.manifest.input
-    check_input_shape(artifact, dataset, f"dataset {dataset.name}", "set data.resize / data.channels")
-    if len(dataset.labels) != len(artifact.manifest.labels):
-        raise DataError(
-            f"dataset {dataset.name} has {len(dataset.labels)} classes but the model has {len(artifact.manifest.labels)}"
-        )
-    x = renormalize(part.x, dataset.input, spec.model_dump())
-    return x, part.y
-
-
-def renormalize(x: torch.Tensor, source: dict[str, Any], target: dict[str, Any]) -> torch.Tensor:
-    """Map inputs normalized by ``source`` statistics to ``target``'s (identity when they agree)."""
-    if source["mean"] == target["mean"] and source["std"] == target["std"] and source["scale"] == target["scale"]:
-        return x
-    # x: (n, channels, ...) ; per-channel stats broadcast over the trailing dims
-    view = (1, -1) + (1,) * (x.dim() - 2)
-    s_mean, s_std = torch.tensor(source["mean"]).view(view), torch.tensor(source["std"]).view(view)
-    t_mean, t_std = torch.tensor(target["mean"]).view(view), torch.tensor(target["std"]).view(view)
-    unit = x * s_std + s_mean  # raw * scale, in [0, 1] for images
-    return ((unit - t_mean) / t_std).float()
-
-
 def evaluate(
     artifact: Artifact,
     data: str | None = None,
@@ -101,12 +49,11 @@ def evaluate(
     batch_size: int = 512,
 ) -> Evaluation:
     """Metrics and confusion matrix of ``artifact`` on a split of its data (or ``data``)."""
-    from torchship.data import load_data
+    from torchship.data import artifact_data, artifact_split
     from torchship.runtime import load_predictor
     from torchship.train.metrics import ClassificationMetrics
 
-    dataset = load_data(data_config_for(artifact, data))
-    x, y = split_for_artifact(artifact, dataset, split)
+    x, y = artifact_split(artifact, artifact_data(artifact, data), split)
     predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=1)
     metrics = ClassificationMetrics(len(artifact.manifest.labels), confusion=True)
     try:

@@ -97,12 +97,10 @@ def parity_inputs(
 
 
 def _validation_split(artifact: Artifact, data: str) -> tuple[np.ndarray, str]:
-    from torchship.data import load_data
-    from torchship.evaluate import data_config_for, split_for_artifact
+    from torchship.data import artifact_data, artifact_split
 
-    config = data_config_for(artifact, data)
-    dataset = load_data(config)
-    x, _ = split_for_artifact(artifact, dataset, "val")
+    dataset = artifact_data(artifact, data)
+    x, _ = artifact_split(artifact, dataset, "val")
     return x.numpy(), f"{dataset.name} val split ({len(x)} samples)"
 
 

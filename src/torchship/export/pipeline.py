@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchship.artifact import Artifact
+from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.export.base import FORMAT_ORDER, ExportContext, ExportError, ExportOptions, exporters
 from torchship.export.parity import DEFAULT_TOLERANCE, TOLERANCES, check, compare, parity_inputs, run_chunked
 
@@ -60,7 +60,8 @@ def export(
 
     Args:
         formats: Any of ``onnx``, ``torchscript``, ``exported``, ``aoti``, ``triton``.
-        out: Artifact directory to write; ``None`` writes into the artifact's own directory.
+        out: Run directory: the exported artifact goes to ``out/artifact``, as every command's
+            ``-o`` puts it; ``None`` writes into the artifact's own directory.
         tolerance: Largest max |Δ| accepted (one number, or per format); default 1e-4 for fp32.
         data: Parity inputs: normalized inputs (array/tensor), ``NAME[:PATH]`` of a dataset
             (its validation split), a ``.npy`` file, ``"random"``, or ``None`` (the recorded
@@ -97,7 +98,7 @@ def export(
         )
     if out is None and artifact.path is None:
         raise ExportError("the artifact has not been saved, so there is nowhere to write exports", fix="pass out=DIR")
-    dest = Path(out) if out is not None else Path(artifact.path)  # type: ignore[arg-type]
+    dest = Path(out) / RUN_ARTIFACT if out is not None else Path(artifact.path)  # type: ignore[arg-type]
     from torchship.runtime import load_predictor
 
     inputs = parity_inputs(artifact, data, max_samples=max_samples)

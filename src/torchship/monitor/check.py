@@ -1,8 +1,8 @@
 """The offline drift check: score a whole dataset against an artifact's baseline.
 
-``torchship monitor check ART --data NEW`` calls ``check``: it loads NEW with the data
-layer, maps its inputs onto the artifact's normalization (so a brightness shift stays a
-shift), runs the model through a runtime, and scores the counts exactly as the server does.
+``torchship monitor check ART --data NEW`` calls ``check``: it loads NEW (raw, as on disk)
+with the data layer and the artifact's preprocessing (so a brightness shift stays a shift),
+runs the model through a runtime, and scores the counts exactly as the server does.
 """
 
 from __future__ import annotations
@@ -75,23 +75,19 @@ def check(
 
 
 def load_inputs(artifact: Artifact, data: str | None, split: str = "all") -> np.ndarray:
-    """Inputs of ``split`` of ``data`` (every split for ``all``), in the artifact's normalization.
+    """Inputs of ``split`` of ``data`` (every split for ``all``), preprocessed for the artifact.
 
     Raises:
         DataError: Unknown split, or samples of another shape than the model's input.
     """
-    from torchship.data import load_data
-    from torchship.evaluate import check_input_shape, data_config_for, renormalize
+    from torchship.data import artifact_data
 
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}", fix=f"choose one of: {', '.join(SPLITS)}")
-    dataset = load_data(data_config_for(artifact, data))
-    spec = artifact.manifest.input
-    check_input_shape(artifact, dataset, str(data or dataset.name), "resize or re-channel the data")
+    dataset = artifact_data(artifact, data)
     parts = [dataset.train, dataset.val, dataset.test] if split == "all" else [getattr(dataset, split)]
     parts = [p for p in parts if p is not None and len(p)]
     if not parts:
         raise DataError(f"{data or dataset.name} has no {split} samples", fix="use --split all")
-    x = torch.cat([p.x for p in parts])
-    # x: (n, *input.shape), mapped from the new data's normalization onto the artifact's
-    return renormalize(x, dataset.input, spec.model_dump()).numpy().astype(np.float32, copy=False)
+    # x: (n, *input.shape), raw data preprocessed as the artifact's manifest says
+    return torch.cat([p.x for p in parts]).numpy().astype(np.float32, copy=False)

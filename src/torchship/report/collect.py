@@ -1,8 +1,9 @@
 """Gather what a report shows: runs, artifacts, their curves, metrics and confusion matrices.
 
-Paths on the command line are recognised by what they hold: a run directory (``log.jsonl``,
-its artifact in ``artifact/``), an artifact directory (``manifest.json``), a bench or optimize
-JSON file, or any other directory, which is searched for those. Nothing here writes: a
+Paths on the command line are recognised by what they hold: a run directory (the ``-o`` of
+any command: its artifact in ``artifact/``, and ``log.jsonl`` for training), an artifact
+directory (``manifest.json``), a bench or optimize JSON file, or any other directory, which is
+searched for those. Nothing here writes: a
 confusion matrix the artifact does not store is computed on the validation split and shown,
 never saved into the artifact.
 """
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchship.artifact import MANIFEST, WEIGHTS, Artifact
+from torchship.artifact import MANIFEST, RUN_ARTIFACT, WEIGHTS, Artifact
 from torchship.errors import TorchshipError
 
 RUN_LOG = "log.jsonl"
 EVALUATION = "evaluation.json"  # written beside the weights by the training engine
+OPTIMIZE = "optimize.json"
 # directories a search never enters: checkpoints and training scratch hold no artifacts
 _SKIP_DIRS = {"checkpoints", "tensorboard", ".git", "__pycache__"}
 _MAX_SEARCH_DEPTH = 5
@@ -132,15 +134,19 @@ def _classify(path: Path, depth: int = 0) -> Sources:
     if (path / MANIFEST).is_file():
         found.artifacts.append(path.resolve())
         return found
-    if (path / RUN_LOG).is_file():
-        found.runs.append(path.resolve())
-        if (path / "artifact" / MANIFEST).is_file():
-            found.artifacts.append((path / "artifact").resolve())
+    optimize_run = (path / OPTIMIZE).is_file()
+    if (path / RUN_LOG).is_file() or ((path / RUN_ARTIFACT / MANIFEST).is_file() and not optimize_run):
+        if (path / RUN_LOG).is_file():
+            found.runs.append(path.resolve())
+        if (path / RUN_ARTIFACT / MANIFEST).is_file():
+            found.artifacts.append((path / RUN_ARTIFACT).resolve())
         return found
     if depth >= _MAX_SEARCH_DEPTH:
         return found
+    # an optimize run's artifact/ copies its picked candidate, which the search finds in candidates/
+    skip = _SKIP_DIRS | ({RUN_ARTIFACT} if optimize_run else set())
     for child in sorted(path.iterdir()):
-        searchable = child.is_dir() and child.name not in _SKIP_DIRS and not child.name.startswith(".")
+        searchable = child.is_dir() and child.name not in skip and not child.name.startswith(".")
         if searchable or json_kind(child) is not None:
             found.add(_classify(child, depth + 1))
     return found
@@ -164,7 +170,7 @@ def json_kind(path: Path) -> str | None:
     """``"bench"`` for ``torchship bench --json`` output, ``"optimize"`` for optimize.json, else None."""
     if path.suffix != ".json" or path.name in (MANIFEST, EVALUATION):
         return None
-    if path.name == "optimize.json":
+    if path.name == OPTIMIZE:
         return "optimize"
     try:
         if path.stat().st_size > 50 * 2**20:
@@ -182,7 +188,7 @@ def json_kind(path: Path) -> str | None:
 
 def load_entries(sources: Sources) -> list[ArtifactEntry]:
     """Load (and verify) every artifact; the ones found in run directories remember their run."""
-    run_of = {run / "artifact": run for run in sources.runs}
+    run_of = {run / RUN_ARTIFACT: run for run in sources.runs}
     entries = [ArtifactEntry(path, Artifact.load(path), run_of.get(path)) for path in sources.artifacts]
     _label(entries)
     return entries

@@ -1,10 +1,11 @@
 """Routes for people rather than programs: TF-Serving-style ``:predict`` and image upload.
 
 ``POST /v1/models/{m}:predict`` takes ``{"instances": [sample, ...]}`` (each sample a nested
-list of the model's input shape, already normalized) and answers a label and probabilities
-per instance. ``POST /v1/models/{m}:classify`` takes one PNG or JPEG, either as the raw body
-or as a multipart form field ``file``, preprocesses it as the manifest says (channels, size,
-scale, mean, std) and answers the top-k labels with probabilities.
+list of the model's input shape, raw as on disk: the manifest's scale, mean and std are
+applied, docs/data.md "Units") and answers a label and probabilities per instance.
+``POST /v1/models/{m}:classify`` takes one PNG or JPEG, either as the raw body or as a
+multipart form field ``file``, preprocesses it as the manifest says (channels, size, scale,
+mean, std) and answers the top-k labels with probabilities.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[
 
 
 async def predict(request: Request, state: Any) -> Response:
+    from torchship.data import preprocess
     from torchship.serve.app import json_response
 
     model = _model(request, state)
@@ -57,6 +59,7 @@ async def predict(request: Request, state: Any) -> Response:
     if rows.shape[1:] != model.sample_shape or len(rows) > model.settings.max_batch_size:
         raise ServeError(f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
                          f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]")
+    rows = preprocess(rows, model.artifact.manifest.input.model_dump()).numpy()  # raw in, as everywhere
     probabilities = softmax(await _run(model, rows))
     return json_response({"predictions": [
         {"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities
