@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from torchship.artifact.store import MANIFEST, SIGNATURE
+from torchship.artifact.store import MANIFEST, SIGNATURE, resolve_artifact_dir
 from torchship.errors import ArtifactError, require
 
 
@@ -46,9 +46,7 @@ def _library():
 
 
 def _artifact_dir(path: str | os.PathLike[str]) -> Path:
-    root = Path(path)
-    if root.is_file() and root.name == MANIFEST:
-        root = root.parent
+    root = resolve_artifact_dir(path)
     if not (root / MANIFEST).is_file():
         raise ArtifactError(f"{root} is not an artifact directory (no {MANIFEST})", fix="check the path")
     return root

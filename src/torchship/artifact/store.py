@@ -29,6 +29,16 @@ SIGNATURE = "model.sig"  # OpenSSF model-signing bundle over every other file (a
 RUN_ARTIFACT = "artifact"  # every command's -o OUT is a run directory; its artifact is OUT/artifact
 
 
+def resolve_artifact_dir(path: str | os.PathLike[str]) -> Path:
+    """The artifact directory that PATH names: itself, its manifest's folder, or RUN/artifact."""
+    root = Path(path)
+    if root.is_file() and root.name == MANIFEST:
+        return root.parent
+    if not (root / MANIFEST).exists() and (root / RUN_ARTIFACT / MANIFEST).is_file():
+        return root / RUN_ARTIFACT
+    return root
+
+
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -176,11 +186,7 @@ class Artifact:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Artifact:
         """Read an artifact directory (or a run directory holding ``artifact/``), verifying every sha256."""
-        root = Path(path)
-        if root.is_file() and root.name == MANIFEST:
-            root = root.parent
-        if not (root / MANIFEST).exists() and (root / RUN_ARTIFACT / MANIFEST).is_file():
-            root = root / RUN_ARTIFACT
+        root = resolve_artifact_dir(path)
         manifest_path = root / MANIFEST
         if not root.exists():
             raise ArtifactError(f"artifact {root} does not exist", fix="check the path")
