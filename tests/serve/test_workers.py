@@ -7,6 +7,7 @@ directory, under the test's TMPDIR), through which these tests reach one worker 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import importlib.util
 import os
 import re
 import signal
@@ -39,16 +40,23 @@ if "workers-slow" not in runtimes:
 if __name__ == "__main__":
     rows = int(os.environ["MAX_ROWS"])
     config = ServeConfig(default=ModelSettings(runtime="workers-slow", max_batch_size=rows, warmup=0))
-    serve(sys.argv[1], port=int(sys.argv[2]), config=config, workers=2, log_level="warning")
+    grpc_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    serve(sys.argv[1], port=int(sys.argv[2]), config=config, workers=2, log_level="warning",
+          grpc_port=grpc_port)
 """
 TIMEOUT_S = 90
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Server:
-    def __init__(self, path: Path, tmp: Path, slow_s: float, max_rows: int):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    def __init__(self, path: Path, tmp: Path, slow_s: float, max_rows: int, grpc: bool = False):
+        port = _free_port()
+        self.grpc_port = _free_port() if grpc else None
         self.url = f"http://127.0.0.1:{port}"
         self.tmp = tmp
         script = tmp / "server.py"
@@ -62,9 +70,9 @@ class Server:
             "OMP_NUM_THREADS": "1",
         }
         with self.log.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(script), str(path), str(port)], stderr=err, env=env
-            )
+            argv = [sys.executable, str(script), str(path), str(port)]
+            argv += [str(self.grpc_port)] if grpc else []
+            self.proc = subprocess.Popen(argv, stderr=err, env=env)
         self.wait_ready()
 
     def wait_ready(self) -> None:
@@ -103,7 +111,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(repo, tmp_path_factory):
-    server = Server(repo, tmp_path_factory.mktemp("workers"), slow_s=0.0, max_rows=32)
+    grpc = all(importlib.util.find_spec(name) is not None for name in ("tritonclient", "grpc"))
+    server = Server(repo, tmp_path_factory.mktemp("workers"), slow_s=0.0, max_rows=32, grpc=grpc)
     yield server
     server.stop()
 
@@ -180,6 +189,27 @@ def test_unload_and_load_reach_every_worker_and_a_killed_worker_is_replaced(serv
         assert httpx.post(f"{server.url}/v2/repository/models/mlp/load", timeout=60).status_code == 200
         assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [200, 200]
     assert _infer(server.url, "mlp", np.ones((1, 16), np.float32)).status_code == 200
+
+
+def test_grpc_is_served_by_one_worker_and_sees_the_whole_server(server):
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        assert client.is_server_ready()
+        x = np.ones((1, 1, 8, 8), np.float32)
+        with server.worker(1) as w1:  # worker 1 does not serve gRPC: this request reaches it over HTTP
+            assert w1.post("/v2/models/cnn/infer", json=v2_body(x)).status_code == 200
+        http = httpx.get(f"{server.url}/v2/models/cnn/stats", timeout=10).json()["model_stats"]
+        grpc = client.get_inference_statistics("cnn", as_json=True)["model_stats"]
+        assert [int(e.get("inference_count", 0)) for e in grpc] == [e["inference_count"] for e in http]
+        client.unload_model("mlp")
+        with server.worker(0) as w0, server.worker(1) as w1:
+            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [404, 404]
+        client.load_model("mlp")
+        with server.worker(0) as w0, server.worker(1) as w1:
+            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [200, 200]
+    finally:
+        client.close()
 
 
 def test_sigterm_drains_every_worker(repo, tmp_path):

@@ -92,6 +92,48 @@ class Cluster:
         tmp.write_text(json.dumps(wanted))
         os.replace(tmp, path)
 
+    async def answer(
+        self, kind: str, method: str, target: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """A server-wide route's (status, headers, JSON body), from every worker's own answer."""
+        if kind == "ready":
+            missing = await self.ready()
+            if missing:
+                error = (
+                    f"server is not ready (worker {', '.join(map(str, missing))} of {self.count} is not)"
+                )
+                return 503, [(b"retry-after", b"1")], orjson.dumps({"error": error})
+            return 200, [], orjson.dumps({"ready": True})
+        if kind == "drift":
+            return _or_unavailable(await self.ask(0, method, target, body, headers))
+        timeout_s = _LOAD_TIMEOUT_S if kind in ("load", "unload") else _QUERY_TIMEOUT_S
+        answers = await self.ask_all(method, target, body, headers, timeout_s)
+        failed = next((a for a in answers if a is not None and a[0] != 200), None)
+        if failed is not None:  # 401, 404, a failed load: the worker's own answer says why
+            return _passed_on(failed)
+        if kind == "stats":
+            parsed = [orjson.loads(a[2]) for a in answers if a is not None]
+            owner = orjson.loads(answers[0][2]) if answers[0] is not None else None
+            return 200, [], orjson.dumps(sum_stats(parsed, owner))
+        model = _REPOSITORY.match(target.split("?")[0]).group(1)
+        self.remember(model, kind)
+        return 200, [], b"{}"
+
+    async def call(self, kind: str, method: str, target: str, authorization: str | None) -> dict[str, Any]:
+        """``answer`` for the gRPC service: the JSON body, or the ServeError the HTTP route would send."""
+        from torchship.serve.v2 import ServeError
+
+        headers = [("authorization", authorization)] if authorization else []
+        status, extra, payload = await self.answer(kind, method, target, b"", headers)
+        result = orjson.loads(payload)
+        if status != 200:
+            raise ServeError(
+                result.get("error", f"status {status}"),
+                status=status,
+                headers={k.decode(): v.decode() for k, v in extra},
+            )
+        return result
+
 
 def read_repository_file(directory: str | Path) -> dict[str, str]:
     path = Path(directory) / REPOSITORY_FILE
@@ -201,7 +243,7 @@ class ClusterRoute:
         target = scope["path"] + (
             f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
         )
-        status, extra, payload = await self._answer(kind, scope["method"], target, body, headers)
+        status, extra, payload = await self.cluster.answer(kind, scope["method"], target, body, headers)
         raw = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -209,33 +251,6 @@ class ClusterRoute:
         ]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
-
-    async def _answer(
-        self, kind: str, method: str, target: str, body: bytes, headers: list[tuple[str, str]]
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        cluster = self.cluster
-        if kind == "ready":
-            missing = await cluster.ready()
-            if missing:
-                error = (
-                    f"server is not ready (worker {', '.join(map(str, missing))} of {cluster.count} is not)"
-                )
-                return 503, [(b"retry-after", b"1")], orjson.dumps({"error": error})
-            return 200, [], orjson.dumps({"ready": True})
-        if kind == "drift":
-            return _or_unavailable(await cluster.ask(0, method, target, body, headers))
-        timeout_s = _LOAD_TIMEOUT_S if kind in ("load", "unload") else _QUERY_TIMEOUT_S
-        answers = await cluster.ask_all(method, target, body, headers, timeout_s)
-        failed = next((a for a in answers if a is not None and a[0] != 200), None)
-        if failed is not None:  # 401, 404, a failed load: the worker's own answer says why
-            return _passed_on(failed)
-        if kind == "stats":
-            parsed = [orjson.loads(a[2]) for a in answers if a is not None]
-            owner = orjson.loads(answers[0][2]) if answers[0] is not None else None
-            return 200, [], orjson.dumps(sum_stats(parsed, owner))
-        model = _REPOSITORY.match(target.split("?")[0]).group(1)
-        cluster.remember(model, kind)
-        return 200, [], b"{}"
 
 
 def _kind(method: str, path: str) -> str | None:

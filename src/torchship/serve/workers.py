@@ -283,9 +283,9 @@ def worker_main(spec: WorkerSpec, index: int, listener: socket.socket) -> None:
     _exit_with_parent(spec.parent_pid)
     config = _worker_config(spec.config, index, read_repository_file(spec.directory))
     app = create_app(spec.path, config, spec.security, spec.grpc_address if index == 0 else None)
-    app.user_middleware.insert(
-        1, _middleware(ClusterRoute, cluster=Cluster(index, spec.count, spec.directory))
-    )
+    cluster = Cluster(index, spec.count, spec.directory)
+    app.state.serve.cluster = cluster  # the gRPC service (worker 0) fans out through it too
+    app.user_middleware.insert(1, _middleware(ClusterRoute, cluster=cluster))
     _configure_logging(spec.log_level, config.access_log, _WorkerFormatter(index))
     private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path = socket_path(spec.directory, index)
