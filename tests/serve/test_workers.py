@@ -237,3 +237,22 @@ def test_sigterm_drains_every_worker(repo, tmp_path):
 def _in_flight(url: str) -> float:
     text = httpx.get(url + "/metrics", timeout=5).text
     return float(re.search(r"^torchship_inflight_requests (\S+)$", text, re.M).group(1))
+
+
+def test_a_bad_artifact_is_one_line_and_exit_2_with_workers(run_cli, tmp_path):
+    (tmp_path / "manifest.json").write_text('{"name": "not a name"}')
+    code, _, err = run_cli("serve", str(tmp_path), "--workers", "2", "--no-grpc", "--port", str(_free_port()))
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "no usable 'name'" in err
+
+
+def test_a_taken_port_is_one_line_with_workers(run_cli, repo):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli("serve", str(repo), "--workers", "2", "--no-grpc", "--port", str(port))
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+

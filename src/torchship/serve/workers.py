@@ -38,13 +38,15 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from torchship.errors import ConfigError
+from torchship.errors import ConfigError, TorchshipError
 from torchship.serve.config import ServeConfig
 from torchship.serve.security import Security
 
 log = logging.getLogger("torchship.serve")
 _FAST_FAILURES = 3  # a worker that dies this many times in a row within _FAST_FAILURE_S stops the server
 _FAST_FAILURE_S = 10.0
+_BAD_INPUT = 2  # a worker's exit status when its input (the repository) is bad: not restarted
+_FATAL = "fatal.txt"  # that worker's one-line error, for the supervisor to raise
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def split_threads(config: ServeConfig, workers: int) -> ServeConfig:
-    """Give each model without explicit ``threads`` its share of the cores: N workers must not oversubscribe."""
+    """Give each model without explicit ``threads`` a share of the cores, so N workers do not oversubscribe."""
     from torchship.serve.server import default_workers
 
     share = max(1, default_workers() // workers)
@@ -185,7 +187,12 @@ class Supervisor:
             while not self.stopping:
                 wait([w.sentinel for w in self.workers], timeout=1.0)
                 for index, worker in enumerate(self.workers):
-                    if worker.exitcode is not None and not self.stopping and not self.replace(index):
+                    if worker.exitcode is None or self.stopping:
+                        continue
+                    if worker.exitcode == _BAD_INPUT:  # every worker would fail the same way
+                        self.stop()
+                        raise TorchshipError((Path(self.spec.directory) / _FATAL).read_text())
+                    if not self.replace(index):
                         self.stop()
                         return 1
             return 0
@@ -282,7 +289,12 @@ def worker_main(spec: WorkerSpec, index: int, listener: socket.socket) -> None:
     os.setpgrp()  # Ctrl-C reaches the supervisor only; it sends one SIGTERM (a second would skip the drain)
     _exit_with_parent(spec.parent_pid)
     config = _worker_config(spec.config, index, read_repository_file(spec.directory))
-    app = create_app(spec.path, config, spec.security, spec.grpc_address if index == 0 else None)
+    try:
+        app = create_app(spec.path, config, spec.security, spec.grpc_address if index == 0 else None)
+    except TorchshipError as exc:  # a bad artifact: the supervisor says it in one line and stops
+        with contextlib.suppress(FileExistsError), open(Path(spec.directory) / _FATAL, "x") as fatal:
+            fatal.write(str(exc))
+        raise SystemExit(_BAD_INPUT) from None
     cluster = Cluster(index, spec.count, spec.directory)
     app.state.serve.cluster = cluster  # the gRPC service (worker 0) fans out through it too
     app.user_middleware.insert(1, _middleware(ClusterRoute, cluster=cluster))
