@@ -146,7 +146,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def split_threads(config: ServeConfig, workers: int) -> ServeConfig:
-    """Give each model without explicit ``threads`` a share of the cores, so N workers do not oversubscribe."""
+    """Give each model without explicit ``threads`` a share of the cores: N workers must not oversubscribe."""
     from torchship.serve.server import default_workers
 
     share = max(1, default_workers() // workers)
