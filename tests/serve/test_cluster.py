@@ -32,11 +32,16 @@ def test_stats_of_workers_are_added_version_by_version():
     assert merged["drift"] == {"status": "worker 0"}  # the one drift monitor's
 
 
-def test_default_workers_divides_the_cores_by_the_threads():
+def test_default_workers_divides_the_cores_by_the_threads(tmp_path):
     cores = len(os.sched_getaffinity(0))
-    assert default_workers() == cores
-    assert default_workers(cores) == 1
-    assert default_workers(cores * 4) == 1
+    unlimited = tmp_path / "cpu.max"
+    unlimited.write_text("max 100000\n")
+    assert default_workers(cgroup=unlimited) == cores
+    assert default_workers(cores, cgroup=unlimited) == 1
+    assert default_workers(cores * 4, cgroup=unlimited) == 1
+    limited = tmp_path / "limited"
+    limited.write_text("50000 100000\n")  # a container limited to half a CPU
+    assert default_workers(cgroup=limited) == 1
 
 
 def test_split_threads_keeps_explicit_threads():

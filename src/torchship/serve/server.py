@@ -85,9 +85,19 @@ def run_uvicorn(app: Any, *, host: str, port: int, log_level: str, drain_timeout
         sys.exit(1)
 
 
-def default_workers(threads: int | None = None) -> int:
-    """Worker processes for ``--workers``' default: the usable cores divided by each model's threads."""
+def default_workers(threads: int | None = None, cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Worker processes for ``--workers``' default: the usable cores divided by each model's threads.
+
+    Usable cores: this process's CPU affinity, capped by a cgroup v2 CPU quota (a container's
+    CPU limit, which the affinity does not show).
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))  # 1.5 CPUs: 2 workers
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit visible: the affinity is the limit
     return max(1, cores // (threads or 1))
 
 

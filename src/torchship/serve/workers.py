@@ -245,6 +245,8 @@ class Supervisor:
     def _on_signal(self, sig: int, frame: Any) -> None:
         if not self.stopping:
             self.stopping = True
+            # this copy of the socket too: once the workers close theirs, new connections are refused
+            self.listener.close()
             self._signal_all(signal.SIGTERM)
 
     def _signal_all(self, sig: int) -> None:
