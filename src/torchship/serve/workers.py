@@ -107,7 +107,7 @@ def run_workers(
             str(path),
             workers,
             host,
-            port,
+            listener.getsockname()[1],  # port 0 picked a free one
             split_threads(config, workers),
             security,
             log_level,
