@@ -138,7 +138,7 @@ import sys
 from torchship.serve import ModelSettings, ServeConfig, serve
 config = ServeConfig(access_log=False, default=ModelSettings(runtime=sys.argv[3], max_batch_size=32,
                      max_queue_delay_ms=2.0, queue_limit=1024))
-serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
+serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[4]))
 '''
 
 
@@ -287,10 +287,11 @@ def script_server(name: str, code: str, root: Path, other: str, model_pt: Path, 
                   (f"http://127.0.0.1:{port}/predict", "POST", body), {"json": payload}, port)
 
 
-def torchship_server(art, runtime: str, root: Path) -> Server:
+def torchship_server(art, runtime: str, root: Path, workers: int = 1) -> Server:
     port = free_port()
     payloads = {mode: request_bytes(art.manifest.name, list(SHAPE), mode == "binary", port) for mode in ("json", "binary")}
-    return Server(f"torchship-{runtime}", [sys.executable, "-c", TORCHSHIP_APP, str(art.path), str(port), runtime],
+    argv = [sys.executable, "-c", TORCHSHIP_APP, str(art.path), str(port), runtime, str(workers)]
+    return Server(f"torchship-{runtime}-w{workers}", argv,
                   (f"http://127.0.0.1:{port}/v2/health/ready",), payloads, port)
 
 
@@ -301,6 +302,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker for the competitors")
+    parser.add_argument("--workers", default="1", help="torchship serve --workers, one run each: e.g. 1,2")
     args = parser.parse_args()
 
     import torch
@@ -320,8 +322,11 @@ def main() -> None:
     rows = []
     for name in args.servers.split(","):
         if name.startswith("torchship-"):
-            server = torchship_server(art, name.removeprefix("torchship-"), root)
-        elif name == "torchserve":
+            for workers in map(int, args.workers.split(",")):
+                with torchship_server(art, name.removeprefix("torchship-"), root, workers) as server:
+                    rows += measure(server, concurrency, args.duration_s)
+            continue
+        if name == "torchserve":
             server = torchserve_server(root, model_pt, args.other_python, args.threads)
         elif name == "litserve":
             server = script_server("litserve-0.2", LITSERVE_APP, root, args.other_python, model_pt, args.threads)

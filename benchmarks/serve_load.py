@@ -11,6 +11,8 @@ samples/s over batch sizes, the ceiling the server is compared against.
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py --model resnet
     .venv/bin/python benchmarks/serve_load.py --monitor off,on --concurrency 32 --modes binary
 
+``--workers 1,2`` serves it once per worker count (``torchship serve --workers N``) and reports
+rows per executed batch beside req/s, so the cost of N separate batch queues shows.
 ``--monitor off,on`` serves the same artifact (it carries reference statistics either way)
 once without and once with drift monitoring, and reports the throughput ratio.
 
@@ -44,7 +46,7 @@ if sys.argv[6] != "0":
 settings["instances"] = int(sys.argv[8])
 config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=int(sys.argv[9])),
                      monitor=MonitorConfig(enabled=sys.argv[7] == "on"))
-serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
+serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[10]))
 """
 
 
@@ -202,10 +204,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(art_path: Path, args, port: int, monitor: str = "off") -> subprocess.Popen:
+def group_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (worker processes of any server)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += cpu_seconds(p)
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo.extend(int(c) for c in children)
+    return total
+
+
+def batch_counts(port: int, model: str) -> tuple[int, int]:
+    """(rows inferred, batches run) so far, from the server's (worker-summed) statistics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{model}/stats", timeout=10) as r:
+        stats = json.loads(r.read())["model_stats"]
+    return sum(s["inference_count"] for s in stats), sum(s["execution_count"] for s in stats)
+
+
+def start_server(art_path: Path, args, port: int, monitor: str = "off", workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
                              str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0),
-                             monitor, str(args.instances), str(args.queue_limit)])
+                             monitor, str(args.instances), str(args.queue_limit), str(workers)])
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -236,6 +261,7 @@ def main() -> None:
     parser.add_argument("--client", choices=["asyncio", "wrk"], default="asyncio",
                         help="load generator: this script's asyncio client, or wrk (apt-get install wrk)")
     parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")
+    parser.add_argument("--workers", default="1", help="server processes (serve --workers), e.g. 1,2")
     args = parser.parse_args()
     monitors = args.monitor.split(",")
     if not set(monitors) <= {"on", "off"}:
@@ -247,14 +273,16 @@ def main() -> None:
     art = make_artifact(args.model, tmp, args.runtime)
     limit = in_process_limit(art, args.runtime, args.threads)
     rows = []
-    for monitor in monitors:
-        rows += serve_and_load(art, args, monitor)
+    for workers in map(int, args.workers.split(",")):
+        for monitor in monitors:
+            rows += serve_and_load(art, args, monitor, workers)
     print(f"in-process {args.runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms "
           f"(CPU {limit['cpu_ms_batch1']:.3f} ms), best "
           f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}")
     print(json.dumps({
         "benchmark": "serve_load", "model": args.model, "runtime": args.runtime,
         "settings": {"max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms,
+                     "workers": args.workers,
                      "threads": args.threads, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__},
@@ -262,34 +290,43 @@ def main() -> None:
     }))
 
 
-def serve_and_load(art, args, monitor: str) -> list[dict]:
+def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
     """Serve with drift monitoring ``on`` or ``off``, load it, stop it; a row per mode and concurrency."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = start_server(art.path, args, port, monitor)
+    proc = start_server(art.path, args, port, monitor, workers)
     rows = []
     try:
         for mode in args.modes.split(","):
             payload = request_bytes(art.manifest.name, art.manifest.input.shape, mode == "binary", port)
             asyncio.run(run_load(port, payload, 4, 1.0))  # warm-up
             for c in map(int, args.concurrency.split(",")):
-                cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                cpu0, t0 = group_cpu_seconds(proc.pid), time.perf_counter()
+                rows0, batches0 = batch_counts(port, art.manifest.name)
                 if args.client == "wrk":
                     load = run_wrk(port, payload, c, args.duration_s, Path(tempfile.mkdtemp(prefix="wrk-")))
                 else:
                     load = asyncio.run(run_load(port, payload, c, args.duration_s))
-                row = {"mode": mode, "monitor": monitor, "client": args.client, "body_bytes": len(payload), **load}
-                served = row["req_per_s"] * (time.perf_counter() - t0)
-                row["server_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - cpu0) * 1e3 / max(served, 1)
+                wall_s = time.perf_counter() - t0
+                row = {"mode": mode, "monitor": monitor, "workers": workers, "client": args.client,
+                       "body_bytes": len(payload), **load}
+                cpu_s = group_cpu_seconds(proc.pid) - cpu0
+                row["server_cpu_ms_per_req"] = cpu_s * 1e3 / max(row["req_per_s"] * wall_s, 1)
+                row["server_cpu_percent"] = 100 * cpu_s / wall_s
+                rows1, batches1 = batch_counts(port, art.manifest.name)
+                row["rows_per_batch"] = (rows1 - rows0) / max(batches1 - batches0, 1)
                 row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
                 rows.append(row)
                 shed = (f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
                         f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  " if "shed_503" in row else "")
-                print(f"{mode:6} monitor {monitor:3} c={c:3}  {row['req_per_s']:8.0f} req/s  "
+                print(f"workers {workers} {mode:6} monitor {monitor:3} c={c:3}  "
+                      f"{row['req_per_s']:8.0f} req/s  "
                       f"p50 {row['p50_ms']:6.2f} ms  "
                       f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  {shed}"
-                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req  "
+                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req "
+                      f"({row['server_cpu_percent']:.0f} %)  "
+                      f"rows/batch {row['rows_per_batch']:.1f}  "
                       f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s", flush=True)
     finally:
         proc.terminate()
@@ -307,9 +344,9 @@ def _monitor_cpu_s(port: int, model: str) -> float:
 
 def monitor_overhead(rows: list[dict]) -> dict:
     """req/s with monitoring on over off, per mode and concurrency (empty unless both ran)."""
-    off = {(r["mode"], r["concurrency"]): r["req_per_s"] for r in rows if r["monitor"] == "off"}
-    ratios = {f"{r['mode']}_c{r['concurrency']}": r["req_per_s"] / off[(r["mode"], r["concurrency"])]
-              for r in rows if r["monitor"] == "on" and off.get((r["mode"], r["concurrency"]))}
+    off = {(r["mode"], r["concurrency"], r["workers"]): r["req_per_s"] for r in rows if r["monitor"] == "off"}
+    ratios = {f"{r['mode']}_c{r['concurrency']}_w{r['workers']}": r["req_per_s"] / off[key]
+              for r in rows if r["monitor"] == "on" and off.get(key := (r["mode"], r["concurrency"], r["workers"]))}
     for key, ratio in ratios.items():
         print(f"monitoring on/off {key}: {ratio:.3f} ({(1 - ratio) * 100:+.1f} % overhead)")
     return {"monitor_on_over_off": ratios} if ratios else {}

@@ -36,6 +36,11 @@ def serve(
     ] = None,
     instances: Annotated[int | None, typer.Option(help="Model instances (threads) per model version.")] = None,
     threads: Annotated[int | None, typer.Option(help="Intra-op threads per instance.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Server processes sharing the port (default: the usable cores "
+                                 "divided by --threads, or the core count; 1 runs one process). With N > 1 "
+                                 "each model gets cores/N threads unless --threads says otherwise.")
+    ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="TORCHSHIP_TOKEN", help="Bearer token required for inference.")
     ] = None,
@@ -55,7 +60,9 @@ def serve(
     key_file: KeyFile = None,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
-    from torchship.serve import Security, load_serve_config, serve as run_server
+    from torchship.serve import Security, load_serve_config
+    from torchship.serve import serve as run_server
+    from torchship.serve.server import default_workers
 
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
@@ -68,7 +75,9 @@ def serve(
     security = Security(inference_token=token, management_token=management_token, management=not no_management)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")
+    workers = workers or default_workers(threads)
     grpc = "" if no_grpc else f" and gRPC {host}:{grpc_port}"
-    err.print(f"serving {path} on http://{host}:{port}{grpc} (v2 protocol; /metrics; drain with Ctrl-C/SIGTERM)")
+    err.print(f"serving {path} on http://{host}:{port}{grpc} with {workers} worker{'s' * (workers > 1)} "
+              "(v2 protocol; /metrics; drain with Ctrl-C/SIGTERM)")
     run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level,
-               grpc_port=None if no_grpc else grpc_port)
+               grpc_port=None if no_grpc else grpc_port, workers=workers)

@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -216,7 +217,11 @@ class InferenceService:
 
     @rpc()
     async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self.pb.ServerReadyResponse(ready=self.state.started and not self.state.draining)
+        ready = self.state.started and not self.state.draining
+        cluster = getattr(self.state, "cluster", None)  # serve --workers: every worker must be ready
+        if ready and cluster is not None:
+            ready = not await cluster.ready()
+        return self.pb.ServerReadyResponse(ready=ready)
 
     @rpc()
     async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -248,6 +253,14 @@ class InferenceService:
 
     @rpc("inference")
     async def ModelStatistics(self, request: Any, context: Any) -> Any:  # noqa: N802
+        cluster = getattr(self.state, "cluster", None)
+        if cluster is not None:  # serve --workers: summed over workers, as the HTTP route is
+            path = "/v2/models" + (f"/{quote(request.name)}" if request.name else "")
+            path += f"/versions/{quote(request.version)}" if request.name and request.version else ""
+            stats = await cluster.call("stats", "GET", f"{path}/stats", _metadata(context, "authorization"))
+            for entry in stats["model_stats"]:
+                entry.pop("drift", None)
+            return _from_json(stats, self.pb.ModelStatisticsResponse())
         repository = self.state.repository
         if request.name and request.version:
             models = [repository.get(request.name, request.version)]
@@ -286,6 +299,15 @@ class InferenceService:
         return response
 
     # ------------------------------------------------------------------ repository
+    async def _repository(self, action: str, name: str, context: Any) -> None:
+        """Load or unload ``name``: here, or in every worker under ``serve --workers``."""
+        cluster = getattr(self.state, "cluster", None)
+        if cluster is None:
+            await getattr(self.state.repository, action)(name)
+            return
+        target = f"/v2/repository/models/{quote(name, safe='')}/{action}"
+        await cluster.call(action, "POST", target, _metadata(context, "authorization"))
+
     @rpc("management")
     async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
         entries = self.state.repository.index(ready_only=request.ready)
@@ -294,13 +316,13 @@ class InferenceService:
     @rpc("management")
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:  # noqa: N802
         _refuse_files(request)
-        await self.state.repository.load(request.model_name)
+        await self._repository("load", request.model_name, context)
         return self.pb.RepositoryModelLoadResponse()
 
     @rpc("management")
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:  # noqa: N802
         _refuse_files(request)
-        await self.state.repository.unload(request.model_name)
+        await self._repository("unload", request.model_name, context)
         return self.pb.RepositoryModelUnloadResponse()
 
 

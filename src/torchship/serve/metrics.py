@@ -1,8 +1,14 @@
-"""Prometheus metrics for ``/metrics``, in a registry of the app's own (tests start many apps)."""
+"""Prometheus metrics for ``/metrics``, in a registry of the app's own (tests start many apps).
+
+Under ``torchship serve --workers N`` every worker process writes its series to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode) and ``/metrics`` sums
+them: counters and histograms over every worker that ever ran, gauges by their ``multiprocess_mode``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -27,19 +33,22 @@ class ServeMetrics:
                                  ["model", "version"], buckets=_LATENCY_S, registry=r)
         self.batch_rows = Histogram("torchship_batch_size", "Rows per executed batch",
                                     ["model", "version"], buckets=_BATCH_ROWS, registry=r)
+        # multiprocess_mode: how --workers sums a gauge over processes (ignored with one process)
         self.queue_depth = Gauge("torchship_queue_depth", "Requests waiting in the batch queue",
-                                 ["model", "version"], registry=r)
-        self.in_flight = Gauge("torchship_inflight_requests", "Requests being handled", registry=r)
+                                 ["model", "version"], registry=r, multiprocess_mode="livesum")
+        self.in_flight = Gauge("torchship_inflight_requests", "Requests being handled", registry=r,
+                               multiprocess_mode="livesum")
         self.load_s = Gauge("torchship_model_load_seconds", "Time the last load (incl. warm-up) took",
-                            ["model", "version"], registry=r)
+                            ["model", "version"], registry=r, multiprocess_mode="livemax")
         self.load_failures = Counter("torchship_model_load_failures", "Failed model loads", ["model"], registry=r)
         self.restarts = Counter("torchship_instance_restarts", "Model instances restarted after a failure",
                                 ["model", "version"], registry=r)
         self._children: dict[tuple[str, str], tuple] = {}
         mv = ["model", "version"]
 
-        def gauge(name: str, doc: str, labels: list[str] = mv) -> Gauge:
-            return Gauge(f"torchship_{name}", doc, labels, registry=r)
+        def gauge(name: str, doc: str, labels: list[str] = mv, mode: str = "livemostrecent") -> Gauge:
+            # drift: one worker owns the monitor (serve/workers.py), so its latest value is the value
+            return Gauge(f"torchship_{name}", doc, labels, registry=r, multiprocess_mode=mode)
 
         self.drift_input_psi = gauge("drift_input_psi", "PSI of live inputs vs the training reference, per "
                                      "channel (images) or feature (tables)", [*mv, "group"])
@@ -50,8 +59,9 @@ class ServeMetrics:
         self.drift_rows = gauge("drift_window_rows", "Live rows in the drift window")
         self.drift_alert = gauge("drift_alert", "1 when a live drift score is above its threshold")
         self.monitor_skipped = gauge("monitor_skipped_batches", "Batches the drift monitor skipped (load)")
-        self.request_log_dropped = gauge("request_log_dropped", "Request records dropped: queue full", [])
-        self.request_log_written = gauge("request_log_written", "Request records written", [])
+        self.request_log_dropped = gauge("request_log_dropped", "Request records dropped: queue full", [],
+                                         "sum")
+        self.request_log_written = gauge("request_log_written", "Request records written", [], "sum")
 
     def for_model(self, model: str, version: str):
         """(queue, compute, total, batch) histogram children, looked up once per version."""
@@ -81,7 +91,10 @@ class ServeMetrics:
         self.monitor_skipped.labels(model, version).set(drift["skipped_batches"])
 
     def forget(self, model: str, version: str) -> None:
-        """Drop an unloaded version's gauges, so /metrics stops reporting stale values."""
+        """Drop an unloaded version's gauges, so /metrics stops reporting stale values (one process only:
+        prometheus-client's multiprocess files cannot remove a series)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return
         for gauge in (self.drift_prediction_psi, self.drift_confidence_psi, self.drift_mean_confidence,
                       self.drift_confidence_drop, self.drift_rows, self.drift_alert, self.monitor_skipped):
             with contextlib.suppress(KeyError):
@@ -91,4 +104,12 @@ class ServeMetrics:
                 self.drift_input_psi.remove(*labels)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this registry's, or every worker's summed in multiprocess mode."""
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, directory)
+        return generate_latest(registry)

@@ -8,6 +8,7 @@ the model instances and the process exits 0. Readiness turns 503 as soon as drai
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,25 @@ def serve(
     log_level: str = "info",
     drain_timeout_s: float = DRAIN_TIMEOUT_S,
     grpc_port: int | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve the artifact or repository at ``path`` until SIGTERM or Ctrl-C, then drain.
 
     ``grpc_port`` also serves the v2 gRPC service on ``host``; None (the default here, so
     library callers never contend for a fixed port) serves HTTP only. The CLI's default is
-    ``GRPC_PORT``.
+    ``GRPC_PORT``. ``workers`` > 1 runs that many server processes behind one port
+    (``serve/workers.py``); ``default_workers()`` is the CLI's default.
     """
-    uvicorn = require("uvicorn", "serve")
+    require("uvicorn", "serve")
     from torchship.serve.app import create_app
 
     config = config or ServeConfig()
+    if workers > 1:
+        from torchship.serve.workers import run_workers
+
+        run_workers(path, workers, host=host, port=port, config=config, security=security,
+                    log_level=log_level, drain_timeout_s=drain_timeout_s, grpc_port=grpc_port)
+        return
     grpc_address = None
     if grpc_port is not None:
         from torchship.serve.grpc_service import check_port_free, require_grpc
@@ -52,6 +61,13 @@ def serve(
         grpc_address = address(host, grpc_port)
     app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any signal handler
     _configure_logging(log_level, config.access_log)
+    run_uvicorn(app, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s)
+
+
+def run_uvicorn(app: Any, *, host: str, port: int, log_level: str, drain_timeout_s: float,
+                sockets: list[Any] | None = None) -> None:
+    """Run ``app`` under uvicorn on ``host:port`` (or on bound ``sockets``) until a signal drains it."""
+    import uvicorn
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
@@ -64,9 +80,25 @@ def serve(
         loop="auto", http="auto",
     )
     server = DrainingServer(uv_config)
-    server.run()
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(1)
+
+
+def default_workers(threads: int | None = None, cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Worker processes for ``--workers``' default: the usable cores divided by each model's threads.
+
+    Usable cores: this process's CPU affinity, capped by a cgroup v2 CPU quota (a container's
+    CPU limit, which the affinity does not show).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))  # 1.5 CPUs: 2 workers
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit visible: the affinity is the limit
+    return max(1, cores // (threads or 1))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -81,9 +113,9 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _configure_logging(level: str, access_log: bool) -> None:
+def _configure_logging(level: str, access_log: bool, access_format: logging.Formatter | None = None) -> None:
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(access_format or logging.Formatter("%(message)s"))
     access = logging.getLogger("torchship.serve.access")
     access.handlers[:] = [handler]
     access.propagate = False

@@ -1,0 +1,258 @@
+"""``serve --workers 2``: real processes behind one port on 127.0.0.1, each with a hard timeout.
+
+Each worker also answers on its private Unix socket (``w<i>.sock`` in the supervisor's temporary
+directory, under the test's TMPDIR), through which these tests reach one worker on purpose.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from serve_helpers import reference, v2_body
+
+# A file, not `python -c`: spawned workers re-import the main module, which registers the runtime there too.
+SERVER = """
+import os, sys, time
+from torchship.runtime import runtimes
+from torchship.runtime.eager import EagerPredictor
+from torchship.serve import ModelSettings, ServeConfig, serve
+
+class Slow(EagerPredictor):
+    def predict(self, batch):
+        time.sleep(float(os.environ["SLOW_S"]))
+        return super().predict(batch)
+
+if "workers-slow" not in runtimes:
+    runtimes.register("workers-slow")(lambda art, opts: Slow(art, opts))
+
+if __name__ == "__main__":
+    rows = int(os.environ["MAX_ROWS"])
+    config = ServeConfig(default=ModelSettings(runtime="workers-slow", max_batch_size=rows, warmup=0))
+    grpc_port = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    serve(sys.argv[1], port=int(sys.argv[2]), config=config, workers=2, log_level="warning",
+          grpc_port=grpc_port)
+"""
+TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, path: Path, tmp: Path, slow_s: float, max_rows: int, grpc: bool = False):
+        port = _free_port()
+        self.grpc_port = _free_port() if grpc else None
+        self.url = f"http://127.0.0.1:{port}"
+        self.tmp = tmp
+        script = tmp / "server.py"
+        script.write_text(SERVER)
+        self.log = tmp / "stderr.txt"
+        env = {
+            **os.environ,
+            "TMPDIR": str(tmp),
+            "SLOW_S": str(slow_s),
+            "MAX_ROWS": str(max_rows),
+            "OMP_NUM_THREADS": "1",
+        }
+        with self.log.open("w") as err:
+            argv = [sys.executable, str(script), str(path), str(port)]
+            argv += [str(self.grpc_port)] if grpc else []
+            self.proc = subprocess.Popen(argv, stderr=err, env=env)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not self.ready():
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server never became ready"
+            time.sleep(0.1)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/v2/health/ready", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def worker(self, index: int) -> httpx.Client:
+        """A client for one worker alone, through its private socket."""
+        (directory,) = self.tmp.glob("torchship-serve-*")
+        transport = httpx.HTTPTransport(uds=str(directory / f"w{index}.sock"))
+        return httpx.Client(transport=transport, base_url="http://worker", timeout=30)
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+        )
+        # the other child is multiprocessing's resource tracker
+        return sorted(int(line.split()[0]) for line in out.stdout.splitlines() if "spawn_main" in line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for pid in self.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(repo, tmp_path_factory):
+    grpc = all(importlib.util.find_spec(name) is not None for name in ("tritonclient", "grpc"))
+    server = Server(repo, tmp_path_factory.mktemp("workers"), slow_s=0.0, max_rows=32, grpc=grpc)
+    yield server
+    server.stop()
+
+
+def _infer(url: str, model: str, x: np.ndarray) -> httpx.Response:
+    with httpx.Client(timeout=30) as http:  # a new connection each time: the kernel may give it to any worker
+        return http.post(f"{url}/v2/models/{model}/infer", json=v2_body(x))
+
+
+def _counts(server: Server, model: str) -> tuple[int, int, float]:
+    stats = httpx.get(f"{server.url}/v2/models/{model}/stats", timeout=10).json()["model_stats"][0]
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    found = re.search(
+        rf'^torchship_requests_total{{model="{model}",status="200",version="1"}} (\S+)$', text, re.M
+    )
+    return (
+        stats["inference_count"],
+        stats["inference_stats"]["success"]["count"],
+        float(found.group(1) if found else 0),
+    )
+
+
+def test_workers_answer_distinct_concurrent_inputs_correctly(server, repo):
+    xs = np.random.default_rng(0).normal(size=(24, 1, 1, 8, 8)).astype(np.float32)
+    with cf.ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda x: _infer(server.url, "cnn", x), xs))
+    assert [r.status_code for r in responses] == [200] * len(xs)
+    for x, response in zip(xs, responses, strict=True):
+        logits = np.array(response.json()["outputs"][0]["data"], np.float32)
+        np.testing.assert_allclose(logits, reference(repo, "cnn", "2", x)[0], atol=1e-5)
+
+
+def test_metrics_and_stats_are_summed_over_workers(server):
+    before = _counts(server, "mlp")
+    x = np.ones((1, 16), np.float32)
+    with server.worker(0) as w0, server.worker(1) as w1:  # 3 on worker 0, 5 on worker 1, on purpose
+        for client, k in ((w0, 3), (w1, 5)):
+            for _ in range(k):
+                assert client.post("/v2/models/mlp/infer", json=v2_body(x)).status_code == 200
+        own = [c.get("/v2/models/mlp/stats").json()["model_stats"][0]["inference_count"] for c in (w0, w1)]
+    for _ in range(4):
+        assert _infer(server.url, "mlp", x).status_code == 200
+    after = _counts(server, "mlp")
+    assert [b - a for a, b in zip(before, after, strict=True)] == [12, 12, 12.0]
+    assert min(own) >= 3  # each worker counts only its own; the port sums them
+    assert sum(own) <= after[0]
+    text = server.log.read_text()
+    assert '{"worker":0,' in text  # access lines say which worker answered
+    assert '{"worker":1,' in text
+
+
+def test_unload_and_load_reach_every_worker_and_a_killed_worker_is_replaced(server):
+    headers = {"content-type": "application/json"}
+    assert (
+        httpx.post(f"{server.url}/v2/repository/models/mlp/unload", timeout=30, headers=headers).status_code
+        == 200
+    )
+    with server.worker(0) as w0, server.worker(1) as w1:
+        assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [404, 404]
+    old = server.worker_pids()
+    os.kill(old[1], signal.SIGKILL)
+    deadline = time.monotonic() + TIMEOUT_S
+    while server.ready():  # a missing worker makes the whole server unready...
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    server.wait_ready()  # ...until its replacement is up
+    assert len(server.worker_pids()) == 2
+    assert old[1] not in server.worker_pids()
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    assert re.search(r'^torchship_worker_restarts_total{worker="\d"} 1.0$', text, re.M), text
+    assert "restarted as pid" in server.log.read_text()
+    with server.worker(0) as w0, server.worker(1) as w1:  # the replacement remembers the unload
+        assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [404, 404]
+        assert httpx.post(f"{server.url}/v2/repository/models/mlp/load", timeout=60).status_code == 200
+        assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [200, 200]
+    assert _infer(server.url, "mlp", np.ones((1, 16), np.float32)).status_code == 200
+
+
+def test_grpc_is_served_by_one_worker_and_sees_the_whole_server(server):
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        assert client.is_server_ready()
+        x = np.ones((1, 1, 8, 8), np.float32)
+        with server.worker(1) as w1:  # worker 1 does not serve gRPC: this request reaches it over HTTP
+            assert w1.post("/v2/models/cnn/infer", json=v2_body(x)).status_code == 200
+        http = httpx.get(f"{server.url}/v2/models/cnn/stats", timeout=10).json()["model_stats"]
+        grpc = client.get_inference_statistics("cnn", as_json=True)["model_stats"]
+        assert [int(e.get("inference_count", 0)) for e in grpc] == [e["inference_count"] for e in http]
+        client.unload_model("mlp")
+        with server.worker(0) as w0, server.worker(1) as w1:
+            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [404, 404]
+        client.load_model("mlp")
+        with server.worker(0) as w0, server.worker(1) as w1:
+            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [200, 200]
+    finally:
+        client.close()
+
+
+def test_sigterm_drains_every_worker(repo, tmp_path):
+    server = Server(repo / "mlp" / "1", tmp_path, slow_s=0.25, max_rows=1)
+    try:
+        with cf.ThreadPoolExecutor(12) as pool:
+            futures = [
+                pool.submit(_infer, server.url, "tiny-mlp", np.ones((1, 16), np.float32)) for _ in range(12)
+            ]
+            busy_by = time.monotonic() + 20
+            while (in_flight := _in_flight(server.url)) < 5 and time.monotonic() < busy_by:
+                time.sleep(0.01)
+            server.proc.send_signal(signal.SIGTERM)
+            statuses = [f.result().status_code for f in futures]
+        assert in_flight >= 5  # 0.25 s per request, one at a time per worker: most still queued
+        assert statuses == [200] * 12
+        assert server.proc.wait(timeout=TIMEOUT_S) == 0
+        assert not list(tmp_path.glob("torchship-serve-*"))  # metrics files and sockets removed
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/v2/health/live", timeout=2)
+    finally:
+        server.stop()
+
+
+def _in_flight(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return float(re.search(r"^torchship_inflight_requests (\S+)$", text, re.M).group(1))
+
+
+def test_a_bad_artifact_is_one_line_and_exit_2_with_workers(run_cli, tmp_path):
+    (tmp_path / "manifest.json").write_text('{"name": "not a name"}')
+    code, _, err = run_cli("serve", str(tmp_path), "--workers", "2", "--no-grpc", "--port", str(_free_port()))
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith("error: ")
+    assert "no usable 'name'" in err
+
+
+def test_a_taken_port_is_one_line_with_workers(run_cli, repo):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = run_cli("serve", str(repo), "--workers", "2", "--no-grpc", "--port", str(port))
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+
