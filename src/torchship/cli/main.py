@@ -28,7 +28,7 @@ app = typer.Typer(
 
 # One module per command (group); each does `@app.command()` on import.
 COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor")
-_optional = ("export", "bench", "serve", "report")
+_optional = ("export", "bench", "serve", "report", "federate")
 
 
 def _register() -> None:

@@ -29,6 +29,7 @@ from torchship.models import build_model
 from torchship.train import TrainConfig, train
 
 RUN_KEY = "torchship-run"  # the run's JSON in the train message's ConfigRecord
+UNIFORM_KEY = "torchship-uniform-weights"  # differential privacy: weight every client the same
 CLIPPING_NORM_KEY = "clipping_norm"  # what Flower's DP wrappers send (flwr.supercore.differential_privacy)
 
 
@@ -49,7 +50,7 @@ def train_round(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     run = FederatedRun.from_json(str(config[RUN_KEY]))
     spec = json.loads(str(config["torchship-model"]))
-    server_round = int(config["server-round"])
+    server_round = int(config["server-round"]) + int(config.get("torchship-round-offset", 0))
     data, client_id = _client_data(run, spec, context.node_config)
     model = build_model(spec["architecture"])
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
@@ -68,7 +69,9 @@ def train_round(msg: Message, context: Context) -> Message:
         "metrics": MetricRecord({
             "train_loss": float(metrics.get("loss", 0.0)),
             "train_accuracy": float(metrics.get("accuracy", 0.0)),
-            "num-examples": len(data.train),
+            "samples": len(data.train),
+            # DP-FedAvg's noise is calibrated to an unweighted mean, and Flower's accountant checks it
+            "num-examples": 1 if bool(config.get(UNIFORM_KEY, False)) else len(data.train),
         }),
     })
     return Message(content=reply, reply_to=msg)

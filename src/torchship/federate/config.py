@@ -34,7 +34,7 @@ class PrivacyConfig(_Strict):
     clip_norm: PositiveFloat = 1.0
     noise_multiplier: NonNegativeFloat = 1.0
     side: Literal["client", "server"] = "client"
-    delta: float | None = Field(default=None, gt=0.0, lt=1.0)  # default: 1 / clients
+    delta: float | None = Field(default=None, gt=0.0, lt=1.0)  # default: 1e-5
 
 
 class FederateConfig(_Strict):

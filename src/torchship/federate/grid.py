@@ -112,7 +112,7 @@ class RoundRecord:
         return [n for n in self.sent if n not in self.replied and n not in self.failed]
 
     def samples(self) -> int:
-        return int(sum(m.get("num-examples", 0) for m in self.metrics.values()))
+        return int(sum(m.get("samples", 0) for m in self.metrics.values()))
 
     def train_loss(self) -> float | None:
         return self._weighted("train_loss")
@@ -124,7 +124,7 @@ class RoundRecord:
         total = self.samples()
         if not total:
             return None
-        return sum(m.get(key, 0.0) * m.get("num-examples", 0) for m in self.metrics.values()) / total
+        return sum(m.get(key, 0.0) * m.get("samples", 0) for m in self.metrics.values()) / total
 
 
 class TrackingGrid(Grid):

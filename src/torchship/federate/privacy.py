@@ -21,6 +21,7 @@ from flwr.serverapp.strategy import (
 
 from torchship.federate.config import FederateConfig
 
+DEFAULT_DELTA = 1e-5
 ACCOUNTING = "Flower RdpAccountant (dp-accounting), client-level, add-or-remove-one, no sampling amplification"
 
 
@@ -30,7 +31,7 @@ class PrivacyLedger:
     def __init__(self, fed: FederateConfig, num_sampled: int, rounds_before: int = 0):
         self.fed, self.num_sampled, self.rounds_before = fed, num_sampled, rounds_before
         self.privacy = fed.privacy
-        self.delta = (self.privacy.delta if self.privacy and self.privacy.delta else 1.0 / fed.clients)
+        self.delta = self.privacy.delta if self.privacy and self.privacy.delta else DEFAULT_DELTA
         self.wrapper: Any = None
         self.why_no_epsilon: str | None = None
 

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from torchship.artifact import Artifact
 from torchship.data import Dataset, reference_stats
-from torchship.federate.client import RUN_KEY
+from torchship.federate.client import RUN_KEY, UNIFORM_KEY
 from torchship.federate.config import FederatedRun
 from torchship.federate.grid import RoundRecord, TrackingGrid
 from torchship.federate.privacy import PrivacyLedger
@@ -68,7 +68,7 @@ def run_server(grid: Grid, run: FederatedRun, data: Dataset, out: Path, *, resum
     tracking = TrackingGrid(grid)
     model_spec = {"architecture": architecture, "input": data.input, "labels": data.labels}
     train_config = ConfigRecord({RUN_KEY: run.to_json(), "torchship-model": json.dumps(model_spec),
-                                 "torchship-round-offset": state.done})
+                                 "torchship-round-offset": state.done, UNIFORM_KEY: fed.privacy is not None})
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         model.load_state_dict(arrays.to_torch_state_dict())
