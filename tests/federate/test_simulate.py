@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-
 from tests.federate.conftest import make_run
+
 from torchship.artifact import Artifact
 from torchship.federate import simulate
 
@@ -35,9 +35,11 @@ def test_simulation_learns_and_writes_every_round(tmp_path: Path):
 
 
 def test_a_client_that_raises_is_dropped_and_the_rounds_go_on(tmp_path: Path, client_files):
-    nodes = [{"data-path": str(client_files[0]), "name": "good-a"},
-             {"data-path": str(client_files[1]), "name": "good-b"},
-             {"data-path": str(tmp_path / "missing.npz"), "name": "broken"}]
+    nodes = [
+        {"data-path": str(client_files[0]), "name": "good-a"},
+        {"data-path": str(client_files[1]), "name": "good-b"},
+        {"data-path": str(tmp_path / "missing.npz"), "name": "broken"},
+    ]
     out = tmp_path / "fed"
     run = make_run(clients=3, rounds=2, partition="by-file")
     art = simulate(run, out, console=_quiet(), node_configs=nodes)
@@ -65,18 +67,25 @@ def test_differential_privacy_records_its_parameters_and_epsilon(tmp_path: Path)
     art = simulate(run, tmp_path / "fed", console=_quiet())
 
     privacy = art.manifest.lineage.params["privacy"]
-    assert privacy["clip_norm"] == 2.0 and privacy["noise_multiplier"] == 1.0
+    assert privacy["clip_norm"] == 2.0
+    assert privacy["noise_multiplier"] == 1.0
     assert privacy["mechanism"] == "gaussian, fixed clipping on the client"
-    assert privacy["rounds"] == 2 and privacy["delta"] == 1e-5
+    assert privacy["rounds"] == 2
+    assert privacy["delta"] == 1e-5
     assert privacy["epsilon"] > 0
     rounds = [json.loads(line) for line in (tmp_path / "fed" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[1]["epsilon"] > rounds[0]["epsilon"]  # privacy spent grows with every release
 
 
 def test_fedadam_runs_and_says_why_it_has_no_epsilon(tmp_path: Path):
-    run = make_run(clients=2, rounds=1, strategy="fedadam",
-                   privacy={"clip_norm": 2.0, "noise_multiplier": 1.0, "side": "server"})
+    run = make_run(
+        clients=2,
+        rounds=1,
+        strategy="fedadam",
+        privacy={"clip_norm": 2.0, "noise_multiplier": 1.0, "side": "server"},
+    )
     art = simulate(run, tmp_path / "fed", console=_quiet())
 
     privacy = art.manifest.lineage.params["privacy"]
-    assert privacy["epsilon"] is None and "fedadam" in privacy["epsilon_not_computed"]
+    assert privacy["epsilon"] is None
+    assert "fedadam" in privacy["epsilon_not_computed"]

@@ -20,23 +20,48 @@ EXAMPLE = (
 
 @app.command(epilog=EXAMPLE)
 def federate(
-    config: Annotated[Path, typer.Argument(help="Training YAML; an optional `federate:` section sets the defaults below.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory: OUT/artifact, OUT/rounds/, OUT/rounds.jsonl.")],
-    clients: Annotated[int | None, typer.Option(help="Number of clients K (SuperNodes in a deployment).")] = None,
+    config: Annotated[
+        Path, typer.Argument(help="Training YAML; an optional `federate:` section sets the defaults below.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory: OUT/artifact, OUT/rounds/, OUT/rounds.jsonl.")
+    ],
+    clients: Annotated[
+        int | None, typer.Option(help="Number of clients K (SuperNodes in a deployment).")
+    ] = None,
     rounds: Annotated[int | None, typer.Option(help="Federated rounds R.")] = None,
     fraction: Annotated[float | None, typer.Option(help="Share of clients sampled each round.")] = None,
     partition: Annotated[str | None, typer.Option(help="iid, dirichlet:ALPHA or by-file.")] = None,
     strategy: Annotated[str | None, typer.Option(help="fedavg, fedprox or fedadam.")] = None,
     local_epochs: Annotated[int | None, typer.Option(help="Epochs each client trains per round.")] = None,
-    dp_clip: Annotated[float | None, typer.Option(help="Differential privacy: clip each client update to this L2 norm.")] = None,
-    dp_noise: Annotated[float | None, typer.Option(help="Differential privacy: Gaussian noise multiplier (with --dp-clip).")] = None,
-    client_data: Annotated[list[Path] | None, typer.Option(
-        help="Simulation with --partition by-file: one client per data file (repeatable).")] = None,
-    superlink: Annotated[str | None, typer.Option(
-        help="Deploy: submit to the Flower SuperLink at HOST:PORT (flower-superlink) instead of simulating.")] = None,
-    baseline: Annotated[bool, typer.Option("--baseline", help="Also train centrally on the same data and epoch budget (OUT/centralized).")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue after the last round's artifact in OUT.")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3.")] = None,
+    dp_clip: Annotated[
+        float | None, typer.Option(help="Differential privacy: clip each client update to this L2 norm.")
+    ] = None,
+    dp_noise: Annotated[
+        float | None, typer.Option(help="Differential privacy: Gaussian noise multiplier (with --dp-clip).")
+    ] = None,
+    client_data: Annotated[
+        list[Path] | None,
+        typer.Option(help="Simulation with --partition by-file: one client per data file (repeatable)."),
+    ] = None,
+    superlink: Annotated[
+        str | None,
+        typer.Option(
+            help="Deploy: submit the run to the Flower SuperLink at HOST:PORT instead of simulating."
+        ),
+    ] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline", help="Also train centrally on the same data and epoch budget (OUT/centralized)."
+        ),
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue after the last round's artifact in OUT.")
+    ] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3.")
+    ] = None,
     flower_logs: Annotated[bool, typer.Option("--flower-logs", help="Show Flower's own INFO log.")] = False,
 ) -> None:
     """Train across K clients that keep their data; Flower aggregates, every round is an artifact.
@@ -49,13 +74,26 @@ def federate(
     from torchship.federate import FederatedRun
 
     logging.getLogger("flwr").setLevel(logging.INFO if flower_logs else logging.ERROR)
-    flags = {"clients": clients, "rounds": rounds, "fraction": fraction, "partition": partition,
-             "strategy": strategy, "local_epochs": local_epochs}
+    flags = {
+        "clients": clients,
+        "rounds": rounds,
+        "fraction": fraction,
+        "partition": partition,
+        "strategy": strategy,
+        "local_epochs": local_epochs,
+    }
     run = _load(config, set_ or [], {k: v for k, v in flags.items() if v is not None}, dp_clip, dp_noise)
     if client_data:
-        run = FederatedRun.from_dict({**json.loads(run.to_json()),
-                                      "federate": {**run.federate.model_dump(), "partition": "by-file",
-                                                   "clients": len(client_data)}})
+        run = FederatedRun.from_dict(
+            {
+                **json.loads(run.to_json()),
+                "federate": {
+                    **run.federate.model_dump(),
+                    "partition": "by-file",
+                    "clients": len(client_data),
+                },
+            }
+        )
     if superlink:
         from torchship.federate.deploy import submit
 
@@ -69,7 +107,11 @@ def federate(
     if baseline:
         _centralized(run, out_dir)
     summary = json.loads((out_dir / "summary.json").read_text())
-    out.print(metrics_table(summary["metrics"], title=f"federated ({summary['strategy']}, {summary['rounds']} rounds)"))
+    out.print(
+        metrics_table(
+            summary["metrics"], title=f"federated ({summary['strategy']}, {summary['rounds']} rounds)"
+        )
+    )
     if summary.get("dropped"):
         out.print(f"dropped: {summary['dropped']}")
     if summary.get("privacy"):
@@ -78,9 +120,13 @@ def federate(
 
 
 def _privacy_line(p: dict[str, Any]) -> str:
-    spent = (f"ε = {p['epsilon']:.2f} at δ = {p['delta']:g}" if p.get("epsilon") is not None
-             else f"ε not computed ({p.get('epsilon_not_computed')})")
-    return f"privacy: {spent}; clip {p['clip_norm']:g}, noise multiplier {p['noise_multiplier']:g}, {p['mechanism']}"
+    spent = (
+        f"ε = {p['epsilon']:.2f} at δ = {p['delta']:g}"
+        if p.get("epsilon") is not None
+        else f"ε not computed ({p.get('epsilon_not_computed')})"
+    )
+    params = f"clip {p['clip_norm']:g}, noise multiplier {p['noise_multiplier']:g}"
+    return f"privacy: {spent}; {params}, {p['mechanism']}"
 
 
 def _require_flower() -> None:
@@ -89,12 +135,15 @@ def _require_flower() -> None:
     from torchship.errors import TorchshipError
 
     if importlib.util.find_spec("flwr") is None:
-        raise TorchshipError("federated training needs Flower (flwr), which is not installed",
-                             fix="pip install 'torchship[federate]'")
+        raise TorchshipError(
+            "federated training needs Flower (flwr), which is not installed",
+            fix="pip install 'torchship[federate]'",
+        )
 
 
-def _load(config: Path, overrides: list[str], flags: dict[str, Any], dp_clip: float | None,
-          dp_noise: float | None) -> Any:
+def _load(
+    config: Path, overrides: list[str], flags: dict[str, Any], dp_clip: float | None, dp_noise: float | None
+) -> Any:
     from torchship.config import apply_overrides, read_yaml, validate_config
     from torchship.federate import FederateConfig, FederatedRun
     from torchship.train import TrainConfig
@@ -102,9 +151,11 @@ def _load(config: Path, overrides: list[str], flags: dict[str, Any], dp_clip: fl
     data = apply_overrides(read_yaml(config), overrides)
     section = {**(data.pop("federate", None) or {}), **flags}
     if dp_clip is not None or dp_noise is not None:
-        section["privacy"] = {**section.get("privacy", {}),
-                              **({"clip_norm": dp_clip} if dp_clip is not None else {}),
-                              **({"noise_multiplier": dp_noise} if dp_noise is not None else {})}
+        section["privacy"] = {
+            **section.get("privacy", {}),
+            **({"clip_norm": dp_clip} if dp_clip is not None else {}),
+            **({"noise_multiplier": dp_noise} if dp_noise is not None else {}),
+        }
     train_cfg = validate_config(TrainConfig, data, f"config {config}")
     fed = validate_config(FederateConfig, section, f"config {config} (federate)")
     return FederatedRun(train=train_cfg, federate=fed)
@@ -118,7 +169,9 @@ def _centralized(run: Any, out_dir: Path) -> None:
 
     data = run.train.resolved()
     data["out"] = str(out_dir / "centralized")
-    data["train"].update(epochs=run.federate.rounds * run.federate.local_epochs, early_stop=None, progress=False)
+    data["train"].update(
+        epochs=run.federate.rounds * run.federate.local_epochs, early_stop=None, progress=False
+    )
     artifact = train(TrainConfig.model_validate(data), console=Console(stderr=True, quiet=True))
     if artifact is not None:
         out.print(metrics_table({"val": artifact.manifest.metrics["val"]}, title="centralized"))

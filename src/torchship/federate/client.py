@@ -58,22 +58,30 @@ def train_round(msg: Message, context: Context) -> Message:
     with tempfile.TemporaryDirectory(prefix="torchship-client-") as work:
         cfg = _local_config(run, work, seed=run.train.train.seed + 1009 * server_round + client_id)
         artifact = train(
-            cfg, model=model, architecture=spec["architecture"], data=data,
-            loss_fn=_loss(model, cfg.train.label_smoothing, mu), console=Console(file=io.StringIO()),
+            cfg,
+            model=model,
+            architecture=spec["architecture"],
+            data=data,
+            loss_fn=_loss(model, cfg.train.label_smoothing, mu),
+            console=Console(file=io.StringIO()),
         )
     assert artifact is not None  # one process, rank 0: the engine always returns it
     trained = artifact.state_dict()
     metrics = artifact.manifest.metrics.get("train", {})
-    reply = RecordDict({
-        "arrays": ArrayRecord({k: trained[k] for k in model.state_dict()}),
-        "metrics": MetricRecord({
-            "train_loss": float(metrics.get("loss", 0.0)),
-            "train_accuracy": float(metrics.get("accuracy", 0.0)),
-            "samples": len(data.train),
-            # DP-FedAvg's noise is calibrated to an unweighted mean, and Flower's accountant checks it
-            "num-examples": 1 if bool(config.get(UNIFORM_KEY, False)) else len(data.train),
-        }),
-    })
+    reply = RecordDict(
+        {
+            "arrays": ArrayRecord({k: trained[k] for k in model.state_dict()}),
+            "metrics": MetricRecord(
+                {
+                    "train_loss": float(metrics.get("loss", 0.0)),
+                    "train_accuracy": float(metrics.get("accuracy", 0.0)),
+                    "samples": len(data.train),
+                    # DP-FedAvg's noise is calibrated to an unweighted mean, and Flower's accountant checks it
+                    "num-examples": 1 if bool(config.get(UNIFORM_KEY, False)) else len(data.train),
+                }
+            ),
+        }
+    )
     return Message(content=reply, reply_to=msg)
 
 
@@ -107,5 +115,7 @@ def _client_data(run: FederatedRun, spec: dict[str, Any], node_config: dict[str,
         return load_client_file(path, spec["input"], spec["labels"]), int(node_config.get("partition-id", 0))
     client_id = int(node_config["partition-id"])
     count = int(node_config["num-partitions"])
-    data, parts = partitioned(run.train.data.model_dump_json(), count, run.federate.partition, run.federate.seed)
+    data, parts = partitioned(
+        run.train.data.model_dump_json(), count, run.federate.partition, run.federate.seed
+    )
     return client_split(data, parts[client_id]), client_id

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
 
 from torchship.train import TrainConfig
 
@@ -73,7 +81,9 @@ class FederatedRun(_Strict):
         return cls.model_validate({"train": body, "federate": federate})
 
     def to_json(self) -> str:
-        return json.dumps({**self.train.resolved(), "federate": self.federate.model_dump(mode="json")}, sort_keys=True)
+        return json.dumps(
+            {**self.train.resolved(), "federate": self.federate.model_dump(mode="json")}, sort_keys=True
+        )
 
     @classmethod
     def from_json(cls, text: str) -> FederatedRun:

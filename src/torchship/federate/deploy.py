@@ -49,7 +49,9 @@ class DeployError(TorchshipError):
     """The run could not be handed to the SuperLink, or it failed there."""
 
 
-def write_app(out: Path, run: FederatedRun, resume: bool, superlink: str, insecure: bool = True) -> tuple[Path, Path]:
+def write_app(
+    out: Path, run: FederatedRun, resume: bool, superlink: str, insecure: bool = True
+) -> tuple[Path, Path]:
     """Write OUT/flower-app/ (pyproject + run config) and OUT/flower-home/config.toml."""
     app = out / "flower-app"
     app.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,14 @@ def write_app(out: Path, run: FederatedRun, resume: bool, superlink: str, insecu
     return app, home
 
 
-def submit(out: str | Path, run: FederatedRun, superlink: str, *, resume: bool = False, timeout_s: float | None = None) -> int:
+def submit(
+    out: str | Path,
+    run: FederatedRun,
+    superlink: str,
+    *,
+    resume: bool = False,
+    timeout_s: float | None = None,
+) -> int:
     """Run ``flwr run`` against ``superlink`` (its HTTP address) and stream the server's log.
 
     Raises:
@@ -83,12 +92,18 @@ def submit(out: str | Path, run: FederatedRun, superlink: str, *, resume: bool =
     try:
         done = subprocess.run(cmd, env=env, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        raise DeployError(f"the run on {superlink} did not finish within {timeout_s:.0f} s",
-                          fix="check that the SuperNodes are connected (flwr ls)") from None
+        raise DeployError(
+            f"the run on {superlink} did not finish within {timeout_s:.0f} s",
+            fix="check that the SuperNodes are connected (flwr ls)",
+        ) from None
     if done.returncode != 0:
-        raise DeployError(f"flwr run exited with status {done.returncode}",
-                          fix=f"check that a SuperLink listens on {superlink} (flower-superlink --insecure)")
+        raise DeployError(
+            f"flwr run exited with status {done.returncode}",
+            fix=f"check that a SuperLink listens on {superlink} (flower-superlink --insecure)",
+        )
     if not (out / "summary.json").is_file():
-        raise DeployError(f"the run on {superlink} ended without writing {out / 'summary.json'}",
-                          fix="read the server log above; OUT must be a path on the SuperLink's machine")
+        raise DeployError(
+            f"the run on {superlink} ended without writing {out / 'summary.json'}",
+            fix="read the server log above; OUT must be a path on the SuperLink's machine",
+        )
     return 0

@@ -37,7 +37,9 @@ class InProcessGrid(Grid):
         # who "this process" is when the strategy creates messages, as Flower's in-process runtimes set it
         TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, run_id, SUPERLINK_NODE_ID
         self._contexts = {
-            i + 1: Context(run_id=run_id, node_id=i + 1, node_config=dict(cfg), state=RecordDict(), run_config={})
+            i + 1: Context(
+                run_id=run_id, node_id=i + 1, node_config=dict(cfg), state=RecordDict(), run_config={}
+            )
             for i, cfg in enumerate(node_configs)
         }
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="torchship-client")
@@ -51,8 +53,14 @@ class InProcessGrid(Grid):
     def run(self) -> Run:
         return self._run
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
-                       ttl: float | None = None) -> Message:
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
@@ -78,7 +86,9 @@ class InProcessGrid(Grid):
                     replies.append(self._pending.pop(mid).result())
         return replies
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         ids = list(self.push_messages(messages))
         with self._lock:
             futures = [self._pending[i] for i in ids]
@@ -141,8 +151,14 @@ class TrackingGrid(Grid):
     def run(self) -> Run:
         return self.inner.run
 
-    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
-                       ttl: float | None = None) -> Message:
+    def create_message(
+        self,
+        content: RecordDict,
+        message_type: str,
+        dst_node_id: int,
+        group_id: str,
+        ttl: float | None = None,
+    ) -> Message:
         return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
@@ -154,7 +170,9 @@ class TrackingGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return self.inner.pull_messages(message_ids)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         messages = list(messages)
         train = [m for m in messages if m.metadata.message_type.startswith("train")]
         replies = list(self.inner.send_and_receive(messages, timeout=timeout))
@@ -167,7 +185,8 @@ class TrackingGrid(Grid):
                 else:
                     record.replied.append(node)
                     metrics = reply.content.metric_records.get("metrics")
-                    record.metrics[node] = {k: float(v) for k, v in (metrics or {}).items()
-                                            if isinstance(v, (int, float))}
+                    record.metrics[node] = {
+                        k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))
+                    }
             self.rounds[int(train[0].content["config"]["server-round"])] = record
         return replies

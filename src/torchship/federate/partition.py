@@ -44,7 +44,10 @@ def parse_partition(text: str) -> Partition:
             alpha = -1.0
         if alpha > 0:
             return Partition(kind, alpha)
-    raise ConfigError(f"unknown partition {text!r}", fix="use iid, dirichlet:ALPHA (ALPHA > 0, e.g. dirichlet:0.5) or by-file")
+    raise ConfigError(
+        f"unknown partition {text!r}",
+        fix="use iid, dirichlet:ALPHA (ALPHA > 0, e.g. dirichlet:0.5) or by-file",
+    )
 
 
 def split_indices(labels: torch.Tensor, clients: int, spec: Partition, seed: int) -> list[np.ndarray]:
@@ -60,7 +63,9 @@ def split_indices(labels: torch.Tensor, clients: int, spec: Partition, seed: int
     if spec.kind == "iid":
         return [np.sort(part) for part in np.array_split(rng.permutation(len(y)), clients)]
     if spec.kind != "dirichlet" or spec.alpha is None:
-        raise ConfigError("partition by-file has no split of one dataset", fix="give each client its own data file")
+        raise ConfigError(
+            "partition by-file has no split of one dataset", fix="give each client its own data file"
+        )
     parts: list[list[int]] = [[] for _ in range(clients)]
     for cls in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == cls))
@@ -112,7 +117,9 @@ def load_client_file(path: str, input_spec: dict[str, Any], labels: list[str]) -
     file = Path(path).expanduser()
     reader = _SUFFIX_READERS.get(file.suffix.lower())
     if reader is None:
-        raise DataError(f"client data {file} is neither .npz nor .csv", fix="save it with np.savez(path, x=..., y=...)")
+        raise DataError(
+            f"client data {file} is neither .npz nor .csv", fix="save it with np.savez(path, x=..., y=...)"
+        )
     local = load_data(DataConfig(name=reader, path=str(file), val_fraction=0.0))
     if local.shape != list(input_spec["shape"]):
         raise DataError(
@@ -121,7 +128,9 @@ def load_client_file(path: str, input_spec: dict[str, Any], labels: list[str]) -
         )
     missing = sorted(set(local.labels) - set(labels))
     if missing:
-        raise DataError(f"client data {file} has labels {missing} the global model lacks", fix=f"use labels from {labels}")
+        raise DataError(
+            f"client data {file} has labels {missing} the global model lacks", fix=f"use labels from {labels}"
+        )
     # undo the file's own normalization and apply the global one: x = (raw*scale - mean) / std
     x = _renormalize(local.train.x, local.input, input_spec)
     y = torch.tensor([labels.index(local.labels[i]) for i in local.train.y.tolist()], dtype=torch.int64)

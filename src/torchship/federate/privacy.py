@@ -22,7 +22,9 @@ from flwr.serverapp.strategy import (
 from torchship.federate.config import FederateConfig
 
 DEFAULT_DELTA = 1e-5
-ACCOUNTING = "Flower RdpAccountant (dp-accounting), client-level, add-or-remove-one, no sampling amplification"
+ACCOUNTING = (
+    "Flower RdpAccountant (dp-accounting), client-level, add-or-remove-one, no sampling amplification"
+)
 
 
 class PrivacyLedger:
@@ -39,11 +41,18 @@ class PrivacyLedger:
         if self.privacy is None:
             return strategy
         accountant = self._accountant(strategy)
-        cls = (DifferentialPrivacyClientSideFixedClipping if self.privacy.side == "client"
-               else DifferentialPrivacyServerSideFixedClipping)
-        self.wrapper = cls(strategy, noise_multiplier=self.privacy.noise_multiplier,
-                           clipping_norm=self.privacy.clip_norm, num_sampled_clients=self.num_sampled,
-                           accountant=accountant)
+        cls = (
+            DifferentialPrivacyClientSideFixedClipping
+            if self.privacy.side == "client"
+            else DifferentialPrivacyServerSideFixedClipping
+        )
+        self.wrapper = cls(
+            strategy,
+            noise_multiplier=self.privacy.noise_multiplier,
+            clipping_norm=self.privacy.clip_norm,
+            num_sampled_clients=self.num_sampled,
+            accountant=accountant,
+        )
         return self.wrapper
 
     def _accountant(self, strategy: FedAvg) -> Any:
@@ -64,11 +73,14 @@ class PrivacyLedger:
         )
         from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-        accountant = RdpAccountant(PrivacyConfig(
-            target_delta=self.delta, population_size=self.fed.clients,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-            sampling_method=SamplingMethod.NO_AMPLIFICATION,
-        ))
+        accountant = RdpAccountant(
+            PrivacyConfig(
+                target_delta=self.delta,
+                population_size=self.fed.clients,
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            )
+        )
         if self.rounds_before:  # a resumed run has already spent these rounds
             event = GaussianPrivacyEvent(self.privacy.noise_multiplier, self.num_sampled, self.fed.clients)
             accountant.compose(event, count=self.rounds_before)
@@ -85,10 +97,15 @@ class PrivacyLedger:
         """The manifest's record: the mechanism's parameters and what they bought."""
         if self.privacy is None:
             return None
-        info = {"mechanism": f"gaussian, fixed clipping on the {self.privacy.side}",
-                "clip_norm": self.privacy.clip_norm, "noise_multiplier": self.privacy.noise_multiplier,
-                "sampled_clients": self.num_sampled, "population": self.fed.clients, "rounds": round_number,
-                **self.spent(round_number)}
+        info = {
+            "mechanism": f"gaussian, fixed clipping on the {self.privacy.side}",
+            "clip_norm": self.privacy.clip_norm,
+            "noise_multiplier": self.privacy.noise_multiplier,
+            "sampled_clients": self.num_sampled,
+            "population": self.fed.clients,
+            "rounds": round_number,
+            **self.spent(round_number),
+        }
         if self.why_no_epsilon:
             info["epsilon_not_computed"] = self.why_no_epsilon
         else:

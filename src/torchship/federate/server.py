@@ -39,8 +39,16 @@ ROUNDS_DIR = "rounds"
 ROUNDS_LOG = "rounds.jsonl"
 
 
-def run_server(grid: Grid, run: FederatedRun, data: Dataset, out: Path, *, resume: bool = False,
-               console: Console | None = None, node_names: dict[int, str] | None = None) -> Artifact:
+def run_server(
+    grid: Grid,
+    run: FederatedRun,
+    data: Dataset,
+    out: Path,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    node_names: dict[int, str] | None = None,
+) -> Artifact:
     """Run the federated rounds over ``grid`` and return the final artifact (also at OUT/artifact).
 
     ``data.val`` is the held-out split the global model is scored on each round.
@@ -67,8 +75,14 @@ def run_server(grid: Grid, run: FederatedRun, data: Dataset, out: Path, *, resum
     strategy = ledger.wrap(build_strategy(fed))
     tracking = TrackingGrid(grid)
     model_spec = {"architecture": architecture, "input": data.input, "labels": data.labels}
-    train_config = ConfigRecord({RUN_KEY: run.to_json(), "torchship-model": json.dumps(model_spec),
-                                 "torchship-round-offset": state.done, UNIFORM_KEY: fed.privacy is not None})
+    train_config = ConfigRecord(
+        {
+            RUN_KEY: run.to_json(),
+            "torchship-model": json.dumps(model_spec),
+            "torchship-round-offset": state.done,
+            UNIFORM_KEY: fed.privacy is not None,
+        }
+    )
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         model.load_state_dict(arrays.to_torch_state_dict())
@@ -81,18 +95,27 @@ def run_server(grid: Grid, run: FederatedRun, data: Dataset, out: Path, *, resum
         state.finish_round(state.done + 1, model, architecture, data, run, record, metrics, ledger)
         return MetricRecord(metrics)
 
-    console.print(f"federate: {fed.strategy}, {fed.clients} clients, {fed.rounds} rounds, partition {fed.partition}"
-                  + (f", resuming after round {state.done}" if state.done else ""))
-    strategy.start(grid=tracking, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=left,
-                   timeout=fed.round_timeout_s, train_config=train_config, evaluate_fn=evaluate)
+    console.print(
+        f"federate: {fed.strategy}, {fed.clients} clients, {fed.rounds} rounds, partition {fed.partition}"
+        + (f", resuming after round {state.done}" if state.done else "")
+    )
+    strategy.start(
+        grid=tracking,
+        initial_arrays=ArrayRecord(model.state_dict()),
+        num_rounds=left,
+        timeout=fed.round_timeout_s,
+        train_config=train_config,
+        evaluate_fn=evaluate,
+    )
     return state.finalize(data, run, ledger, model)
 
 
 def _score(model: torch.nn.Module, data: Dataset, batch_size: int, confusion: bool = False) -> Any:
     model.eval()
     with torch.inference_mode():
-        values, matrix = evaluate_logits(model, data.val.x, data.val.y, data.num_classes, batch_size,
-                                         torch.device("cpu"), confusion)
+        values, matrix = evaluate_logits(
+            model, data.val.x, data.val.y, data.num_classes, batch_size, torch.device("cpu"), confusion
+        )
     return (values, matrix) if confusion else values
 
 
@@ -124,30 +147,62 @@ class _Rounds:
     def _name(self, node: int) -> str:
         return self.node_names.get(node, f"node-{node}")
 
-    def finish_round(self, number: int, model: torch.nn.Module, architecture: dict[str, Any], data: Dataset,
-                     run: FederatedRun, record: RoundRecord, metrics: dict[str, float], ledger: PrivacyLedger) -> None:
+    def finish_round(
+        self,
+        number: int,
+        model: torch.nn.Module,
+        architecture: dict[str, Any],
+        data: Dataset,
+        run: FederatedRun,
+        record: RoundRecord,
+        metrics: dict[str, float],
+        ledger: PrivacyLedger,
+    ) -> None:
         fed = run.federate
         replied = [self._name(n) for n in record.replied]
         dropped = {self._name(n): reason[:300] for n, reason in record.failed.items()}
         timed_out = [self._name(n) for n in record.timed_out]
         entry = {
-            "round": number, "clients_sampled": len(record.sent), "participants": replied,
-            "dropped": dropped, "timed_out": timed_out,
-            "train.loss": record.train_loss(), "train.accuracy": record.train_accuracy(),
+            "round": number,
+            "clients_sampled": len(record.sent),
+            "participants": replied,
+            "dropped": dropped,
+            "timed_out": timed_out,
+            "train.loss": record.train_loss(),
+            "train.accuracy": record.train_accuracy(),
             "samples": record.samples(),
             **{f"val.{k}": v for k, v in metrics.items()},
             "elapsed_s": round(time.perf_counter() - self.started, 3),
         }
         entry.update(ledger.spent(number))
         self.history.append(entry)
-        params = {"round": number, "of_rounds": fed.rounds, "strategy": fed.strategy, "partition": fed.partition,
-                  "participants": replied, "dropped": sorted([*dropped, *timed_out]),
-                  "federate": fed.model_dump(mode="json"), "privacy": ledger.describe(number),
-                  "config": run.train.resolved()}
-        fields = {"metrics": {"val": metrics}, "curves": self.history, "data": {**data.info, "federated": True}}
+        params = {
+            "round": number,
+            "of_rounds": fed.rounds,
+            "strategy": fed.strategy,
+            "partition": fed.partition,
+            "participants": replied,
+            "dropped": sorted([*dropped, *timed_out]),
+            "federate": fed.model_dump(mode="json"),
+            "privacy": ledger.describe(number),
+            "config": run.train.resolved(),
+        }
+        fields = {
+            "metrics": {"val": metrics},
+            "curves": self.history,
+            "data": {**data.info, "federated": True},
+        }
         if self.last is None:
-            art = Artifact.create(name=run.train.run_name, model=model, architecture=architecture, input=data.input,
-                                  labels=data.labels, op="federate", params=params, **fields)
+            art = Artifact.create(
+                name=run.train.run_name,
+                model=model,
+                architecture=architecture,
+                input=data.input,
+                labels=data.labels,
+                op="federate",
+                params=params,
+                **fields,
+            )
         else:
             art = self.last.derive(op="federate", params=params, model=model, **fields)
         self.last = art.save(self.out / ROUNDS_DIR / f"{number:03d}")
@@ -169,7 +224,9 @@ class _Rounds:
             soft_wrap=True,
         )
 
-    def finalize(self, data: Dataset, run: FederatedRun, ledger: PrivacyLedger, model: torch.nn.Module) -> Artifact:
+    def finalize(
+        self, data: Dataset, run: FederatedRun, ledger: PrivacyLedger, model: torch.nn.Module
+    ) -> Artifact:
         if self.last is None:
             raise RuntimeError("no round finished")
         model.load_state_dict(self.last.state_dict())
@@ -182,11 +239,18 @@ class _Rounds:
         confusion = {"val": {"labels": data.labels, "matrix": matrix}}
         saved = final.save(target, extra_files={"evaluation.json": json.dumps(confusion).encode()})
         summary = {
-            "artifact": str(saved.path), "rounds": self.done, "strategy": run.federate.strategy,
-            "partition": run.federate.partition, "clients": run.federate.clients,
-            "metrics": {"val": values}, "privacy": ledger.describe(self.done),
-            "dropped": {str(e["round"]): sorted([*e["dropped"], *e["timed_out"]]) for e in self.history
-                        if e["dropped"] or e["timed_out"]},
+            "artifact": str(saved.path),
+            "rounds": self.done,
+            "strategy": run.federate.strategy,
+            "partition": run.federate.partition,
+            "clients": run.federate.clients,
+            "metrics": {"val": values},
+            "privacy": ledger.describe(self.done),
+            "dropped": {
+                str(e["round"]): sorted([*e["dropped"], *e["timed_out"]])
+                for e in self.history
+                if e["dropped"] or e["timed_out"]
+            },
             "time_s": round(time.perf_counter() - self.started, 3),
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -21,8 +21,15 @@ from torchship.federate.partition import label_counts, parse_partition, partitio
 from torchship.federate.server import run_server
 
 
-def simulate(run: FederatedRun, out: str | Path, *, resume: bool = False, console: Console | None = None,
-             node_configs: list[dict[str, Any]] | None = None, workers: int = 1) -> Artifact:
+def simulate(
+    run: FederatedRun,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    node_configs: list[dict[str, Any]] | None = None,
+    workers: int = 1,
+) -> Artifact:
     """Run a federated simulation and write OUT/artifact, OUT/rounds/, OUT/rounds.jsonl.
 
     ``node_configs`` gives each client its node config instead of a partition of the
@@ -44,10 +51,22 @@ def simulate(run: FederatedRun, out: str | Path, *, resume: bool = False, consol
         data, parts = partitioned(run.train.data.model_dump_json(), fed.clients, fed.partition, fed.seed)
         node_configs = [{"partition-id": i, "num-partitions": fed.clients} for i in range(fed.clients)]
         counts = label_counts(data.train.y, parts, data.num_classes)
-        (out / "partitions.json").write_text(json.dumps({
-            "partition": fed.partition, "seed": fed.seed, "labels": data.labels, "skew": skew(counts),
-            "clients": [{"client": f"client-{i}", "size": int(sum(c)), "label_counts": c} for i, c in enumerate(counts)],
-        }, indent=1) + "\n")
+        (out / "partitions.json").write_text(
+            json.dumps(
+                {
+                    "partition": fed.partition,
+                    "seed": fed.seed,
+                    "labels": data.labels,
+                    "skew": skew(counts),
+                    "clients": [
+                        {"client": f"client-{i}", "size": int(sum(c)), "label_counts": c}
+                        for i, c in enumerate(counts)
+                    ],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     else:
         data = load_data(run.train.data)
     names = {i + 1: str(cfg.get("name", f"client-{i}")) for i, cfg in enumerate(node_configs)}
@@ -63,5 +82,6 @@ def raise_by_file() -> None:
 
     raise ConfigError(
         "partition by-file needs one data file per client",
-        fix="run a deployment (flower-supernode --node-config \"data-path='FILE'\") or pass --client-data FILE per client",
+        fix="pass --client-data FILE once per client, or deploy with flower-supernode "
+        "--node-config \"data-path='FILE'\"",
     )

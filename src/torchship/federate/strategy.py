@@ -32,6 +32,10 @@ def build_strategy(fed: FederateConfig) -> FedAvg:
     """The configured strategy; the server evaluates centrally, so no federated evaluation."""
     need = min(fed.min_clients, fed.clients)
     return strategies.get(fed.strategy)(
-        fed, fraction_train=fed.fraction, fraction_evaluate=0.0, min_train_nodes=need,
-        min_available_nodes=need, weighted_by_key="num-examples",
+        fed,
+        fraction_train=fed.fraction,
+        fraction_evaluate=0.0,
+        min_train_nodes=need,
+        min_available_nodes=need,
+        weighted_by_key="num-examples",
     )
