@@ -77,3 +77,13 @@ def test_bad_input_is_one_line_and_status_2(run_cli, config, tmp_path, args, mes
     assert message in stderr
     assert "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_a_report_without_a_federated_run_has_no_federated_section(tmp_path):
+    pytest.importorskip("matplotlib")
+    from torchship.report import write_report
+    from torchship.testing import tiny_artifact
+
+    tiny_artifact("mlp", path=tmp_path / "art")
+    page = write_report([tmp_path / "art"], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    assert 'id="federated"' not in page

@@ -49,7 +49,8 @@ def read_federated(path: Path) -> FederatedDoc:
     return FederatedDoc(path, rounds, load("summary.json") or {}, load("partitions.json"), accuracy)
 
 
-def federated_section(report: Report) -> Section:
+def federated_section(report: Report) -> Section | None:
+    """The section for the federated runs among the sources; None (no section) without any."""
     from torchship.report import plots
     from torchship.report.build import Section
 
@@ -103,10 +104,4 @@ def federated_section(report: Report) -> Section:
                 "labels from the whole; 0 is IID).</p>"
             )
             parts.append(figure(plots.partition_svg(p), "samples per client and class"))
-    return (
-        Section("federated", "Federated rounds", "".join(parts))
-        if parts
-        else Section(
-            "federated", "Federated rounds", "", ["no federated run: pass a torchship federate run directory"]
-        )
-    )
+    return Section("federated", "Federated rounds", "".join(parts)) if parts else None
