@@ -97,15 +97,13 @@ def federate(
     if superlink:
         from torchship.federate.deploy import submit
 
-        submit(out_dir, run, superlink, resume=resume)
+        submit(out_dir, run, superlink, resume=resume, flower_logs=flower_logs)
         artifact = None
     else:
         from torchship.federate import simulate
 
         nodes = [{"data-path": str(p), "name": p.stem} for p in client_data] if client_data else None
         artifact = simulate(run, out_dir, resume=resume, console=err, node_configs=nodes)
-    if baseline:
-        _centralized(run, out_dir)
     summary = json.loads((out_dir / "summary.json").read_text())
     out.print(
         metrics_table(
@@ -117,6 +115,8 @@ def federate(
     if summary.get("privacy"):
         out.print(_privacy_line(summary["privacy"]))
     out.print(f"artifact: {artifact.path if artifact else summary['artifact']}")
+    if baseline:
+        _centralized(run, out_dir)
 
 
 def _privacy_line(p: dict[str, Any]) -> str:

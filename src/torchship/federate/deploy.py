@@ -50,13 +50,23 @@ class DeployError(TorchshipError):
 
 
 def write_app(
-    out: Path, run: FederatedRun, resume: bool, superlink: str, insecure: bool = True
+    out: Path,
+    run: FederatedRun,
+    resume: bool,
+    superlink: str,
+    insecure: bool = True,
+    flower_logs: bool = False,
 ) -> tuple[Path, Path]:
     """Write OUT/flower-app/ (pyproject + run config) and OUT/flower-home/config.toml."""
     app = out / "flower-app"
     app.mkdir(parents=True, exist_ok=True)
     (app / "pyproject.toml").write_text(_PYPROJECT.format(key=RUN_CONFIG_KEY))
-    settings = {"run": json.loads(run.to_json()), "out": str(out.resolve()), "resume": resume}
+    settings = {
+        "run": json.loads(run.to_json()),
+        "out": str(out.resolve()),
+        "resume": resume,
+        "flower_logs": flower_logs,
+    }
     # a JSON string is a valid TOML basic string
     (app / "run-config.toml").write_text(f"{RUN_CONFIG_KEY} = {json.dumps(json.dumps(settings))}\n")
     home = out / "flower-home"
@@ -75,6 +85,7 @@ def submit(
     *,
     resume: bool = False,
     timeout_s: float | None = None,
+    flower_logs: bool = False,
 ) -> int:
     """Run ``flwr run`` against ``superlink`` (its HTTP address) and stream the server's log.
 
@@ -83,7 +94,7 @@ def submit(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    app, home = write_app(out, run, resume, superlink)
+    app, home = write_app(out, run, resume, superlink, flower_logs=flower_logs)
     flwr = shutil.which("flwr") or str(Path(sys.executable).parent / "flwr")
     if not Path(flwr).exists():
         raise DeployError("the flwr command is not installed", fix="pip install 'torchship[federate]'")

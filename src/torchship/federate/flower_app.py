@@ -12,6 +12,7 @@ The run config carries one key, ``torchship``: a JSON object with the run (train
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from flwr.app import Context
@@ -32,6 +33,7 @@ server_app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Run every round against the SuperNodes connected to this SuperLink."""
     settings = json.loads(str(context.run_config[RUN_CONFIG_KEY]))
+    logging.getLogger("flwr").setLevel(logging.INFO if settings.get("flower_logs") else logging.WARNING)
     run = FederatedRun.from_dict(settings["run"])
     # the server holds only its held-out evaluation data (the config's dataset); clients bring theirs
     data = load_data(run.train.data)
