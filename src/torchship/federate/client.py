@@ -65,7 +65,8 @@ def train_round(msg: Message, context: Context) -> Message:
             loss_fn=_loss(model, cfg.train.label_smoothing, mu),
             console=Console(file=io.StringIO()),
         )
-    assert artifact is not None  # one process, rank 0: the engine always returns it
+    if artifact is None:  # only a DDP rank > 0 gets None, and a client runs one process
+        raise RuntimeError("the training engine returned no artifact")
     trained = artifact.state_dict()
     metrics = artifact.manifest.metrics.get("train", {})
     reply = RecordDict(
