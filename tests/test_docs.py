@@ -49,6 +49,9 @@ PLAN: dict[str, tuple] = {
     "torchship serve runs/digits-cnn/artifact": ("help", "starts a server; serving is tested in tests/serve"),
     "torchship monitor check runs/digits-cnn/artifact --data npz:new.npz": ("run", ()),
     "torchship report runs/x runs/pruned/artifact -o report.html": ("run", ()),
+    "torchship deploy kubernetes runs/digits-cnn/artifact -o deploy/digits": ("run", ()),
+    "torchship federate configs/digits-mlp-federated.yaml --partition dirichlet:0.5 -o runs/fed": (
+        "slow", ("--rounds", "1", "--clients", "2")),
 }
 
 

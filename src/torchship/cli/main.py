@@ -28,7 +28,7 @@ app = typer.Typer(
 
 # One module per command (group); each does `@app.command()` on import.
 COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor", "protect")
-_optional = ("export", "bench", "serve", "report", "deploy")
+_optional = ("export", "bench", "serve", "report", "deploy", "federate")
 
 
 def _register() -> None:

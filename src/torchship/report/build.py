@@ -17,6 +17,7 @@ from torchship.report.collect import (
     find_sources,
     load_entries,
 )
+from torchship.report.federated import FederatedDoc, read_federated
 from torchship.report.lineage import LineageNode, build_tree, walk
 from torchship.report.results import BenchDoc, OptimizeDoc, label_bench_rows_, read_bench, read_optimize
 
@@ -33,6 +34,7 @@ class Report:
     tree: list[LineageNode]
     bench: list[BenchDoc]
     optimize: list[OptimizeDoc]
+    federated: list[FederatedDoc] = field(default_factory=list)
 
 
 @dataclass
@@ -91,7 +93,8 @@ def collect(
     if title is None:
         title = f"torchship report: {ordered[0].manifest.name}" if ordered else "torchship report"
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs)
+    federated = [read_federated(p) for p in sources.federated]
+    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, federated)
 
 
 def write_report(

@@ -20,10 +20,12 @@ from torchship.artifact import MANIFEST, RUN_ARTIFACT, WEIGHTS, Artifact
 from torchship.errors import TorchshipError
 
 RUN_LOG = "log.jsonl"
+FEDERATED_LOG = "rounds.jsonl"  # torchship federate's run directory
 EVALUATION = "evaluation.json"  # written beside the weights by the training engine
 OPTIMIZE = "optimize.json"
 # directories a search never enters: checkpoints and training scratch hold no artifacts
-_SKIP_DIRS = {"checkpoints", "tensorboard", ".git", "__pycache__"}
+# (and a federated run's per-round artifacts: its own section shows the rounds)
+_SKIP_DIRS = {"checkpoints", "tensorboard", ".git", "__pycache__", "rounds", "flower-app", "flower-home"}
 _MAX_SEARCH_DEPTH = 5
 
 
@@ -99,9 +101,10 @@ class Sources:
     runs: list[Path] = field(default_factory=list)
     bench: list[Path] = field(default_factory=list)
     optimize: list[Path] = field(default_factory=list)
+    federated: list[Path] = field(default_factory=list)  # run directories holding rounds.jsonl
 
     def add(self, other: Sources) -> None:
-        for name in ("artifacts", "runs", "bench", "optimize"):
+        for name in ("artifacts", "runs", "bench", "optimize", "federated"):
             mine = getattr(self, name)
             mine.extend(p for p in getattr(other, name) if p not in mine)
 
@@ -117,7 +120,7 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
                 fix="pass a run directory, an artifact directory, or bench/optimize JSON files",
             )
         one = _classify(path)
-        if not (one.artifacts or one.runs or one.bench or one.optimize):
+        if not (one.artifacts or one.runs or one.bench or one.optimize or one.federated):
             raise ReportError(
                 f"{path} holds no torchship run, artifact, bench or optimize results",
                 fix="pass a run directory (log.jsonl), an artifact directory (manifest.json) "
@@ -141,6 +144,8 @@ def _classify(path: Path, depth: int = 0) -> Sources:
         if (path / RUN_ARTIFACT / MANIFEST).is_file():
             found.artifacts.append((path / RUN_ARTIFACT).resolve())
         return found
+    if (path / FEDERATED_LOG).is_file():
+        found.federated.append(path.resolve())
     if depth >= _MAX_SEARCH_DEPTH:
         return found
     # an optimize run's artifact/ copies its picked candidate, which the search finds in candidates/

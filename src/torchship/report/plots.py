@@ -192,3 +192,45 @@ def throughput_svg(rows: Sequence[dict[str, Any]]) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rounds_svg(rounds: Sequence[dict[str, Any]], centralized: float | None) -> str:
+    """Global val.accuracy per federated round, with central training's accuracy as a line."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(6.0, 3.0)
+    ax = fig.subplots()
+    points = [(r["round"], r["val.accuracy"]) for r in rounds if _finite(r.get("val.accuracy"))]
+    if points:
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", markersize=3, color=_COLORS[0], label="federated (global model)")
+    if centralized is not None:
+        ax.axhline(centralized, color=_COLORS[1], linestyle="--", label="centralized")
+    ax.set_xlabel("round")
+    ax.set_ylabel("val accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return to_svg(fig)
+
+
+def partition_svg(partitions: dict[str, Any]) -> str:
+    """Samples per client, stacked by class: the partition sizes and their label skew."""
+    clients = partitions.get("clients", [])
+    labels = partitions.get("labels", [])
+    fig = _figure(max(4.0, 0.45 * len(clients) + 2.0), 3.0)
+    ax = fig.subplots()
+    bottom = [0] * len(clients)
+    cmap = __import__("matplotlib").colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    for k, label in enumerate(labels):
+        heights = [c["label_counts"][k] for c in clients]
+        ax.bar(range(len(clients)), heights, bottom=bottom, color=cmap(k % cmap.N), label=str(label))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_xticks(range(len(clients)), [str(i) for i in range(len(clients))])
+    ax.set_xlabel("client")
+    ax.set_ylabel("samples")
+    if labels and len(labels) <= 20:
+        ax.legend(fontsize="x-small", ncols=2, title="class", title_fontsize="x-small", loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0))
+    return to_svg(fig)

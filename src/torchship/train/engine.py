@@ -57,13 +57,15 @@ def train(
     parent: Artifact | None = None,
     op: str = "train",
     params: dict[str, Any] | None = None,
+    data: Dataset | None = None,
 ) -> Artifact | None:
     """Train the configured model and write ``<cfg.out>/artifact``; returns it (None on ranks > 0).
 
     Stages that fine-tune (prune, distill, quantization-aware training) pass their own
     ``model`` with the ``architecture`` that rebuilds it, optionally a ``loss_fn(logits, x, y)``
     replacing cross-entropy, and the ``parent`` artifact with the ``op``/``params`` to record
-    in the child's lineage.
+    in the child's lineage. ``data`` replaces loading ``cfg.data`` (a federated client
+    passes its partition, normalized as the global model expects).
 
     Raises:
         TrainingError: a non-finite loss (the last good checkpoint is kept) or an unusable checkpoint.
@@ -72,7 +74,7 @@ def train(
     console = console or Console(stderr=True)
     ctx = dist_.init_distributed(cfg.train.device)
     try:
-        custom = _Custom(model, architecture, loss_fn, parent, op, params)
+        custom = _Custom(model, architecture, loss_fn, parent, op, params, data)
         artifact = _Run(cfg, ctx, tuple(allow_import), callbacks, console, custom).run(resume)
         # rank 0 still writes the artifact when the others finish: no rank may tear the process
         # group down under it (a rank leaving early aborted in gloo's teardown, about 1 run in 6)
@@ -92,6 +94,7 @@ class _Custom:
     parent: Artifact | None = None
     op: str = "train"
     params: dict[str, Any] | None = None
+    data: Dataset | None = None
 
 
 class _Run:
@@ -102,7 +105,7 @@ class _Run:
         self.ckpt_dir = self.run_dir / "checkpoints"
         _set_threads(cfg, ctx)
         torch.manual_seed(cfg.train.seed)
-        self.data: Dataset = load_data(cfg.data)
+        self.data: Dataset = custom.data if custom.data is not None else load_data(cfg.data)
         if custom.model is not None:
             if custom.architecture is None:
                 raise ValueError("train(model=...) needs the architecture that rebuilds it")
