@@ -89,8 +89,11 @@ def real_server(path: Path, config: ServeConfig | None = None, security: Securit
     """uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL; stops by itself."""
     import uvicorn
 
+    from torchship.serve.server import uvicorn_config
+
     app = create_app(path, config, security)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, config or ServeConfig(), host="127.0.0.1", port=0,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

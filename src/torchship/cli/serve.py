@@ -43,6 +43,11 @@ def serve(
     ] = None,
     no_management: Annotated[bool, typer.Option("--no-management", help="Disable the repository API.")] = False,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
+    strict_readiness: Annotated[
+        bool | None,
+        typer.Option("--strict-readiness/--no-strict-readiness",
+                     help="Ready only when every startup model loaded (default: the config's, true)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
@@ -54,6 +59,8 @@ def serve(
     )
     if not access_log:
         cfg = cfg.model_copy(update={"access_log": False})
+    if strict_readiness is not None:
+        cfg = cfg.model_copy(update={"strict_readiness": strict_readiness})
     security = Security(inference_token=token, management_token=management_token, management=not no_management)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")

@@ -3,6 +3,8 @@
 On the first signal uvicorn stops listening and closes idle connections; every request
 already accepted runs to completion (the batcher keeps going), then the lifespan stops
 the model instances and the process exits 0. Readiness turns 503 as soon as draining starts.
+The request head is limited in size and time by ``serve/protocol.py``; the keep-alive
+timeout comes from the serve config.
 """
 
 from __future__ import annotations
@@ -40,15 +42,25 @@ def serve(
             app.state.serve.draining = True
             super().handle_exit(sig, frame)
 
-    uv_config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=drain_timeout_s, timeout_keep_alive=30,
-        loop="auto", http="auto",
-    )
-    server = DrainingServer(uv_config)
+    server = DrainingServer(uvicorn_config(app, config, host=host, port=port, log_level=log_level,
+                                           drain_timeout_s=drain_timeout_s))
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def uvicorn_config(app: Any, config: ServeConfig, *, host: str, port: int, log_level: str = "info",
+                   drain_timeout_s: float = 60.0) -> Any:
+    """The ``uvicorn.Config`` that runs ``app`` with the serve config's connection limits."""
+    uvicorn = require("uvicorn", "serve")
+    require("httptools", "serve")
+    from torchship.serve.protocol import guarded_http_protocol
+
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+        timeout_graceful_shutdown=drain_timeout_s, timeout_keep_alive=config.keep_alive_timeout_s,
+        loop="auto", http=guarded_http_protocol(config.max_header_bytes, config.header_timeout_s),
+    )
 
 
 class _StderrHandler(logging.StreamHandler):
