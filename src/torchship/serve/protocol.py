@@ -32,68 +32,68 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._head_bytes = self._raw_head_bytes = 0
-        self._in_head = False
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._start_head_timer()
+        self._head_bytes = self._chunk_bytes = 0
+        self._in_head = False  # between the first byte of a request and the end of its headers
+        # when the pending head began (the connection's start until a request begins); None: no head due.
+        # One timer per connection re-arms itself, so a request costs no timer of its own.
+        self._head_since: float | None = self.loop.time()
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s,
+                                                                             self._check_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
-            # still inside the head after this chunk, so all of it was head: httptools buffers
-            # a header field until it is complete, so the callbacks alone would see it too late
-            self._raw_head_bytes += len(data)
-            if self._raw_head_bytes > self.max_header_bytes:
+            # still inside the head after this chunk, so all of it was head (httptools buffers an
+            # unfinished header itself, so counting only finished headers would come too late)
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
                 self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = self._raw_head_bytes = 0
+        self._head_bytes = 0
         self._in_head = True
-        self._start_head_timer()
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        self._head_since = self.loop.time()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._stop_head_timer()
+        self._head_since = None
+        # the chunk that ended the head may also hold body bytes: count the head exactly, but
+        # only when the cheap upper bound says it could be over the limit
+        limit = self.max_header_bytes
+        if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
+            self._refuse_head()
+            raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         if not self.transport.is_closing():  # already answered 431 from a parser callback
             super().send_400_response(msg)
 
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_header_bytes:
-            self._refuse_head()
-            raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
+    def _exact_head_bytes(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _refuse_head(self) -> None:
         self._refuse(431, f"request line and headers exceed the {self.max_header_bytes}-byte limit; "
                           "send fewer or shorter headers, or raise max_header_bytes in the serve config")
 
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if not self._in_head:  # an idle connection that never started a request
-            self.transport.close()
+    def _check_head(self) -> None:
+        if self.transport.is_closing():
             return
-        self._refuse(408, f"request line and headers not received within {self.header_timeout_s:g} s; "
-                          "send them promptly, or raise header_timeout_s in the serve config")
-
-    def _start_head_timer(self) -> None:
-        self._stop_head_timer()
-        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
+        now = self.loop.time()
+        if self._head_since is None or now - self._head_since < self.header_timeout_s:
+            since = now if self._head_since is None else self._head_since
+            self._head_timer = self.loop.call_at(since + self.header_timeout_s, self._check_head)
+        elif self._in_head:
+            self._refuse(408, f"request line and headers not received within {self.header_timeout_s:g} s; "
+                              "send them promptly, or raise header_timeout_s in the serve config")
+        else:  # a connection that never started a request
+            self.transport.close()
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:

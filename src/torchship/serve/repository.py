@@ -115,7 +115,7 @@ class Repository:
                                  fix=f"choose one of: {', '.join(self.names()) or '(none)'}")
             reason = f" ({state.reason})" if state and state.reason else ""
             raise ServeError(f"model {name!r} is not loaded{reason}", status=404,
-                             fix="load it with POST /v2/repository/models/{name}/load")
+                             fix=f"load it with POST /v2/repository/models/{name}/load")
         if version is None:
             return versions[max(versions, key=int)]
         model = versions.get(version)
