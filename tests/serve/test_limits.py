@@ -71,6 +71,25 @@ async def test_absurd_shapes_are_a_json_400(repo, shape, message):
     assert message in r.json()["error"]
 
 
+async def test_json_has_its_own_smaller_limit_and_binary_tensors_pass_it(repo):
+    x = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)  # 2 KB binary, ~10 KB JSON
+    async with in_process(repo, ServeConfig(max_json_bytes=4096)) as c:
+        r = await c.post("/v2/models/mlp/infer", json=v2_body(x))
+        assert r.status_code == 413
+        assert "bytes exceeds the 4096-byte limit; send the tensors as binary data" in r.json()["error"]
+        head = orjson.dumps({"inputs": [{"name": "input", "shape": [32, 16], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.nbytes}}]})
+        r = await c.post("/v2/models/mlp/infer", content=head + x.tobytes(),
+                         headers={"Inference-Header-Content-Length": str(len(head))})
+        assert r.status_code == 200
+        padded = head[:-1] + b', "id": "' + b"p" * 5000 + b'"}'
+        r = await c.post("/v2/models/mlp/infer", content=padded + x.tobytes(),
+                         headers={"Inference-Header-Content-Length": str(len(padded))})
+        assert r.status_code == 413
+        r = await c.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
+        assert r.status_code == 413
+
+
 async def test_an_unexpected_failure_answers_json_500_on_every_kind_of_route(repo, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")
@@ -130,7 +149,8 @@ def _png_head(width: int, height: int) -> bytes:
     """A PNG signature and IHDR declaring width x height, without pixel data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + end
 
 
 async def test_images_are_checked_by_signature_and_pixel_count_before_decoding(repo, monkeypatch):
@@ -185,7 +205,7 @@ def strict_server(repo):
 
 @pytest.mark.anyio(False)
 @pytest.mark.parametrize("head", [
-    b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",  # a complete big header
+    b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",  # a big header
     b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 3000,  # one that never ends
     b"GET /v2/health/live?" + b"q" * 4000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # a long request line
 ])

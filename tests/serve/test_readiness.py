@@ -98,7 +98,7 @@ async def test_no_strict_readiness_is_ready_once_loading_is_done(mixed_repo):
 def test_a_path_without_any_model_is_refused_at_start(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "1").mkdir()
-    with pytest.raises(ConfigError, match="holds no model: no manifest.json in it, nor in any <model>/<version>/"):
+    with pytest.raises(ConfigError, match="holds no model: no manifest.json in it, nor in any <model>/<v"):
         create_app(tmp_path)
 
 

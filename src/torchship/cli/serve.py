@@ -64,5 +64,4 @@ def serve(
     security = Security(inference_token=token, management_token=management_token, management=not no_management)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")
-    err.print(f"serving {path} on http://{host}:{port} (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)")
     run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level)

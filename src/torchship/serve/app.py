@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 import torchship
 from torchship.serve.access import AccessLog
-from torchship.serve.body import LimitedReceive
+from torchship.serve.body import LimitedReceive, too_large
 from torchship.serve.config import ServeConfig
 from torchship.serve.dashboard import RateTracker
 from torchship.serve.errors import error_parts, error_response, error_status
@@ -54,13 +54,17 @@ class ServeState:
         self.started = False  # startup models loaded and warmed up
         self.draining = False
 
-    def limited_receive(self, receive: Any, declared: str | None) -> LimitedReceive:
-        """``receive`` within the body limits: 413 past ``max_body_bytes``, 408 past ``body_timeout_s``."""
-        return LimitedReceive(receive, self.config.max_body_bytes, self.config.body_timeout_s, declared)
+    def limited_receive(self, receive: Any, declared: str | None, json: bool = False) -> LimitedReceive:
+        """``receive`` within the body limits: 413 past ``max_body_bytes`` (``max_json_bytes`` for a
+        JSON body, when smaller), 408 past ``body_timeout_s``."""
+        limit, key = self.config.max_body_bytes, "max_body_bytes"
+        if json and self.config.max_json_bytes < limit:
+            limit, key = self.config.max_json_bytes, "max_json_bytes"
+        return LimitedReceive(receive, limit, self.config.body_timeout_s, declared, key)
 
-    async def read_body(self, request: Request) -> bytes:
-        """The whole body, within the body limits."""
-        return await self.limited_receive(request.receive, request.headers.get("content-length")).read()
+    async def read_body(self, request: Request, json: bool = True) -> bytes:
+        """The whole body (JSON unless ``json`` is False), within the body limits."""
+        return await self.limited_receive(request.receive, request.headers.get("content-length"), json).read()
 
     def not_ready(self) -> ServeError | None:
         """Why ``/v2/health/ready`` answers 503 (None: ready)."""
@@ -229,8 +233,12 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
     try:
         model.check_capacity()
         declared = headers.get(b"content-length")
-        body = await state.limited_receive(receive, declared.decode("latin-1") if declared else None).read()
         header_length = headers.get(b"inference-header-content-length")
+        body = await state.limited_receive(receive, declared.decode("latin-1") if declared else None,
+                                           json=header_length is None).read()
+        max_json = state.config.max_json_bytes
+        if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
+            raise too_large(max_json, "max_json_bytes")
         req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
         rows = model.check_input(req)
         model.check_outputs(req.outputs)

@@ -1,5 +1,10 @@
 """Request bodies within limits: at most ``max_body_bytes`` (413) within ``body_timeout_s`` (408).
 
+JSON has its own, smaller limit, ``max_json_bytes``: parsing JSON holds the event loop
+(orjson keeps the interpreter lock, so a thread would not help) for about 20 ms per MiB on a
+busy 2-core machine, so the JSON part of a request is kept small and big tensors travel as
+binary data, which is not parsed.
+
 Every route reads its body through ``LimitedReceive``: the raw-body routes with ``read()``,
 multipart forms by handing it to Starlette's form parser as the request's ``receive``. Bytes
 are counted as they arrive and the body is refused as soon as it passes the limit, so no
@@ -20,10 +25,19 @@ from torchship.serve.v2 import ServeError
 _CLOSE = {"connection": "close"}
 
 
-def _too_large(limit: int, declared: str | None = None) -> ServeError:
-    size = f"request body of {declared} bytes" if declared else "request body"
-    return ServeError(f"{size} exceeds the {limit}-byte limit", status=413, headers=_CLOSE,
-                      fix="send fewer rows per request, or raise max_body_bytes in the serve config")
+_FIXES = {
+    "max_body_bytes": "send fewer rows per request, or raise max_body_bytes in the serve config",
+    "max_json_bytes": "send the tensors as binary data (Inference-Header-Content-Length) or fewer rows per "
+                      "request, or raise max_json_bytes in the serve config",
+}
+
+
+def too_large(limit: int, key: str = "max_body_bytes", declared: str | None = None) -> ServeError:
+    """The 413 for a body (or its JSON part) over the ``key`` limit of the serve config."""
+    what = "JSON" if key == "max_json_bytes" else "request body"
+    size = f" of {declared} bytes" if declared else ""
+    return ServeError(f"{what}{size} exceeds the {limit}-byte limit", status=413, headers=_CLOSE,
+                      fix=_FIXES[key])
 
 
 class LimitedReceive:
@@ -33,11 +47,13 @@ class LimitedReceive:
         ServeError: 413 at once when ``declared`` (the Content-Length) is over the limit.
     """
 
-    def __init__(self, receive: Any, limit: int, timeout_s: float, declared: str | None = None):
+    def __init__(self, receive: Any, limit: int, timeout_s: float, declared: str | None = None,
+                 key: str = "max_body_bytes"):
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(limit, declared)
+            raise too_large(limit, key, declared)
         self._receive = receive
         self.limit = limit
+        self.key = key
         self.timeout_s = timeout_s
         self.size = 0
         self._deadline = asyncio.get_running_loop().time() + timeout_s
@@ -54,7 +70,7 @@ class LimitedReceive:
             raise ClientGoneError
         self.size += len(message.get("body", b""))
         if self.size > self.limit:
-            raise _too_large(self.limit)
+            raise too_large(self.limit, self.key)
         return message
 
     async def read(self) -> bytes:

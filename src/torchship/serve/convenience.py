@@ -68,7 +68,7 @@ async def predict(request: Request, state: Any) -> Response:
 
 async def _image_bytes(request: Request, state: Any) -> bytes:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await state.read_body(request)
+        return await state.read_body(request, json=False)
     # the form parser reads through the body limits, so a big upload is refused as it streams in
     receive = state.limited_receive(request.receive, request.headers.get("content-length"))
     limited = Request(request.scope, receive)

@@ -36,6 +36,8 @@ def serve(
     config = config or ServeConfig()
     app = create_app(path, config, security)  # a bad path fails here, before any handler is installed
     _configure_logging(log_level, config.access_log)
+    logging.getLogger("torchship.serve").info(  # after create_app: a bad path is the only line
+        "serving %s on http://%s:%s (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)", path, host, port)
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
