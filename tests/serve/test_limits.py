@@ -107,6 +107,23 @@ async def test_an_unexpected_failure_answers_json_500_on_every_kind_of_route(rep
     assert "something nobody expected" in caplog.text
 
 
+async def test_a_failure_outside_every_route_wrapper_still_answers_json_500(repo, monkeypatch):
+    import httpx
+
+    from torchship.serve import dashboard
+
+    app = create_app(repo)
+    monkeypatch.setattr(dashboard, "static_file", lambda name: 1 / 0)
+    async with app.router.lifespan_context(app):
+        # Starlette re-raises after answering, for the server log
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            r = await c.get("/")
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"].startswith("internal server error (ZeroDivisionError)")
+
+
 async def _call(app, scope: dict, receive) -> tuple[int, bytes]:
     sent: list[dict] = []
 
