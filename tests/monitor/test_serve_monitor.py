@@ -126,7 +126,7 @@ async def test_dashboard_page_assets_and_summary(digits_repo, tmp_path):
 
     shutil.copytree(digits_repo, tmp_path / "repo")
     (tmp_path / "repo" / "broken" / "1").mkdir(parents=True)
-    async with in_process(tmp_path / "repo", ServeConfig(access_log=False)) as client:
+    async with in_process(tmp_path / "repo", ServeConfig(access_log=False, strict_readiness=False)) as client:
         page = await client.get("/")
         assert page.status_code == 200
         assert "/static/dashboard.js" in page.text

@@ -49,6 +49,8 @@ _HEAD = b'{"inputs":[{"name":"input","shape":[4],"datatype":"FP32","parameters":
     (_body(["a", "b"], [2]), None, "not all FP32"),
     (_body([1, 2], [2], "BYTES"), None, "not supported"),
     (_body([1, 2], [-2]), None, "non-negative"),
+    (_body([], [0, 2**63]), None, "larger than a"),
+    (_body([1], [1] * 9), None, "at most 8 dimensions"),
     (_body([1], [1], parameters={"timeout": "soon"}), None, "timeout"),
     (_HEAD + b"\0" * 8, str(len(_HEAD)), "truncated"),
     (_HEAD + b"\0" * 20, str(len(_HEAD)), "beyond"),

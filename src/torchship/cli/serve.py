@@ -51,6 +51,11 @@ def serve(
     ] = None,
     no_management: Annotated[bool, typer.Option("--no-management", help="Disable the repository API.")] = False,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
+    strict_readiness: Annotated[
+        bool | None,
+        typer.Option("--strict-readiness/--no-strict-readiness",
+                     help="Ready only when every startup model loaded (default: the config's, true)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     require_signature: Annotated[
         Path | None,
@@ -72,12 +77,11 @@ def serve(
     use_key_file(key_file)
     if not access_log:
         cfg = cfg.model_copy(update={"access_log": False})
+    if strict_readiness is not None:
+        cfg = cfg.model_copy(update={"strict_readiness": strict_readiness})
     security = Security(inference_token=token, management_token=management_token, management=not no_management)
     if host not in ("127.0.0.1", "localhost", "::1") and token is None:
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")
     workers = workers or default_workers(threads)
-    grpc = "" if no_grpc else f" and gRPC {host}:{grpc_port}"
-    err.print(f"serving {path} on http://{host}:{port}{grpc} with {workers} worker{'s' * (workers > 1)} "
-              "(v2 protocol; /metrics; drain with Ctrl-C/SIGTERM)")
     run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level,
                grpc_port=None if no_grpc else grpc_port, workers=workers)

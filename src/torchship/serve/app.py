@@ -27,10 +27,12 @@ from starlette.routing import Route
 
 import torchship
 from torchship.serve.access import AccessLog
+from torchship.serve.body import LimitedReceive, too_large
 from torchship.serve.config import ServeConfig
 from torchship.serve.dashboard import RateTracker
+from torchship.serve.errors import error_parts, error_response, error_status
 from torchship.serve.metrics import ServeMetrics
-from torchship.serve.model import ClientGoneError, ServedModel
+from torchship.serve.model import ServedModel
 from torchship.serve.repository import Repository
 from torchship.serve.security import Security
 from torchship.serve.v2 import ServeError, decode_infer, decode_json, encode_infer
@@ -53,9 +55,29 @@ class ServeState:
         self.draining = False
         self.grpc_port: int | None = None  # bound gRPC port (serve/grpc_service.py), None: off
 
-    async def read_body(self, request: Request) -> bytes:
-        """The whole body, refused with 413 as soon as it passes ``max_body_bytes``."""
-        return await receive_body(self.config.max_body_bytes, request.headers.get("content-length"), request.receive)
+    def limited_receive(self, receive: Any, declared: str | None, json: bool = False) -> LimitedReceive:
+        """``receive`` within the body limits: 413 past ``max_body_bytes`` (``max_json_bytes`` for a
+        JSON body, when smaller), 408 past ``body_timeout_s``."""
+        limit, key = self.config.max_body_bytes, "max_body_bytes"
+        if json and self.config.max_json_bytes < limit:
+            limit, key = self.config.max_json_bytes, "max_json_bytes"
+        return LimitedReceive(receive, limit, self.config.body_timeout_s, declared, key)
+
+    async def read_body(self, request: Request, json: bool = True) -> bytes:
+        """The whole body (JSON unless ``json`` is False), within the body limits."""
+        return await self.limited_receive(request.receive, request.headers.get("content-length"), json).read()
+
+    def not_ready(self) -> ServeError | None:
+        """Why ``/v2/health/ready`` answers 503 (None: ready)."""
+        if self.draining or not self.started:
+            why = "draining" if self.draining else "loading and warming up models"
+            return ServeError(f"server is not ready ({why})", status=503, headers={"retry-after": "1"})
+        failed = self.repository.unavailable_startup_models() if self.config.strict_readiness else []
+        if failed:
+            return ServeError(f"server is not ready: {'; '.join(failed)}", status=503,
+                              fix="fix those models and load them with POST /v2/repository/models/{m}/load, "
+                                  "or serve with --no-strict-readiness")
+        return None
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -63,15 +85,11 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
                     media_type="application/json")
 
 
-def error_response(exc: ServeError) -> Response:
-    return json_response({"error": str(exc)}, exc.status, exc.headers)
-
-
 Handler = Callable[[Request, ServeState], Awaitable[Response]]
 
 
 def endpoint(guard: str | None = None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a route: check its token (``inference``/``management``), turn ServeError into JSON."""
+    """Wrap a route: check its token (``inference``/``management``), answer every failure in JSON."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
@@ -82,10 +100,8 @@ def endpoint(guard: str | None = None) -> Callable[[Handler], Callable[[Request]
                 elif guard == "management":
                     state.security.check_management(request.headers.get("authorization"))
                 return await handler(request, state)
-            except ServeError as exc:
-                return error_response(exc)
-            except ClientGoneError:  # the client hung up while sending its body: nobody to answer
-                return Response(status_code=499)
+            except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
+                return error_response(exc, request)
 
         route.__name__ = handler.__name__
         return route
@@ -105,9 +121,9 @@ async def live(request: Request, state: ServeState) -> Response:
 
 @endpoint()
 async def ready(request: Request, state: ServeState) -> Response:
-    if not state.started or state.draining:
-        why = "draining" if state.draining else "loading and warming up models"
-        raise ServeError(f"server is not ready ({why})", status=503, headers={"retry-after": "1"})
+    problem = state.not_ready()
+    if problem is not None:
+        raise problem
     return json_response({"ready": True})
 
 
@@ -188,9 +204,8 @@ class InferRoute:
                    if key in (b"authorization", b"content-length", b"inference-header-content-length")}
         try:
             status, payload, extra = await _infer(state, target, headers, receive)
-        except ServeError as exc:
-            status, payload, extra = exc.status, orjson.dumps({"error": str(exc)}), exc.headers or {}
-            extra = {"content-type": "application/json", **extra}
+        except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
+            status, payload, extra = error_parts(exc, "POST", scope["path"])
         raw = [(b"content-length", str(len(payload)).encode())]
         raw += [(key.encode(), str(value).encode()) for key, value in extra.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -210,26 +225,6 @@ def _infer_target(scope: dict) -> tuple[str, str | None] | None:
     return None
 
 
-async def receive_body(limit: int, declared: str | None, receive: Any) -> bytes:
-    """Read an ASGI request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ServeError(f"request body of {declared} bytes exceeds the {limit}-byte limit", status=413,
-                         fix="send fewer rows per request, or raise max_body_bytes in the serve config")
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGoneError
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ServeError(f"request body exceeds the {limit}-byte limit", status=413,
-                             fix="send fewer rows per request, or raise max_body_bytes in the serve config")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
 async def _infer(state: ServeState, target: tuple[str, str | None], headers: dict[bytes, bytes],
                  receive: Any) -> tuple[int, bytes, dict[str, str]]:
     authorization = headers.get(b"authorization")
@@ -239,9 +234,12 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
     try:
         model.check_capacity()
         declared = headers.get(b"content-length")
-        body = await receive_body(state.config.max_body_bytes, declared.decode("latin-1") if declared else None,
-                                  receive)
         header_length = headers.get(b"inference-header-content-length")
+        body = await state.limited_receive(receive, declared.decode("latin-1") if declared else None,
+                                           json=header_length is None).read()
+        max_json = state.config.max_json_bytes
+        if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
+            raise too_large(max_json, "max_json_bytes")
         req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
         rows = model.check_input(req)
         model.check_outputs(req.outputs)
@@ -253,12 +251,9 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
             gone.cancel()
         payload, extra = encode_infer(model.name, model.version, req.id,
                                       model.outputs(logits, req.outputs, req.binary_output))
-    except ServeError as exc:
-        model.record(exc.status, time.monotonic() - t0)
+    except Exception as exc:
+        model.record(error_status(exc), time.monotonic() - t0)
         raise
-    except ClientGoneError:
-        model.record(499, time.monotonic() - t0)
-        return 499, b"", {}
     model.record(200, time.monotonic() - t0)
     return 200, payload, extra
 
@@ -302,8 +297,8 @@ async def _post_only(request: Request) -> Response:  # pragma: no cover - InferR
     raise AssertionError("InferRoute serves POST .../infer")
 
 
-async def metrics(request: Request) -> Response:
-    state: ServeState = request.app.state.serve
+@endpoint()
+async def metrics(request: Request, state: ServeState) -> Response:
     for versions in state.repository.models.values():
         for model in versions.values():
             state.metrics.queue_depth.labels(model.name, model.version).set(model.batcher.depth)
@@ -316,11 +311,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 500)
-    detail = getattr(exc, "detail", "internal error")
-    if status == 404:
-        detail = f"no route {request.method} {request.url.path}"
-    return json_response({"error": detail}, status)
+    """Starlette's handler for routing errors and for anything no route wrapper caught."""
+    return error_response(exc, request)
 
 
 def _routes() -> list[Route]:
@@ -396,7 +388,8 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
                 await grpc_server.stop(STOP_GRACE_S)
             await state.repository.close()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=_routes(), lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: http_error})
     app.state.serve = state
     app.add_middleware(InferRoute)
     app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)  # outermost

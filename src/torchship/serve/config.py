@@ -2,7 +2,9 @@
 
 ```yaml
 # serve.yaml
-max_body_bytes: 16777216
+max_body_bytes: 16777216      # the limits are listed, with their defaults, in docs/security.md
+max_json_bytes: 1048576
+strict_readiness: true
 default:                      # every model, unless overridden below
   runtime: eager
   max_batch_size: 32
@@ -60,7 +62,16 @@ class ServeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # request limits (docs/security.md lists them with their defaults)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_json_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="a JSON body, or the JSON "
+                                "header of a binary-tensor request; parsing it holds the event loop")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="request line + headers; 431 above")
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="width x height of an image")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="time to send the request head")
+    body_timeout_s: float = Field(default=60.0, gt=0, description="time to send the whole body; 408 after")
+    keep_alive_timeout_s: float = Field(default=30.0, gt=0, description="idle time between requests")
+    strict_readiness: bool = Field(default=True, description="ready only when every startup model is READY")
     access_log: bool = True
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     default: ModelSettings = Field(default_factory=ModelSettings)

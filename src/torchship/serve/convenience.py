@@ -5,7 +5,10 @@ list of the model's input shape, raw as on disk: the manifest's scale, mean and 
 applied, docs/data.md "Units") and answers a label and probabilities per instance.
 ``POST /v1/models/{m}:classify`` takes one PNG or JPEG, either as the raw body or as a
 multipart form field ``file``, preprocesses it as the manifest says (channels, size, scale,
-mean, std) and answers the top-k labels with probabilities.
+mean, std) and answers the top-k labels with probabilities. Uploads are read within the body
+limits (multipart forms too, as they stream in); an image must start with the PNG or JPEG
+signature and its header must declare at most ``max_image_pixels`` pixels before it is
+decoded, on a worker thread.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from torchship.errors import TorchshipError
-from torchship.serve.model import ServedModel, softmax
+from torchship.serve.model import ClientGoneError, ServedModel, softmax
 from torchship.serve.v2 import ServeError, decode_json
 
-IMAGE_FORMATS = {"PNG", "JPEG"}
+IMAGE_SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 
 
 def _model(request: Request, state: Any) -> ServedModel:
@@ -67,36 +70,53 @@ async def predict(request: Request, state: Any) -> Response:
 
 
 async def _image_bytes(request: Request, state: Any) -> bytes:
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-        except Exception as exc:  # noqa: BLE001 - python-multipart raises several types
-            raise ServeError(f"cannot read the multipart form ({exc})") from None
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await state.read_body(request, json=False)
+    # the form parser reads through the body limits, so a big upload is refused as it streams in
+    receive = state.limited_receive(request.receive, request.headers.get("content-length"))
+    limited = Request(request.scope, receive)
+    try:
+        form = await limited.form(max_files=1, max_fields=8)
+    except (ServeError, ClientGoneError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises several types
+        raise ServeError(f"cannot read the multipart form ({exc})") from None
+    try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ServeError("multipart form needs a file field named 'file'")
-        data = await upload.read()
-        if len(data) > state.config.max_body_bytes:
-            raise ServeError("image exceeds the body size limit", status=413)
-        return data
-    return await state.read_body(request)
+        return await upload.read()
+    finally:
+        await form.close()
 
 
-def _preprocess(model: ServedModel, data: bytes) -> np.ndarray:
+def _open_image(data: bytes, max_pixels: int) -> Any:
+    """The PIL image of a PNG or JPEG body, decoded only after its signature and size are checked."""
     from PIL import Image, UnidentifiedImageError
 
-    from torchship.data import preprocess_image
-
+    if not any(data.startswith(magic) for magic in IMAGE_SIGNATURES.values()):
+        raise ServeError(f"body is not a PNG or JPEG image (it starts with {data[:8]!r})",
+                         fix="send the file's bytes as the body or as the form field 'file'")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=list(IMAGE_SIGNATURES))  # reads the header only
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ServeError(f"image is {width}x{height} = {width * height} pixels, over the "
+                             f"{max_pixels}-pixel limit", status=413,
+                             fix="send a smaller image, or raise max_image_pixels")
         image.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
         raise ServeError(f"body is not a readable PNG or JPEG image ({type(exc).__name__})",
                          fix="send the file's bytes as the body or as the form field 'file'") from None
-    if image.format not in IMAGE_FORMATS:
-        raise ServeError(f"image format {image.format} is not accepted", fix="send PNG or JPEG")
+    return image
+
+
+def _preprocess(model: ServedModel, data: bytes, max_pixels: int) -> np.ndarray:
+    from torchship.data import preprocess_image
+
     if model.artifact.manifest.input.layout != "image":
         raise ServeError(f"model {model.name!r} takes features, not images", fix="use /v2/.../infer")
+    image = _open_image(data, max_pixels)
     try:
         x = preprocess_image(image, model.artifact.manifest.input.model_dump())
     except TorchshipError as exc:
@@ -112,7 +132,7 @@ async def classify(request: Request, state: Any) -> Response:
     if not k.isdigit() or int(k) < 1:
         raise ServeError("top_k must be a positive integer")
     data = await _image_bytes(request, state)
-    rows = await asyncio.to_thread(_preprocess, model, data)
+    rows = await asyncio.to_thread(_preprocess, model, data, state.config.max_image_pixels)
     probabilities = softmax(await _run(model, rows))[0]
     return json_response({"model_name": model.name, "model_version": model.version,
                           "top": _ranked(model, probabilities, int(k))})

@@ -97,12 +97,15 @@ def summary(state: Any) -> dict[str, Any]:
         models.append(row)
     state.rates.forget_except(keys)
     security = state.security
+    not_ready = state.not_ready()
     request_log = state.repository.monitoring.request_log
     return {
         "server": {
             "name": "torchship",
             "version": torchship.__version__,
-            "ready": state.started and not state.draining,
+            "ready": not_ready is None,
+            "started": state.started,
+            "not_ready_reason": None if not_ready is None else str(not_ready),
             "draining": state.draining,
             "time": time.time(),
             "management": security.management,

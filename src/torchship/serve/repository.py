@@ -4,7 +4,9 @@ Loads, reloads and unloads models while the server runs. Names from URLs are che
 against a strict pattern and every resolved path must stay inside the repository root,
 so no request can make the server read a file elsewhere. The default version of a model
 is its highest loaded one. A reload swaps in the new versions, then lets the old ones
-finish their accepted requests before closing them.
+finish their accepted requests before closing them. An entry that cannot load (no version
+directory, a link leading outside the repository, an artifact that fails to load) is
+``UNAVAILABLE`` with the reason, and requests for it answer 503 with that reason.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ModelState:
 
     state: str
     reason: str = ""
+    failed: bool = False  # UNAVAILABLE because loading failed (not because it was unloaded)
 
 
 class Repository:
@@ -52,8 +55,12 @@ class Repository:
         self.models: dict[str, dict[str, ServedModel]] = {}
         self.states: dict[str, ModelState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.startup: set[str] = set()  # the models readiness waits for (those loaded at start, not unloaded)
         if self.single:
             self._single_name = _manifest_name(self.root)
+        elif not any((v / MANIFEST).is_file() for name in self.names() for v in self._entry(name).iterdir()):
+            raise ConfigError(f"{path} holds no model: no {MANIFEST} in it, nor in any <model>/<version>/",
+                              fix="pass an artifact, or a repository REPO/<model>/<version>/ of them")
 
     # ------------------------------------------------------------------ disk
     def names(self) -> list[str]:
@@ -62,22 +69,25 @@ class Repository:
             return [self._single_name]
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
 
-    def _model_dir(self, name: str) -> Path:
+    def _entry(self, name: str) -> Path:
+        """The directory of a model on disk, not yet resolved; 400 for a bad name, 404 for an unknown one."""
         if not _NAME.match(name) or name in (".", ".."):
             raise ServeError(f"{name!r} is not a valid model name", status=400)
         if self.single:
             if name != self._single_name:
                 raise ServeError(f"unknown model {name!r}", fix=f"this server has {self._single_name!r}", status=404)
             return self.root
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root) or not path.is_dir():
+        if not (self.root / name).is_dir():
             raise ServeError(f"unknown model {name!r}", fix=f"choose one of: {', '.join(self.names())}", status=404)
-        return path
+        return self.root / name
 
     def _versions_on_disk(self, name: str) -> dict[str, Path]:
-        path = self._model_dir(name)
+        path = self._entry(name).resolve()
         if self.single:
             return {str(_manifest_version(path)): path}
+        if not path.is_relative_to(self.root):
+            raise ServeError(f"model directory {name!r} is a link to a place outside the repository",
+                             fix="copy the model into the repository instead of linking to it")
         versions = {}
         for sub in path.iterdir():
             target = sub.resolve()
@@ -97,12 +107,15 @@ class Repository:
             if state is not None and state.state == "LOADING":
                 raise ServeError(f"model {name!r} is loading", fix="retry shortly", status=503,
                                  headers={"retry-after": "1"})
+            if state is not None and state.failed:
+                raise ServeError(f"model {name!r} is unavailable: {state.reason}", status=503,
+                                 fix=f"fix it, then load it with POST /v2/repository/models/{name}/load")
             if state is None and name not in self.names():
                 raise ServeError(f"unknown model {name!r}", status=404,
                                  fix=f"choose one of: {', '.join(self.names()) or '(none)'}")
             reason = f" ({state.reason})" if state and state.reason else ""
             raise ServeError(f"model {name!r} is not loaded{reason}", status=404,
-                             fix="load it with POST /v2/repository/models/{name}/load")
+                             fix=f"load it with POST /v2/repository/models/{name}/load")
         if version is None:
             return versions[max(versions, key=int)]
         model = versions.get(version)
@@ -123,14 +136,20 @@ class Repository:
                 entries.append({"name": name, "state": state.state, "reason": state.reason})
         return entries
 
-    @property
-    def ready(self) -> bool:
-        """True when every model set to load at startup is loaded (or failed: see the index)."""
-        return not any(s.state == "LOADING" for s in self.states.values())
+    def unavailable_startup_models(self) -> list[str]:
+        """``"name: STATE (reason)"`` for every startup model that is not serving (strict readiness)."""
+        problems = []
+        for name in sorted(self.startup):
+            if name not in self.models:
+                state = self.states.get(name, ModelState("LOADING"))
+                why = f" ({state.reason})" if state.reason else ""
+                problems.append(f"model {name!r} is {state.state}{why}")
+        return problems
 
     # ------------------------------------------------------------------ load / unload
     async def load_startup(self) -> None:
         names = [n for n in self.names() if self.config.settings_for(n).load == "startup"]
+        self.startup = set(names)
         for name in names:
             self.states[name] = ModelState("LOADING")
         for name in names:
@@ -143,17 +162,19 @@ class Repository:
         """Load (or reload) every version of ``name`` found on disk; in-flight requests finish first."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            versions = self._versions_on_disk(name)
+            self._entry(name)  # a bad or unknown name changes no state
             if name not in self.models:
                 self.states[name] = ModelState("LOADING")
             loop = asyncio.get_running_loop()
             try:
+                versions = self._versions_on_disk(name)
                 fresh = {v: await asyncio.to_thread(self._load_version, name, v, p, loop) for v, p in versions.items()}
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the entry says why instead of LOADING
                 self.metrics.load_failures.labels(name).inc()
                 reason = " ".join(str(exc).split())
-                self.states[name] = (ModelState("READY", f"reload failed, old versions still serve: {reason}")
-                                     if name in self.models else ModelState("UNAVAILABLE", reason))
+                self.states[name] = (
+                    ModelState("READY", f"reload failed, old versions still serve: {reason}")
+                    if name in self.models else ModelState("UNAVAILABLE", reason, failed=True))
                 raise ServeError(f"model {name!r} failed to load: {reason}", status=400) from None
             old = self.models.get(name, {})
             self.models[name] = fresh
@@ -175,9 +196,10 @@ class Repository:
 
     async def unload(self, name: str) -> None:
         """Stop routing to ``name``, let its accepted requests finish, then free it."""
-        self._model_dir(name)  # 400/404 for names that are invalid or not on disk
+        self._entry(name)  # 400/404 for names that are invalid or not on disk
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
+            self.startup.discard(name)  # unloaded on purpose: readiness no longer waits for it
             old = self.models.pop(name, {})
             self.states[name] = ModelState("UNAVAILABLE", "unloaded")
         await asyncio.gather(*(m.close() for m in old.values()))

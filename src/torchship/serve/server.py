@@ -3,6 +3,8 @@
 On the first signal uvicorn stops listening and closes idle connections; every request
 already accepted runs to completion (the batcher keeps going), then the lifespan stops
 the model instances and the process exits 0. Readiness turns 503 as soon as draining starts.
+The request head is limited in size and time by ``serve/protocol.py``; the keep-alive
+timeout comes from the serve config.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ def serve(
         grpc_address = address(host, grpc_port)
     app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any signal handler
     _configure_logging(log_level, config.access_log)
-    run_uvicorn(app, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s)
+    logging.getLogger("torchship.serve").info(  # after create_app: a bad path is the only line
+        "serving %s on http://%s:%s%s (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)", path, host, port,
+        f" and gRPC {grpc_address}" if grpc_address else "")
+    run_uvicorn(app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s)
 
 
-def run_uvicorn(app: Any, *, host: str, port: int, log_level: str, drain_timeout_s: float,
+def run_uvicorn(app: Any, config: ServeConfig, *, host: str, port: int, log_level: str, drain_timeout_s: float,
                 sockets: list[Any] | None = None) -> None:
     """Run ``app`` under uvicorn on ``host:port`` (or on bound ``sockets``) until a signal drains it."""
     import uvicorn
@@ -74,12 +79,8 @@ def run_uvicorn(app: Any, *, host: str, port: int, log_level: str, drain_timeout
             app.state.serve.draining = True
             super().handle_exit(sig, frame)
 
-    uv_config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=drain_timeout_s, timeout_keep_alive=30,
-        loop="auto", http="auto",
-    )
-    server = DrainingServer(uv_config)
+    server = DrainingServer(uvicorn_config(app, config, host=host, port=port, log_level=log_level,
+                                           drain_timeout_s=drain_timeout_s))
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(1)
@@ -99,6 +100,20 @@ def default_workers(threads: int | None = None, cgroup: Path = Path("/sys/fs/cgr
     except (OSError, ValueError):
         pass  # no cgroup v2 limit visible: the affinity is the limit
     return max(1, cores // (threads or 1))
+
+
+def uvicorn_config(app: Any, config: ServeConfig, *, host: str, port: int, log_level: str = "info",
+                   drain_timeout_s: float = 60.0) -> Any:
+    """The ``uvicorn.Config`` that runs ``app`` with the serve config's connection limits."""
+    uvicorn = require("uvicorn", "serve")
+    require("httptools", "serve")
+    from torchship.serve.protocol import guarded_http_protocol
+
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+        timeout_graceful_shutdown=drain_timeout_s, timeout_keep_alive=config.keep_alive_timeout_s,
+        loop="auto", http=guarded_http_protocol(config.max_header_bytes, config.header_timeout_s),
+    )
 
 
 class _StderrHandler(logging.StreamHandler):

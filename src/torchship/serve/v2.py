@@ -6,6 +6,10 @@ parameter and ``binary_data_output``), the classification extension (``classific
 answers ``score:index:label`` strings) and the schedule-policy ``timeout`` parameter.
 JSON is parsed by orjson; flat ``data`` goes into numpy with ``np.fromiter`` (no
 intermediate array of Python objects), binary tensors with ``np.frombuffer`` (no copy).
+Shapes are bounded before any arithmetic: at most ``MAX_SHAPE_RANK`` dimensions, and no
+dimension nor element count above the body's size in bytes (every element takes at least
+one byte of body, as JSON text or as binary data), so the work a request can cause before
+it is refused stays linear in its size.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import orjson
 from torchship.errors import TorchshipError
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_SHAPE_RANK = 8  # dimensions of an input tensor, batch included
 
 DTYPES: dict[str, np.dtype] = {
     name: np.dtype(t)
@@ -78,6 +83,7 @@ def decode_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         ServeError: 400 with the exact field that is wrong.
     """
     binary = b""
+    max_elements = len(body)
     if header_length is not None:
         try:
             n = int(header_length)
@@ -96,7 +102,7 @@ def decode_infer(body: bytes, header_length: str | None = None) -> InferRequest:
     offset = 0
     arrays: dict[str, np.ndarray] = {}
     for i, spec in enumerate(inputs):
-        name, array, used = _decode_input(spec, i, binary, offset)
+        name, array, used = _decode_input(spec, i, binary, offset, max_elements)
         offset += used
         arrays[name] = array
     if offset != len(binary):
@@ -124,19 +130,34 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return params
 
 
-def _decode_input(spec: Any, i: int, binary: memoryview | bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def _element_count(shape: Any, name: str, max_elements: int) -> int:
+    """The element count of ``shape``; 400 before any arithmetic if it could pass ``max_elements``."""
+    if not isinstance(shape, list) or len(shape) > MAX_SHAPE_RANK:
+        rank = f" (it has {len(shape)})" if isinstance(shape, list) else ""
+        raise ServeError(f"input {name!r}: 'shape' must be a list of at most {MAX_SHAPE_RANK} "
+                         f"dimensions{rank}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise ServeError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    count = math.prod(shape) if all(d <= max_elements for d in shape) else max_elements + 1  # small ints only
+    if count > max_elements:
+        raise ServeError(f"input {name!r}: shape {shape} is larger than a {max_elements}-byte request "
+                         "can carry (each element takes at least one byte)",
+                         fix="send a shape that matches the data")
+    return count
+
+
+def _decode_input(spec: Any, i: int, binary: memoryview | bytes, offset: int,
+                  max_elements: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ServeError(f"inputs[{i}] must be an object with a 'name'")
     name = spec["name"]
-    shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise ServeError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    count = _element_count(spec.get("shape"), name, max_elements)
+    shape = spec["shape"]
     datatype = spec.get("datatype")
     dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise ServeError(f"input {name!r}: datatype {datatype!r} is not supported",
                          fix=f"use one of {', '.join(DTYPES)}")
-    count = math.prod(shape)
     size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     if size is not None:
         want = count * dtype.itemsize

@@ -309,6 +309,7 @@ def worker_main(spec: WorkerSpec, index: int, listener: socket.socket) -> None:
     private.listen(256)
     run_uvicorn(
         app,
+        config,
         host=spec.host,
         port=spec.port,
         log_level=spec.log_level,

@@ -122,8 +122,9 @@ function render(summary) {
   management = s.management;
   $("server-version").textContent = s.version;
   const state = $("server-state");
-  state.textContent = s.draining ? "draining" : s.ready ? "ready" : "starting";
-  state.className = `badge ${s.ready ? "ok" : "LOADING"}`;
+  state.textContent = s.draining ? "draining" : s.ready ? "ready" : s.started ? "not ready" : "starting";
+  state.title = s.not_ready_reason || "";
+  state.className = `badge ${s.ready ? "ok" : s.started && !s.draining ? "bad" : "LOADING"}`;
   $("models").innerHTML = summary.models.length ? summary.models.map(card).join("")
     : '<p class="muted" id="empty">This server has no models.</p>';
   const log = s.request_log;

@@ -1,0 +1,116 @@
+"""uvicorn's httptools protocol with two guards on the request head: size (431) and time (408).
+
+uvicorn buffers a request line and headers of any size and waits for them forever (its
+keep-alive timer runs only between requests), so a client could hold memory with huge
+headers or a connection with a head it never finishes (slow-loris). This subclass counts
+the head's bytes as they arrive and answers 431 past ``max_header_bytes``, and answers
+408 when the head is not complete ``header_timeout_s`` after the connection opened or the
+request began; a connection that sent nothing is closed silently. Each answer closes the
+connection. Bodies have their own limits in the app (``serve/body.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class _HeadRefusedError(Exception):
+    """Raised inside a parser callback to stop parsing a refused request head."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a head over ``max_header_bytes`` or ``header_timeout_s``."""
+
+    max_header_bytes = 16 * 1024
+    header_timeout_s = 10.0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._head_bytes = self._chunk_bytes = 0
+        self._in_head = False  # between the first byte of a request and the end of its headers
+        # when the pending head began (the connection's start until a request begins); None: no head due.
+        # One timer per connection re-arms itself, so a request costs no timer of its own.
+        self._head_since: float | None = self.loop.time()
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s,
+                                                                             self._check_head)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            # still inside the head after this chunk, so all of it was head (httptools buffers an
+            # unfinished header itself, so counting only finished headers would come too late)
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._in_head = True
+        self._head_since = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_since = None
+        # the chunk that ended the head may also hold body bytes: count the head exactly, but
+        # only when the cheap upper bound says it could be over the limit
+        limit = self.max_header_bytes
+        if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
+            self._refuse_head()
+            raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.transport.is_closing():  # already answered 431 from a parser callback
+            super().send_400_response(msg)
+
+    def _exact_head_bytes(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _refuse_head(self) -> None:
+        self._refuse(431, f"request line and headers exceed the {self.max_header_bytes}-byte limit; "
+                          "send fewer or shorter headers, or raise max_header_bytes in the serve config")
+
+    def _check_head(self) -> None:
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self._head_since is None or now - self._head_since < self.header_timeout_s:
+            since = now if self._head_since is None else self._head_since
+            self._head_timer = self.loop.call_at(since + self.header_timeout_s, self._check_head)
+        elif self._in_head:
+            self._refuse(408, f"request line and headers not received within {self.header_timeout_s:g} s; "
+                              "send them promptly, or raise header_timeout_s in the serve config")
+        else:  # a connection that never started a request
+            self.transport.close()
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._stop_head_timer()
+        if self.transport.is_closing():
+            return
+        body = orjson.dumps({"error": message})
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        self.transport.close()
+
+
+def guarded_http_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asyncio.Protocol]:
+    """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing these head limits."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s})
