@@ -112,3 +112,11 @@ def test_the_cli_passes_no_strict_readiness_to_the_server(run_cli, repo, monkeyp
     assert seen["config"].strict_readiness is False
     assert run_cli("serve", repo)[0] == 0
     assert seen["config"].strict_readiness is True
+
+
+
+async def test_a_run_directory_is_served_as_its_artifact(tmp_path):
+    """`-o OUT` puts the artifact in OUT/artifact; serving OUT must serve that artifact, ready."""
+    tiny_artifact("mlp", shape=(16,), path=tmp_path / "run" / "artifact")
+    async with started(tmp_path / "run") as client:
+        assert (await client.get("/v2/health/ready")).status_code == 200

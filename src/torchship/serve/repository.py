@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from torchship.artifact import MANIFEST, Artifact
+from torchship.artifact.store import resolve_artifact_dir
 from torchship.errors import ArtifactError, ConfigError
 from torchship.monitor.live import MonitorHub
 from torchship.serve.config import ServeConfig
@@ -45,7 +46,7 @@ class Repository:
     """Every model the server knows, their versions and their states."""
 
     def __init__(self, path: str | Path, config: ServeConfig, metrics: ServeMetrics):
-        self.root = Path(path).resolve()
+        self.root = resolve_artifact_dir(path).resolve()  # an artifact, a run directory, or a repository
         if not self.root.is_dir():
             raise ConfigError(f"model repository {path} is not a directory", fix="pass an artifact or a repository")
         self.single = (self.root / MANIFEST).is_file()
