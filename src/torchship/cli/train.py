@@ -112,9 +112,22 @@ def validate(
     config: Annotated[Path, typer.Argument(help="YAML config to check.")],
     set_: SetOpt = None,
 ) -> None:
-    """Check a training config without training: every problem is reported at once."""
+    """Check a training config without training: every problem is reported at once.
+
+    A config with a `tune:` block also has its search space checked: unknown keys, empty ranges
+    and every value the space can sample that the config would reject.
+    """
+    from torchship.config import read_yaml
     from torchship.train import TrainConfig
 
+    if "tune" in read_yaml(config):
+        from torchship.tune import load_tune
+
+        spec = load_tune(config, set_ or [])
+        out.print(yaml.safe_dump(spec.train.resolved(), sort_keys=False).rstrip())
+        searched = ", ".join(f"{p.key} ({p.kind})" for p in spec.params)
+        out.print(f"[green]config {config} is valid; tune searches {searched} for {spec.tune.trials} trials")
+        return
     cfg = load_config(TrainConfig, config, set_ or [])
     check_references(cfg, str(config))
     out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False).rstrip())

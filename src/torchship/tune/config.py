@@ -44,7 +44,9 @@ class Objective(_Strict):
     @classmethod
     def _known(cls, value: str) -> str:
         if value not in (*METRICS, *SPEED_METRICS):
-            raise ValueError(f"unknown metric {value!r}; choose one of: {', '.join((*METRICS, *SPEED_METRICS))}")
+            raise ValueError(
+                f"unknown metric {value!r}; choose one of: {', '.join((*METRICS, *SPEED_METRICS))}"
+            )
         return value
 
     @property
@@ -113,15 +115,18 @@ def load_tune(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
 def check_tune(base: dict[str, Any], raw_tune: Any, where: str) -> TuneSpec:
     """Validate the base config, the tune block and every value the space can sample, all at once."""
     problems = config_problems(TrainConfig, base)
-    if not problems:
+    base_ok = not problems
+    if base_ok:
         problems = reference_problems(TrainConfig.model_validate(base))
     if not isinstance(raw_tune, dict):
         raise_problems(where, [*problems, "tune: must be a mapping with at least a space"])
-    problems += [f"tune.{p}" for p in config_problems(TuneConfig, raw_tune)]
+    tune_problems = config_problems(TuneConfig, raw_tune)
+    problems += [f"tune.{p}" for p in tune_problems]
     params, space_problems = parse_space(raw_tune.get("space"))
     problems += space_problems
-    if not problems:
+    if base_ok:  # a rejected sample is only meaningful against a valid base config
         problems += _sampled_value_problems(base, params)
+    if not tune_problems:
         tune = TuneConfig.model_validate(raw_tune)
         problems += _search_problems(tune)
     raise_problems(where, problems)
@@ -156,6 +161,8 @@ def _search_problems(tune: TuneConfig) -> list[str]:
     if len(objectives) > 1 and tune.pruner != "none":
         problems.append("tune.pruner: Optuna cannot prune a study with several objectives; set pruner: none")
     if tune.pruner != "none" and objectives[0].is_speed:
-        problems.append(f"tune.pruner: {objectives[0].metric} is measured after training, so nothing can be pruned; "
-                        "set pruner: none")
+        problems.append(
+            f"tune.pruner: {objectives[0].metric} is measured after training, so nothing can be pruned; "
+            "set pruner: none"
+        )
     return problems

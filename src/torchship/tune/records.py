@@ -21,25 +21,28 @@ KIND = "torchship.tune"
 
 
 def trial_rows(study: Any, spec: TuneSpec) -> list[dict[str, Any]]:
-    """One row per trial: number, state, objective values, params, epochs, time, failure reason."""
+    """One row per trial: number, state, objective values, params, epochs, time, why it failed or stopped."""
     metrics = [o.metric for o in spec.tune.objectives]
     front = {t.number for t in best_trials(study)}
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         values = list(t.values) if t.values is not None else [None] * len(metrics)
         duration = t.duration.total_seconds() if t.duration is not None else None
-        rows.append({
-            "number": t.number,
-            "state": t.state.name,
-            "values": dict(zip(metrics, [_finite(v) for v in values], strict=False)),
-            "params": dict(t.params),
-            "epochs": t.user_attrs.get("epochs"),
-            "duration_s": duration,
-            "best": t.number in front,
-            "fail_reason": t.user_attrs.get("fail_reason"),
-            "artifact": t.user_attrs.get("artifact"),
-            "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
-        })
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "values": dict(zip(metrics, [_finite(v) for v in values], strict=False)),
+                "params": dict(t.params),
+                "epochs": t.user_attrs.get("epochs"),
+                "duration_s": duration,
+                "best": t.number in front,
+                "note": t.user_attrs.get("note"),  # why it failed, or when it was pruned
+                "pid": t.user_attrs.get("pid"),
+                "artifact": t.user_attrs.get("artifact"),
+                "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+            }
+        )
     return rows
 
 
@@ -60,15 +63,24 @@ def write_trials(out: Path, rows: list[dict[str, Any]], spec: TuneSpec) -> None:
     _atomic_write(out / TRIALS_JSON, json.dumps(rows, indent=1) + "\n")
     metrics = [o.metric for o in spec.tune.objectives]
     keys = [p.key for p in spec.params]
-    header = ["number", "state", *metrics, *keys, "epochs", "duration_s", "best", "fail_reason"]
+    header = ["number", "state", *metrics, *keys, "epochs", "duration_s", "best", "note"]
     tmp = out / (TRIALS_CSV + ".tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         for r in rows:
-            writer.writerow([r["number"], r["state"], *(r["values"].get(m) for m in metrics),
-                             *(r["params"].get(k) for k in keys), r["epochs"], r["duration_s"], r["best"],
-                             r["fail_reason"] or ""])
+            writer.writerow(
+                [
+                    r["number"],
+                    r["state"],
+                    *(r["values"].get(m) for m in metrics),
+                    *(r["params"].get(k) for k in keys),
+                    r["epochs"],
+                    r["duration_s"],
+                    r["best"],
+                    r["note"] or "",
+                ]
+            )
     os.replace(tmp, out / TRIALS_CSV)
 
 
@@ -82,8 +94,17 @@ def write_summary(out: Path, study: Any, spec: TuneSpec, url: str, best: int | N
         "sampler": spec.tune.resolved_sampler,
         "pruner": spec.tune.pruner,
         "seed": spec.tune.seed,
-        "space": {p.key: {"kind": p.kind, "low": p.low, "high": p.high, "step": p.step, "log": p.log,
-                          "choices": list(p.choices)} for p in spec.params},
+        "space": {
+            p.key: {
+                "kind": p.kind,
+                "low": p.low,
+                "high": p.high,
+                "step": p.step,
+                "log": p.log,
+                "choices": list(p.choices),
+            }
+            for p in spec.params
+        },
         "best_trial": best,
         "front": [t.number for t in best_trials(study)],
         "importances": importances(study, spec),
@@ -93,14 +114,20 @@ def write_summary(out: Path, study: Any, spec: TuneSpec, url: str, best: int | N
 
 
 def importances(study: Any, spec: TuneSpec) -> dict[str, dict[str, float]]:
-    """Optuna's parameter importances (fANOVA) per objective; empty when too few trials completed."""
+    """Optuna's parameter importances per objective (its default evaluator); empty before two complete."""
+    import warnings
+
     import optuna
 
     result: dict[str, dict[str, float]] = {}
     for i, objective in enumerate(spec.tune.objectives):
         target = (lambda t, i=i: t.values[i]) if len(spec.tune.objectives) > 1 else None
         try:
-            scores = optuna.importance.get_param_importances(study, target=target, normalize=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore", UserWarning
+                )  # "too few trials": the figures say so themselves
+                scores = optuna.importance.get_param_importances(study, target=target, normalize=True)
         except (ValueError, RuntimeError):  # fewer than two completed trials, or one value everywhere
             continue
         result[objective.metric] = {k: float(v) for k, v in scores.items()}

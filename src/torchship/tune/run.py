@@ -70,13 +70,31 @@ def tune(
         ConfigError: The config, its tune block or a value its space can sample is invalid.
     """
     spec = load_tune(config, list(overrides))
-    return run_search(spec, out, trials=trials, timeout_s=timeout_s, storage=storage, study=study, jobs=jobs,
-                      allow_import=tuple(allow_import), on_update=on_update)
+    return run_search(
+        spec,
+        out,
+        trials=trials,
+        timeout_s=timeout_s,
+        storage=storage,
+        study=study,
+        jobs=jobs,
+        allow_import=tuple(allow_import),
+        on_update=on_update,
+    )
 
 
-def run_search(spec: TuneSpec, out: str | Path, *, trials: int | None = None, timeout_s: float | None = None,
-               storage: str | None = None, study: str | None = None, jobs: int = 1,
-               allow_import: tuple[str, ...] = (), on_update: Callable[[Rows], None] | None = None) -> TuneResult:
+def run_search(
+    spec: TuneSpec,
+    out: str | Path,
+    *,
+    trials: int | None = None,
+    timeout_s: float | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    jobs: int = 1,
+    allow_import: tuple[str, ...] = (),
+    on_update: Callable[[Rows], None] | None = None,
+) -> TuneResult:
     """:func:`tune` for an already validated :class:`TuneSpec`."""
     if jobs < 1:
         raise TuneError(f"--jobs must be at least 1 (got {jobs})")
@@ -100,8 +118,9 @@ def run_search(spec: TuneSpec, out: str | Path, *, trials: int | None = None, ti
     started = len(the_study.trials)
     if missing > 0 and jobs == 1:
         runner = TrialRunner(spec, root, name, allow_import=allow_import)
-        the_study.optimize(runner, n_trials=missing, timeout=timeout, catch=(Exception,),
-                           callbacks=[stop_at(total), publish])
+        the_study.optimize(
+            runner, n_trials=missing, timeout=timeout, catch=(Exception,), callbacks=[stop_at(total), publish]
+        )
     elif missing > 0:
         _run_workers(spec, root, name, url, missing, total, timeout, jobs, allow_import, publish)
     ran = len(the_study.trials) - started
@@ -137,17 +156,31 @@ def _ship_best(root: Path, trial: Any) -> Path | None:
 
 
 # ---------------------------------------------------------------------- J worker processes
-def _run_workers(spec: TuneSpec, root: Path, name: str, url: str, missing: int, total: int,
-                 timeout: float | None, jobs: int, allow_import: tuple[str, ...],
-                 publish: Callable[..., None]) -> None:
+def _run_workers(
+    spec: TuneSpec,
+    root: Path,
+    name: str,
+    url: str,
+    missing: int,
+    total: int,
+    timeout: float | None,
+    jobs: int,
+    allow_import: tuple[str, ...],
+    publish: Callable[..., None],
+) -> None:
     """J processes each run a share of the missing trials on the shared storage; cores are shared out."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     shares = [missing // jobs + (i < missing % jobs) for i in range(jobs)]
     context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
     workers = [
-        context.Process(target=_worker, name=f"tune-worker-{i}", daemon=False,
-                        args=(spec, root, name, url, share, total, timeout, i, threads, allow_import))
-        for i, share in enumerate(shares) if share > 0
+        context.Process(
+            target=_worker,
+            name=f"tune-worker-{i}",
+            daemon=False,
+            args=(spec, root, name, url, share, total, timeout, i, threads, allow_import),
+        )
+        for i, share in enumerate(shares)
+        if share > 0
     ]
     for proc in workers:
         proc.start()
@@ -162,11 +195,23 @@ def _run_workers(spec: TuneSpec, root: Path, name: str, url: str, missing: int, 
             proc.join()
     failed = [f"{p.name} exited with status {p.exitcode}" for p in workers if p.exitcode]
     if failed:
-        raise TuneError("; ".join(failed), fix="re-run the same command: the study continues where it stopped")
+        raise TuneError(
+            "; ".join(failed), fix="re-run the same command: the study continues where it stopped"
+        )
 
 
-def _worker(spec: TuneSpec, root: Path, name: str, url: str, share: int, total: int, timeout: float | None,
-            index: int, threads: int, allow_import: tuple[str, ...]) -> None:
+def _worker(
+    spec: TuneSpec,
+    root: Path,
+    name: str,
+    url: str,
+    share: int,
+    total: int,
+    timeout: float | None,
+    index: int,
+    threads: int,
+    allow_import: tuple[str, ...],
+) -> None:
     import torch
 
     torch.set_num_threads(threads)

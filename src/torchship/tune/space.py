@@ -38,7 +38,9 @@ class Param:
         if self.kind == "choice":
             return trial.suggest_categorical(self.key, list(self.choices))
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
 
     def corners(self) -> list[Any]:
@@ -53,7 +55,9 @@ class Param:
 def parse_space(space: Any) -> tuple[list[Param], list[str]]:
     """Parse ``tune.space``; returns the params and every problem found (one line each)."""
     if not isinstance(space, dict) or not space:
-        return [], ["tune.space: give at least one key to search, e.g. optim.lr: {log_uniform: [1.0e-4, 1.0e-1]}"]
+        return [], [
+            "tune.space: give at least one key to search, e.g. optim.lr: {log_uniform: [1.0e-4, 1.0e-1]}"
+        ]
     params, problems = [], []
     for key, spec in space.items():
         param, found = _parse_one(str(key), spec)
@@ -64,7 +68,10 @@ def parse_space(space: Any) -> tuple[list[Param], list[str]]:
 
 
 def _parse_one(key: str, spec: Any) -> tuple[Param | None, list[str]]:
-    example = "e.g. {uniform: [0.0, 0.5]}, {log_uniform: [1.0e-4, 1.0e-1]}, {int: [16, 128], step: 16}, {choice: [sgd, adamw]}"
+    example = (
+        "e.g. {uniform: [0.0, 0.5]}, {log_uniform: [1.0e-4, 1.0e-1]}, {int: [16, 128], step: 16}, "
+        "{choice: [sgd, adamw]}"
+    )
     if not isinstance(spec, dict):
         return None, [f"must be a mapping naming one of {', '.join(KINDS)} ({example})"]
     kinds = [k for k in KINDS if k in spec]
@@ -74,7 +81,8 @@ def _parse_one(key: str, spec: Any) -> tuple[Param | None, list[str]]:
     kind = kinds[0]
     problems = [
         f"unknown option {extra!r} for {kind} (allowed: {', '.join(sorted(_OPTIONS[kind])) or 'none'})"
-        for extra in spec if extra != kind and extra not in _OPTIONS[kind]
+        for extra in spec
+        if extra != kind and extra not in _OPTIONS[kind]
     ]
     if kind == "choice":
         choices = spec["choice"]
@@ -89,12 +97,17 @@ def _parse_one(key: str, spec: Any) -> tuple[Param | None, list[str]]:
     return _parse_range(key, kind, spec, problems)
 
 
-def _parse_range(key: str, kind: str, spec: dict[str, Any], problems: list[str]) -> tuple[Param | None, list[str]]:
+def _parse_range(
+    key: str, kind: str, spec: dict[str, Any], problems: list[str]
+) -> tuple[Param | None, list[str]]:
     bounds = spec[kind]
     integer = kind == "int"
     number = (int,) if integer else (int, float)
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)):
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)
+    ):
         wanted = "two integers" if integer else "two numbers"
         return None, [*problems, f"{kind} needs [low, high], {wanted} (got {bounds!r})"]
     low, high = bounds

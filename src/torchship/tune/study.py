@@ -39,11 +39,17 @@ def make_storage(url: str) -> Any:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
+            warnings.simplefilter(
+                "ignore", optuna.exceptions.ExperimentalWarning
+            )  # heartbeats: stable since 2.9
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs
+            )
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's many error types all mean "bad --storage"
-        raise ConfigError(f"cannot open the study storage {url} ({str(exc).splitlines()[0][:160]})",
-                          fix="pass --storage sqlite:///path/study.db or another SQLAlchemy URL") from None
+        raise ConfigError(
+            f"cannot open the study storage {url} ({str(exc).splitlines()[0][:160]})",
+            fix="pass --storage sqlite:///path/study.db or another SQLAlchemy URL",
+        ) from None
 
 
 def make_sampler(tune: TuneConfig, worker: int = 0) -> Any:
@@ -74,13 +80,18 @@ def open_study(name: str, url: str, tune: TuneConfig, max_epochs: int, worker: i
     optuna = optuna_module()
     directions = [o.resolved_direction for o in tune.objectives]
     study = optuna.create_study(
-        storage=make_storage(url), study_name=name, directions=directions, load_if_exists=True,
-        sampler=make_sampler(tune, worker), pruner=make_pruner(tune, max_epochs),
+        storage=make_storage(url),
+        study_name=name,
+        directions=directions,
+        load_if_exists=True,
+        sampler=make_sampler(tune, worker),
+        pruner=make_pruner(tune, max_epochs),
     )
     have = [d.name.lower() for d in study.directions]
     if have != directions:
         raise ConfigError(
-            f"study {name!r} in {url} optimizes {', '.join(have)}, the config asks for {', '.join(directions)}",
+            f"study {name!r} in {url} optimizes {', '.join(have)}; "
+            f"the config asks for {', '.join(directions)}",
             fix="use the same objectives, or pass --study NEW_NAME",
         )
     return study

@@ -1,7 +1,8 @@
-"""One trial: sample the config, train it (reporting each epoch to the pruner), return its objective values."""
+"""One trial: sample the config, train it (each epoch reported to the pruner), return its objective values."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,30 @@ class PruneOnEpoch(Callback):
             return
         self.trial.report(float(record[self.metric]), epoch)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.metric} {record[self.metric]:.4f}")
+            note = f"pruned after epoch {epoch}: {self.metric} {record[self.metric]:.4f}"
+            self.trial.set_user_attr("note", note)
+            raise optuna.TrialPruned(note)
 
 
 class TrialRunner:
     """The callable Optuna runs for every trial (picklable, so worker processes can hold one)."""
 
-    def __init__(self, spec: TuneSpec, out: Path, study: str, *, threads: int | None = None,
-                 allow_import: tuple[str, ...] = ()):
-        self.spec, self.out, self.study, self.threads, self.allow_import = spec, out, study, threads, allow_import
+    def __init__(
+        self,
+        spec: TuneSpec,
+        out: Path,
+        study: str,
+        *,
+        threads: int | None = None,
+        allow_import: tuple[str, ...] = (),
+    ):
+        self.spec, self.out, self.study, self.threads, self.allow_import = (
+            spec,
+            out,
+            study,
+            threads,
+            allow_import,
+        )
 
     def __call__(self, trial: Any) -> float | list[float]:
         import optuna
@@ -52,10 +68,11 @@ class TrialRunner:
         except Exception as exc:
             # the reason goes into the storage, so trials.csv and other processes can see it
             first = str(exc).splitlines()[0] if str(exc) else ""
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {first}"[:500])
+            trial.set_user_attr("note", f"{type(exc).__name__}: {first}"[:500])
             raise
 
     def _run(self, trial: Any) -> float | list[float]:
+        trial.set_user_attr("pid", os.getpid())  # which process ran it (several may share the study)
         values = {p.key: p.suggest(trial) for p in self.spec.params}
         data = self.spec.trial_data(values)
         run_dir = trial_dir(self.out, trial.number)
@@ -74,8 +91,14 @@ class TrialRunner:
             "objectives": [o.model_dump() for o in objectives],
             "config": cfg.resolved(),
         }
-        artifact = train(cfg, callbacks=[PruneOnEpoch(trial, report)], console=Console(quiet=True),
-                         allow_import=self.allow_import, op="tune", params=lineage)
+        artifact = train(
+            cfg,
+            callbacks=[PruneOnEpoch(trial, report)],
+            console=Console(quiet=True),
+            allow_import=self.allow_import,
+            op="tune",
+            params=lineage,
+        )
         trial.set_user_attr("artifact", str(artifact.path))
         results = [_value(o, artifact, self.threads, self.allow_import) for o in objectives]
         for objective, value in zip(objectives, results, strict=True):
@@ -91,7 +114,9 @@ def _value(objective: Objective, artifact: Any, threads: int | None, allow_impor
     return float(artifact.manifest.metrics[split][name])
 
 
-def measure_speed(artifact: Any, objective: Objective, threads: int | None, allow_import: tuple[str, ...]) -> float:
+def measure_speed(
+    artifact: Any, objective: Objective, threads: int | None, allow_import: tuple[str, ...]
+) -> float:
     """p50 latency at ``objective.batch_size`` in ``objective.runtime``, through the bench library."""
     from torchship.bench import TimingConfig, measure_runtime
     from torchship.errors import TorchshipError
@@ -102,8 +127,14 @@ def measure_speed(artifact: Any, objective: Objective, threads: int | None, allo
         artifact = export(artifact, "onnx", allow_import=allow_import)
     # short but stable: p50 over at least 200 calls after a warm-up
     timing = TimingConfig(warmup=20, min_iterations=200, min_time_s=0.3, max_time_s=5.0)
-    row = measure_runtime(artifact, objective.runtime, [objective.batch_size], threads=threads or 1,
-                          timing=timing, allow_import=allow_import)[0]
+    row = measure_runtime(
+        artifact,
+        objective.runtime,
+        [objective.batch_size],
+        threads=threads or 1,
+        timing=timing,
+        allow_import=allow_import,
+    )[0]
     if not row.ok or row.latency_p50_ms is None:
         raise TorchshipError(f"cannot measure {objective.metric} in {objective.runtime}: {row.reason}")
     return float(row.latency_p50_ms)
