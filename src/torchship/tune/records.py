@@ -24,6 +24,7 @@ def trial_rows(study: Any, spec: TuneSpec) -> list[dict[str, Any]]:
     """One row per trial: number, state, objective values, params, epochs, time, why it failed or stopped."""
     metrics = [o.metric for o in spec.tune.objectives]
     front = {t.number for t in best_trials(study)}
+    decode = {p.key: p.decode for p in spec.params}
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         values = list(t.values) if t.values is not None else [None] * len(metrics)
@@ -33,7 +34,7 @@ def trial_rows(study: Any, spec: TuneSpec) -> list[dict[str, Any]]:
                 "number": t.number,
                 "state": t.state.name,
                 "values": dict(zip(metrics, [_finite(v) for v in values], strict=False)),
-                "params": dict(t.params),
+                "params": {k: decode[k](v) if k in decode else v for k, v in t.params.items()},
                 "epochs": t.user_attrs.get("epochs"),
                 "duration_s": duration,
                 "best": t.number in front,

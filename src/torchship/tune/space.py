@@ -13,6 +13,7 @@ Sampling is Optuna's (``trial.suggest_*``); this module only turns the YAML into
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,12 +37,24 @@ class Param:
     def suggest(self, trial: Any) -> Any:
         """Draw this key's value for an Optuna trial."""
         if self.kind == "choice":
-            return trial.suggest_categorical(self.key, list(self.choices))
+            return self.decode(trial.suggest_categorical(self.key, self._options()))
         if self.kind == "int":
             return trial.suggest_int(
                 self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
             )
         return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+    @property
+    def structured(self) -> bool:
+        """Choices such as ``[32, 64]`` (a list of channels): Optuna sees them as JSON text."""
+        return any(isinstance(c, (list, dict)) for c in self.choices)
+
+    def _options(self) -> list[Any]:
+        return [json.dumps(c) for c in self.choices] if self.structured else list(self.choices)
+
+    def decode(self, raw: Any) -> Any:
+        """A value as Optuna stores it -> the config value (structured choices come back from JSON)."""
+        return json.loads(raw) if self.structured and isinstance(raw, str) else raw
 
     def corners(self) -> list[Any]:
         """The values a config check must accept: both ends of a range, every choice."""
@@ -88,9 +101,10 @@ def _parse_one(key: str, spec: Any) -> tuple[Param | None, list[str]]:
         choices = spec["choice"]
         if not isinstance(choices, list) or not choices:
             return None, [*problems, "choice needs a non-empty list of values"]
-        odd = [c for c in choices if not (c is None or isinstance(c, (bool, int, float, str)))]
+        odd = [c for c in choices if not _plain(c)]
         if odd:
-            problems.append(f"choice values must be numbers, strings, booleans or null (got {odd[0]!r})")
+            problems.append(f"choice values must be numbers, strings, booleans, null or lists of them "
+                            f"(got {odd[0]!r})")
         if len({repr(c) for c in choices}) != len(choices):
             problems.append("choice lists a value twice")
         return (None if problems else Param(key, "choice", choices=tuple(choices))), problems
@@ -111,7 +125,7 @@ def _parse_range(
         wanted = "two integers" if integer else "two numbers"
         return None, [*problems, f"{kind} needs [low, high], {wanted} (got {bounds!r})"]
     low, high = bounds
-    log = kind == "log_uniform" or bool(spec.get("log", False))
+    log = kind == "log_uniform" or (integer and bool(spec.get("log", False)))
     step = spec.get("step")
     if not low < high:
         problems.append(f"empty range [{low}, {high}] (low must be below high)")
@@ -129,3 +143,11 @@ def _parse_range(
     if problems:
         return None, problems
     return Param(key, "int" if integer else "float", low, high, step, log), []
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return value is None or isinstance(value, (bool, int, float, str))
