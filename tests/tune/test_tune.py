@@ -157,3 +157,35 @@ def test_two_processes_on_one_sqlite_study_both_run_trials(tmp_path):
     assert len(finished) == 4
     assert len({r["pid"] for r in finished}) == 2
     assert len({r["number"] for r in result.rows}) == len(result.rows)
+
+
+def test_accuracy_and_latency_give_a_pareto_front(tmp_path):
+    space = {"model.kwargs.hidden": {"choice": [[8], [256, 256]]}}
+    objective = ["val.accuracy", {"metric": "latency_ms", "runtime": "onnxruntime"}]
+    config = write_config(tmp_path / "speed.yaml", {"space": space, "objective": objective})
+    result = tune(config, tmp_path / "out", trials=2)
+    assert [r["state"] for r in result.rows] == ["COMPLETE", "COMPLETE"]
+    assert all(r["values"]["latency_ms"] > 0 for r in result.rows)
+    summary = json.loads((tmp_path / "out" / "tune.json").read_text())
+    assert summary["sampler"] == "nsga2"
+    assert [o["direction"] for o in summary["objectives"]] == ["maximize", "minimize"]
+    assert summary["front"] == [r["number"] for r in result.rows if r["best"]]
+    assert summary["best_trial"] in summary["front"]
+    assert "onnx" in Artifact.load(tmp_path / "out" / "artifact").manifest.exports
+
+
+def test_report_of_a_tune_run_shows_history_importances_and_trials(searched, tmp_path):
+    pytest.importorskip("matplotlib")
+    from torchship.report import write_report
+
+    _, result = searched
+    report = write_report([result.out], tmp_path / "report.html", evaluate=False)
+    section = next(s for s in report.sections if s.id == "tune")
+    assert section.missing == []
+    assert 'aria-label="optimization history"' in section.body
+    assert 'aria-label="parameter importances"' in section.body
+    assert section.body.count("<tr") == 1 + len(result.rows)
+    # the study's best artifact is in the report, the trials' own artifacts are not
+    page = (tmp_path / "report.html").read_text()
+    assert "digits-tiny v1 (tune)" in page
+    assert "trial-0000" not in page

@@ -19,6 +19,7 @@ from torchship.report.collect import (
 )
 from torchship.report.lineage import LineageNode, build_tree, walk
 from torchship.report.results import BenchDoc, OptimizeDoc, label_bench_rows_, read_bench, read_optimize
+from torchship.report.tune import TuneDoc, read_tune
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Report:
     tree: list[LineageNode]
     bench: list[BenchDoc]
     optimize: list[OptimizeDoc]
+    tune: list[TuneDoc] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +82,7 @@ def collect(
     # read every file first, so a bad one fails before any model is evaluated
     bench_docs = [read_bench(p) for p in [*sources.bench, *map(Path, bench)]]
     optimize_docs = [read_optimize(p) for p in dict.fromkeys(sources.optimize)]
+    tune_docs = [read_tune(p) for p in sources.tune]
     entries = load_entries(sources)
     for doc in bench_docs:
         label_bench_rows_(doc, {e.path: e.label for e in entries})
@@ -91,7 +94,7 @@ def collect(
     if title is None:
         title = f"torchship report: {ordered[0].manifest.name}" if ordered else "torchship report"
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs)
+    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, tune_docs)
 
 
 def write_report(

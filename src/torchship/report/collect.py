@@ -97,9 +97,10 @@ class Sources:
     runs: list[Path] = field(default_factory=list)
     bench: list[Path] = field(default_factory=list)
     optimize: list[Path] = field(default_factory=list)
+    tune: list[Path] = field(default_factory=list)  # torchship tune run directories (tune.json)
 
     def add(self, other: Sources) -> None:
-        for name in ("artifacts", "runs", "bench", "optimize"):
+        for name in ("artifacts", "runs", "bench", "optimize", "tune"):
             mine = getattr(self, name)
             mine.extend(p for p in getattr(other, name) if p not in mine)
 
@@ -115,7 +116,7 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
                 fix="pass a run directory, an artifact directory, or bench/optimize JSON files",
             )
         one = _classify(path)
-        if not (one.artifacts or one.runs or one.bench or one.optimize):
+        if not (one.artifacts or one.runs or one.bench or one.optimize or one.tune):
             raise ReportError(
                 f"{path} holds no torchship run, artifact, bench or optimize results",
                 fix="pass a run directory (log.jsonl), an artifact directory (manifest.json) "
@@ -126,11 +127,19 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
 
 
 def _classify(path: Path, depth: int = 0) -> Sources:
+    from torchship.report.tune import is_tune_run
+
     if path.is_file():
         return _classify_file(path)
     found = Sources()
     if (path / MANIFEST).is_file():
         found.artifacts.append(path.resolve())
+        return found
+    if is_tune_run(path):
+        # the study's best artifact, not every trial's: the trials are in the tune section
+        found.tune.append(path.resolve())
+        if (path / "artifact" / MANIFEST).is_file():
+            found.artifacts.append((path / "artifact").resolve())
         return found
     if (path / RUN_LOG).is_file():
         found.runs.append(path.resolve())

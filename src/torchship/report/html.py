@@ -39,7 +39,8 @@ pre{white-space:pre-wrap;max-height:320px;overflow:auto;background:#f6f7f9;paddi
 
 def render(report: Report) -> tuple[str, list[Section]]:
     """The page and its sections (with what each is missing)."""
-    sections = [build(report) for build in SECTIONS]
+    # a section only some runs have (tune) returns None for the others
+    sections = [s for s in (build(report) for build in SECTIONS) if s is not None]
     toc = "".join(
         f'<li><a href="#{s.id}">{escape(s.title)}</a>'
         + (f' <span class="gap">({len(s.missing)} missing)</span>' if s.missing else "")
