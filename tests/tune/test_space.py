@@ -47,3 +47,24 @@ def test_bad_params_are_named_with_their_key(spec, problem):
     assert len(problems) == 1
     assert problems[0].startswith("tune.space.optim.lr: ")
     assert problem in problems[0]
+
+
+def test_the_config_as_written_is_where_a_new_study_starts(tmp_path):
+    import yaml
+
+    from torchship.tune import load_tune
+
+    config = tmp_path / "start.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
+        "optim": {"name": "adamw", "lr": 3.0e-3},
+        "train": {"batch_size": 64},
+        "tune": {"space": {
+            "optim.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
+            "optim.name": {"choice": ["sgd", "adamw"]},
+            "model.kwargs.hidden": {"choice": [[16], [32]]},
+            "train.batch_size": {"int": [16, 48], "step": 16},  # 64 is outside: Optuna samples it
+        }},
+    }))
+    start = load_tune(config).start_values()
+    assert start == {"optim.lr": 3.0e-3, "optim.name": "adamw", "model.kwargs.hidden": "[32]"}

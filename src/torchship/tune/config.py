@@ -69,6 +69,7 @@ class TuneConfig(_Strict):
     trials: PositiveInt = 10
     timeout_s: PositiveFloat | None = None
     startup_trials: NonNegativeInt = 2  # trials the pruner lets finish before it compares
+    start_from_config: bool = True  # a new study's trial 0 is the config as written (if the space holds it)
 
     @property
     def objectives(self) -> list[Objective]:
@@ -89,6 +90,18 @@ class TuneSpec:
     train: TrainConfig
     tune: TuneConfig
     params: tuple[Param, ...]
+
+    def start_values(self) -> dict[str, Any]:
+        """The config's own values of the searched keys, as Optuna stores them (none outside the space)."""
+        resolved = self.train.resolved()
+        start = {}
+        for param in self.params:
+            node: Any = resolved
+            for part in param.key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None and param.contains(node):
+                start[param.key] = param.encode(node)
+        return start
 
     def trial_data(self, values: dict[str, Any]) -> dict[str, Any]:
         """The base config with a trial's sampled values applied (as ``--set`` would)."""

@@ -104,6 +104,9 @@ def run_search(
     url = storage_url(root, storage)
     epochs = spec.train.train.epochs
     the_study = open_study(name, url, spec.tune, epochs)
+    if spec.tune.start_from_config and not the_study.trials and (start := spec.start_values()):
+        # the config as written is trial 0: the search starts from it and can only report better
+        the_study.enqueue_trial(start, skip_if_exists=True)
     total = trials or spec.tune.trials
     timeout = timeout_s or spec.tune.timeout_s
     missing = total - finished_count(the_study)

@@ -56,6 +56,23 @@ class Param:
         """A value as Optuna stores it -> the config value (structured choices come back from JSON)."""
         return json.loads(raw) if self.structured and isinstance(raw, str) else raw
 
+    def encode(self, value: Any) -> Any:
+        """A config value as Optuna stores it (structured choices as JSON text)."""
+        return json.dumps(value) if self.structured else value
+
+    def contains(self, value: Any) -> bool:
+        """Whether Optuna could sample ``value`` from this param's distribution."""
+        if self.kind == "choice":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        steps = (value - self.low) / self.step if self.step else 0.0
+        return abs(steps - round(steps)) < 1e-9
+
     def corners(self) -> list[Any]:
         """The values a config check must accept: both ends of a range, every choice."""
         if self.kind == "choice":
