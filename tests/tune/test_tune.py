@@ -189,3 +189,17 @@ def test_report_of_a_tune_run_shows_history_importances_and_trials(searched, tmp
     page = (tmp_path / "report.html").read_text()
     assert "digits-tiny v1 (tune)" in page
     assert "trial-0000" not in page
+
+
+def test_cli_on_a_finished_study_runs_nothing_and_prints_the_best(searched, tmp_path, run_cli):
+    config, first = searched
+    out = tmp_path / "cli"
+    shutil.copytree(first.out, out)
+    code, stdout, err = run_cli("tune", config, "-o", out, "--trials", "3")
+    assert code == 0, err
+    assert f"best trial {first.best_trial}: val.accuracy" in stdout
+    code, stdout, err = run_cli("tune", config, "-o", out, "--trials", "3", "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["ran"] == 0
+    assert summary["best_trial"] == first.best_trial

@@ -11,6 +11,7 @@ import typer
 from torchship.cli._common import AllowImport, err, out
 from torchship.cli.main import app
 
+_FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
 
 
@@ -95,7 +96,7 @@ def tune(
     show = not as_json and err.is_terminal
 
     def title(rows: list[dict[str, Any]]) -> str:
-        done = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
+        done = sum(r["state"] in _FINISHED for r in rows)
         return f"{spec.train.run_name}: {done}/{total} trials finished"
 
     with (
@@ -172,7 +173,7 @@ class _Lines:
 
     def update(self, table: object, rows: list[dict[str, Any]]) -> None:
         for r in rows:
-            if self.enabled and r["state"] != "RUNNING" and r["number"] not in self.shown:
+            if self.enabled and r["state"] in _FINISHED and r["number"] not in self.shown:
                 self.shown.add(r["number"])
                 values = ", ".join(f"{k} {_cell(v)}" for k, v in r["values"].items() if v is not None)
                 reason = f" ({r['note']})" if r["note"] else ""
