@@ -107,7 +107,8 @@ def main() -> None:
         "epochs_saved_to_reach": (1 - reach_pruned / reach_plain) if reach_pruned and reach_plain else None,
     }
     table = Table(title=f"tune on digits: {args.trials} trials x {args.epochs} epochs, seed {args.seed}")
-    columns = ("run", "val acc", "test acc", "epochs spent", f"epochs to val acc {target:.4f}", "pruned", "wall s")
+    columns = ("run", "val acc", "test acc", "epochs spent", f"epochs to val acc {target:.4f}", "pruned",
+               "wall s")
     for name in columns:
         table.add_column(name, justify="left" if name == "run" else "right")
     table.add_row("default config", f"{default['val_accuracy']:.4f}", f"{default['test_accuracy']:.4f}",
