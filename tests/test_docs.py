@@ -49,6 +49,8 @@ PLAN: dict[str, tuple] = {
     "torchship serve runs/digits-cnn/artifact": ("help", "starts a server; serving is tested in tests/serve"),
     "torchship monitor check runs/digits-cnn/artifact --data npz:new.npz": ("run", ()),
     "torchship report runs/x runs/pruned/artifact -o report.html": ("run", ()),
+    "torchship tune configs/digits-tune.yaml -o runs/digits-tune": (
+        "slow", ("--trials", "2", "--set", "train.epochs=1")),
     "torchship deploy kubernetes runs/digits-cnn/artifact -o deploy/digits": ("run", ()),
     "torchship federate configs/digits-mlp-federated.yaml --partition dirichlet:0.5 -o runs/fed": (
         "slow", ("--rounds", "1", "--clients", "2")),

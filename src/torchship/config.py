@@ -77,8 +77,24 @@ def validate_config(model: type[M], data: dict[str, Any], where: str = "config")
         return model.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(err, model) for err in exc.errors()]
+    raise_problems(where, problems)
+    raise AssertionError("unreachable: a ValidationError always has problems")
+
+
+def config_problems(model: type[BaseModel], data: dict[str, Any]) -> list[str]:
+    """Every problem ``data`` has against ``model``, one line each (empty when it is valid)."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return [_describe(err, model) for err in exc.errors()]
+    return []
+
+
+def raise_problems(where: str, problems: list[str]) -> None:
+    """Raise one ConfigError naming every problem (nothing when the list is empty)."""
+    if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise ConfigError(f"{where} has {count}: " + "; ".join(problems)) from None
+        raise ConfigError(f"{where} has {count}: " + "; ".join(problems))
 
 
 def load_config(model: type[M], path: str | Path | None = None, overrides: Iterable[str] = (),

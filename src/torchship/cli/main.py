@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 # One module per command (group); each does `@app.command()` on import.
-COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor", "protect")
+COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor", "protect", "tune")
 _optional = ("export", "bench", "serve", "report", "deploy", "federate")
 
 

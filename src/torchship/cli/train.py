@@ -112,9 +112,22 @@ def validate(
     config: Annotated[Path, typer.Argument(help="YAML config to check.")],
     set_: SetOpt = None,
 ) -> None:
-    """Check a training config without training: every problem is reported at once."""
+    """Check a training config without training: every problem is reported at once.
+
+    A config with a `tune:` block also has its search space checked: unknown keys, empty ranges
+    and every value the space can sample that the config would reject.
+    """
+    from torchship.config import read_yaml
     from torchship.train import TrainConfig
 
+    if "tune" in read_yaml(config):
+        from torchship.tune import load_tune
+
+        spec = load_tune(config, set_ or [])
+        out.print(yaml.safe_dump(spec.train.resolved(), sort_keys=False).rstrip())
+        searched = ", ".join(f"{p.key} ({p.kind})" for p in spec.params)
+        out.print(f"[green]config {config} is valid; tune searches {searched} for {spec.tune.trials} trials")
+        return
     cfg = load_config(TrainConfig, config, set_ or [])
     check_references(cfg, str(config))
     out.print(yaml.safe_dump(cfg.resolved(), sort_keys=False).rstrip())
@@ -123,19 +136,7 @@ def validate(
 
 def check_references(cfg, where: str) -> None:
     """Problems pydantic cannot see: names that must exist in a registry, paths that must exist."""
-    from torchship.data import datasets
-    from torchship.errors import ConfigError
-    from torchship.models import zoo
+    from torchship.config import raise_problems
+    from torchship.train.config import reference_problems
 
-    problems = []
-    if cfg.model.name is not None and cfg.model.name not in zoo:
-        problems.append(f"model.name: unknown model {cfg.model.name!r} (choose one of: {', '.join(zoo.names())})")
-    if cfg.model.import_path is not None and ":" not in cfg.model.import_path:
-        problems.append(f"model.import: {cfg.model.import_path!r} is not of the form pkg.module:Class")
-    if cfg.data.name not in datasets:
-        problems.append(f"data.name: unknown dataset {cfg.data.name!r} (choose one of: {', '.join(datasets.names())})")
-    if cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists() and not cfg.data.download:
-        problems.append(f"data.path: {cfg.data.path} does not exist")
-    if problems:
-        count = f"{len(problems)} problem{'s' * (len(problems) > 1)}"
-        raise ConfigError(f"config {where} has {count}: " + "; ".join(problems))
+    raise_problems(f"config {where}", reference_problems(cfg))

@@ -20,6 +20,7 @@ from torchship.report.collect import (
 from torchship.report.federated import FederatedDoc, read_federated
 from torchship.report.lineage import LineageNode, build_tree, walk
 from torchship.report.results import BenchDoc, OptimizeDoc, label_bench_rows_, read_bench, read_optimize
+from torchship.report.tune import TuneDoc, read_tune
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Report:
     bench: list[BenchDoc]
     optimize: list[OptimizeDoc]
     federated: list[FederatedDoc] = field(default_factory=list)
+    tune: list[TuneDoc] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +84,7 @@ def collect(
     # read every file first, so a bad one fails before any model is evaluated
     bench_docs = [read_bench(p) for p in [*sources.bench, *map(Path, bench)]]
     optimize_docs = [read_optimize(p) for p in dict.fromkeys(sources.optimize)]
+    tune_docs = [read_tune(p) for p in sources.tune]
     entries = load_entries(sources)
     for doc in bench_docs:
         label_bench_rows_(doc, {e.path: e.label for e in entries})
@@ -94,7 +97,8 @@ def collect(
         title = f"torchship report: {ordered[0].manifest.name}" if ordered else "torchship report"
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     federated = [read_federated(p) for p in sources.federated]
-    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, federated)
+    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, federated,
+                  tune_docs)
 
 
 def write_report(

@@ -102,9 +102,10 @@ class Sources:
     bench: list[Path] = field(default_factory=list)
     optimize: list[Path] = field(default_factory=list)
     federated: list[Path] = field(default_factory=list)  # run directories holding rounds.jsonl
+    tune: list[Path] = field(default_factory=list)  # torchship tune run directories (tune.json)
 
     def add(self, other: Sources) -> None:
-        for name in ("artifacts", "runs", "bench", "optimize", "federated"):
+        for name in ("artifacts", "runs", "bench", "optimize", "federated", "tune"):
             mine = getattr(self, name)
             mine.extend(p for p in getattr(other, name) if p not in mine)
 
@@ -120,7 +121,7 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
                 fix="pass a run directory, an artifact directory, or bench/optimize JSON files",
             )
         one = _classify(path)
-        if not (one.artifacts or one.runs or one.bench or one.optimize or one.federated):
+        if not (one.artifacts or one.runs or one.bench or one.optimize or one.federated or one.tune):
             raise ReportError(
                 f"{path} holds no torchship run, artifact, bench or optimize results",
                 fix="pass a run directory (log.jsonl), an artifact directory (manifest.json) "
@@ -131,12 +132,22 @@ def find_sources(paths: Iterable[str | Path]) -> Sources:
 
 
 def _classify(path: Path, depth: int = 0) -> Sources:
+    from torchship.report.tune import is_tune_run
+
     if path.is_file():
         return _classify_file(path)
     found = Sources()
     if (path / MANIFEST).is_file():
         found.artifacts.append(path.resolve())
         return found
+    if is_tune_run(path):
+        # the study's best artifact, not every trial's: the trials are in the tune section
+        found.tune.append(path.resolve())
+        if (path / RUN_ARTIFACT / MANIFEST).is_file():
+            found.artifacts.append((path / RUN_ARTIFACT).resolve())
+        return found
+    if (path / FEDERATED_LOG).is_file():
+        found.federated.append(path.resolve())
     optimize_run = (path / OPTIMIZE).is_file()
     if (path / RUN_LOG).is_file() or ((path / RUN_ARTIFACT / MANIFEST).is_file() and not optimize_run):
         if (path / RUN_LOG).is_file():
@@ -144,8 +155,6 @@ def _classify(path: Path, depth: int = 0) -> Sources:
         if (path / RUN_ARTIFACT / MANIFEST).is_file():
             found.artifacts.append((path / RUN_ARTIFACT).resolve())
         return found
-    if (path / FEDERATED_LOG).is_file():
-        found.federated.append(path.resolve())
     if depth >= _MAX_SEARCH_DEPTH:
         return found
     # an optimize run's artifact/ copies its picked candidate, which the search finds in candidates/

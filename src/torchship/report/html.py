@@ -39,7 +39,7 @@ pre{white-space:pre-wrap;max-height:320px;overflow:auto;background:#f6f7f9;paddi
 
 def render(report: Report) -> tuple[str, list[Section]]:
     """The page and its sections (with what each is missing)."""
-    # a section only some runs have (federated rounds) returns None for the others
+    # a section only some runs have (federated rounds, tune) returns None for the others
     sections = [s for s in (build(report) for build in SECTIONS) if s is not None]
     toc = "".join(
         f'<li><a href="#{s.id}">{escape(s.title)}</a>'

@@ -12,6 +12,7 @@ from torchship.report.build import Report, Section
 from torchship.report.federated import federated_section as _federated
 from torchship.report.lineage import LineageNode, change_vs_parent, param_summary, walk
 from torchship.report.markup import figure, flag, num, size, table
+from torchship.report.tune import tune_section
 
 
 def _overview(report: Report) -> Section:
@@ -408,4 +409,5 @@ def _exports(report: Report) -> Section:
 
 
 # the page's sections, in order
-SECTIONS = (_overview, _metrics, _curves, _federated, _confusion, _lineage, _optimize, _bench, _exports)
+SECTIONS = (_overview, _metrics, _curves, _federated, _confusion, _lineage, _optimize, tune_section, _bench,
+            _exports)

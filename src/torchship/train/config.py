@@ -129,3 +129,24 @@ class TrainConfig(_Strict):
     def resolved(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
+
+
+def reference_problems(cfg: TrainConfig) -> list[str]:
+    """Problems pydantic cannot see: names that must exist in a registry, paths that must exist."""
+    from pathlib import Path
+
+    from torchship.data import datasets
+    from torchship.models import zoo
+
+    problems = []
+    if cfg.model.name is not None and cfg.model.name not in zoo:
+        choices = ", ".join(zoo.names())
+        problems.append(f"model.name: unknown model {cfg.model.name!r} (choose one of: {choices})")
+    if cfg.model.import_path is not None and ":" not in cfg.model.import_path:
+        problems.append(f"model.import: {cfg.model.import_path!r} is not of the form pkg.module:Class")
+    if cfg.data.name not in datasets:
+        choices = ", ".join(datasets.names())
+        problems.append(f"data.name: unknown dataset {cfg.data.name!r} (choose one of: {choices})")
+    if cfg.data.path is not None and not Path(cfg.data.path).expanduser().exists() and not cfg.data.download:
+        problems.append(f"data.path: {cfg.data.path} does not exist")
+    return problems
