@@ -51,7 +51,9 @@ def repo(exported, keys, tmp_path) -> Path:
 
 
 async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on_load(repo, keys, caplog):
-    config = ServeConfig(default=ModelSettings(require_signature=str(keys["public"]), warmup=0))
+    # strict readiness would keep the server unready while two startup models are refused
+    config = ServeConfig(default=ModelSettings(require_signature=str(keys["public"]), warmup=0),
+                         strict_readiness=False)
     with caplog.at_level(logging.ERROR, logger="torchship.serve"):
         async with in_process(repo, config) as c:
             index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
@@ -65,7 +67,8 @@ async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on
             logits = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(2, 10)
             np.testing.assert_allclose(logits, _expected(repo / "good" / "1"), atol=1e-5)
             assert (await c.get("/v2/models/tampered/ready")).status_code != 200
-            assert (await c.post("/v2/models/unsigned/infer", json=v2_body(X))).status_code == 404
+            r = await c.post("/v2/models/unsigned/infer", json=v2_body(X))
+            assert r.status_code == 503 and "signature unsigned" in r.json()["error"], r.text
             # through the repository API: still refused, and the reason is in the answer
             r = await c.post("/v2/repository/models/tampered/load")
             assert r.status_code == 400
@@ -85,6 +88,7 @@ async def test_require_signature_per_model_and_wrong_key(repo, keys):
     config = ServeConfig.model_validate({
         "default": {"warmup": 0},
         "models": {"good": {"require_signature": str(keys["other_public"])}},
+        "strict_readiness": False,  # 'good' is refused: strict readiness would never be ready
     })
     async with in_process(repo, config) as c:
         index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
@@ -145,7 +149,7 @@ async def test_encrypted_artifact_with_a_wrong_key_never_becomes_ready(exported,
     wrong = tmp_path / "wrong.key"
     wrong.write_text(generate_key().hex())
     monkeypatch.setenv(KEY_FILE_ENV, str(wrong))
-    async with in_process(sealed, ServeConfig(default=ModelSettings(warmup=0))) as c:
+    async with in_process(sealed, ServeConfig(default=ModelSettings(warmup=0), strict_readiness=False)) as c:
         index = (await c.post("/v2/repository/index")).json()
         assert index[0]["state"] == "UNAVAILABLE"
         assert "wrong key" in index[0]["reason"]
