@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
@@ -18,7 +17,7 @@ from torchship.cli.main import app
 class _MethodGroup(TyperGroup):
     """Unknown methods get torchship's one-line error (listing the methods), not click's usage block."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
         if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
             from torchship.compress import methods
 

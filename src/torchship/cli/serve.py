@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,10 +20,13 @@ _EXAMPLE = """Example:
 
 @app.command(epilog=_EXAMPLE)
 def serve(
-    path: Annotated[Path, typer.Argument(help="An artifact directory, or a repository REPO/<model>/<version>/.")],
+    # markdown help: escape the angle brackets or they read as HTML tags and vanish
+    path: Annotated[
+        Path, typer.Argument(help=r"An artifact directory, or a repository REPO/\<model\>/\<version\>/.")
+    ],
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
     runtime: Annotated[str | None, typer.Option(help="Runtime for every model (eager, onnxruntime, ...).")] = None,
@@ -43,7 +46,9 @@ def serve(
     ] = None,
     no_management: Annotated[bool, typer.Option("--no-management", help="Disable the repository API.")] = False,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], typer.Option(help="Server log level.")
+    ] = "info",
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
     from torchship.serve import Security, load_serve_config, serve as run_server
