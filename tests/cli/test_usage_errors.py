@@ -1,4 +1,4 @@
-"""Usage errors (unknown option or command, bad value, missing argument): one line, exit 2, under any typer."""
+"""Usage errors (unknown option or command, bad value, missing argument): one line, exit 2, any typer."""
 
 import pytest
 
@@ -35,7 +35,8 @@ def test_usage_error_is_one_line(run_cli, argv, expected):
 
 def test_version(run_cli):
     code, out, _ = run_cli("--version")
-    assert code == 0 and out.strip() == f"torchship {__version__}"
+    assert code == 0
+    assert out.strip() == f"torchship {__version__}"
 
 
 def test_missing_extra_names_it(run_cli, monkeypatch):
@@ -46,4 +47,5 @@ def test_missing_extra_names_it(run_cli, monkeypatch):
 
     monkeypatch.setattr(cli_main, "app", no_orjson)
     line = usage_line(*run_cli("serve", "x")[::2])
-    assert "orjson is not installed" in line and "torchship[serve]" in line
+    assert "orjson is not installed" in line
+    assert "torchship[serve]" in line

@@ -18,11 +18,13 @@ def inspect(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Verify an artifact's checksums and print what it is: model, input, metrics, lineage, files."""
+    """Verify an artifact (checksums, weights fit) and print it: model, input, metrics, lineage, files."""
     from torchship.artifact import Artifact
 
     art = Artifact.load(artifact)
     m = art.manifest
+    if m.architecture.name is not None:  # a bring-your-own model is imported only with --allow-import
+        art.build_model()
     if as_json:
         print(json.dumps(m.to_json_dict() | {"digest": art.digest}, indent=2))
         return

@@ -57,7 +57,8 @@ def predict(
     art = Artifact.load(artifact)
     results = predict_files(art, files, top_k, runtime, allow_import or [])
     if as_json:
-        print(json.dumps([{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]))
+        results_json = [{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]
+        print(json.dumps(results_json, allow_nan=False))  # strict JSON; predict_files refuses NaN
         return
     table = Table()
     table.add_column("file")

@@ -53,6 +53,7 @@ def serve(
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
     from torchship.serve import Security, load_serve_config, serve as run_server
 
+    _check_single_artifact(path)
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
         instances=instances, threads=threads,
@@ -64,3 +65,13 @@ def serve(
         err.print(f"[yellow]warning:[/] serving on {host} without --token: anyone who can reach it may infer")
     err.print(f"serving {path} on http://{host}:{port} (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)")
     run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level)
+
+
+def _check_single_artifact(path: Path) -> None:
+    """A lone artifact that cannot load (corrupt, or weights that do not fit) stops before the server starts."""
+    from torchship.artifact import MANIFEST, Artifact
+
+    if (path / MANIFEST).is_file():
+        art = Artifact.load(path)
+        if art.manifest.architecture.name is not None:  # bring-your-own models load under the server's rules
+            art.build_model()
