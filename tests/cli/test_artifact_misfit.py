@@ -43,7 +43,8 @@ def _nest(file, depth=100_000):
 
 def _kwargs(**values):
     def make(base, path):
-        return _resaved(base, path, {"architecture": {"kwargs": {**base.manifest.architecture.kwargs, **values}}})
+        kwargs = {**base.manifest.architecture.kwargs, **values}
+        return _resaved(base, path, {"architecture": {"kwargs": kwargs}})
 
     return make
 
