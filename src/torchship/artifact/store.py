@@ -21,6 +21,7 @@ from torch import nn
 
 from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
 from torchship.errors import ArtifactError, ModelError
+from torchship.output import atomic_path, make_dirs, write_atomic
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -215,12 +216,10 @@ class Artifact:
         """
         from safetensors.torch import save_file
 
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
+        root = make_dirs(path)
         files: dict[str, str] = {}
-        weights_tmp = root / (WEIGHTS + ".tmp")
-        save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
-        os.replace(weights_tmp, root / WEIGHTS)
+        with atomic_path(root / WEIGHTS) as weights_tmp:
+            save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
         files[WEIGHTS] = sha256_file(root / WEIGHTS)
         for name in self.manifest.files:
             if name == WEIGHTS or name in (extra_files or {}):
@@ -241,9 +240,7 @@ class Artifact:
                 shutil.copyfile(content, dst)
             files[name] = sha256_file(dst)
         manifest = self.manifest.model_copy(update={"files": files})
-        tmp = root / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
-        os.replace(tmp, root / MANIFEST)
+        write_atomic(root / MANIFEST, json.dumps(manifest.to_json_dict(), indent=2) + "\n")
         return Artifact(manifest, self._state, root)
 
 

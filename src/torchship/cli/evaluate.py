@@ -11,6 +11,7 @@ from rich.table import Table
 
 from torchship.cli._common import AllowImport, metrics_table, out
 from torchship.cli.main import app
+from torchship.output import write_atomic
 
 
 @app.command(epilog="Example: torchship evaluate runs/digits-cnn/artifact --split val --json metrics.json")
@@ -37,7 +38,7 @@ def evaluate(
         table.add_row(label, *[str(v) if v else "." for v in row])
     out.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        write_atomic(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         out.print(f"wrote {json_out}")
 
 

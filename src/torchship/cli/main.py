@@ -8,6 +8,7 @@ bad value, missing argument) into one line on stderr and exit status 2; ``--debu
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -23,6 +24,9 @@ from torchship.errors import TorchshipError
 _click_exceptions = importlib.import_module(typer.BadParameter.__module__)
 UsageError = _click_exceptions.UsageError
 _NoArgsIsHelp = getattr(_click_exceptions, "NoArgsIsHelpError", ())
+
+# errors that only writing meets: a full, over-quota or read-only disk, a file where a directory should be
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 
 app = typer.Typer(
     name="torchship",
@@ -111,6 +115,10 @@ def error_line(exc: Exception) -> str | None:
         return usage_error_line(exc)
     if isinstance(exc, _click_exceptions.ClickException):  # e.g. a file typer could not open
         return f"error: {' '.join(exc.format_message().split())}"
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:  # a writer without its own OutputError
+        from torchship.output import output_error
+
+        return f"error: {output_error(exc)}"
     if isinstance(exc, ModuleNotFoundError) and (extra := missing_extra(exc)) is not None:
         return f"error: {exc.name} is not installed; pip install 'torchship[{extra}]'"
     return None

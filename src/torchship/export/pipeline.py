@@ -18,6 +18,7 @@ import torch
 from torchship.artifact import Artifact
 from torchship.export.base import FORMAT_ORDER, ExportContext, ExportError, ExportOptions, exporters
 from torchship.export.parity import DEFAULT_TOLERANCE, TOLERANCES, check, compare, parity_inputs, run_chunked
+from torchship.output import make_dirs
 
 PARITY_KEYS = ("max_abs_diff", "mean_abs_diff", "top1_agreement", "samples", "tolerance", "samples_source")
 
@@ -108,7 +109,7 @@ def export(
     # x: (2, *input.shape); two samples so torch.export does not specialise the batch to 1
     example = torch.from_numpy(np.resize(inputs.x[:2], (2, *inputs.x.shape[1:])).copy()).to(device)
     options = ExportOptions(opset=opset, slim=slim, max_batch_size=max_batch_size, device=device)
-    dest.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=dest) as staging, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ctx = ExportContext(artifact, model, example, Path(staging), options)

@@ -26,6 +26,7 @@ from torchship.data import Dataset, Split, load_data, make_loader, reference_sta
 from torchship.data.stats import prediction_stats
 from torchship.errors import ModelError, TrainingError
 from torchship.models import build_model
+from torchship.output import write_atomic
 from torchship.train import distributed as dist_
 from torchship.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from torchship.train.config import TrainConfig
@@ -330,7 +331,7 @@ class _Run:
             "metrics": metrics,
             "train_time_s": elapsed_s,
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return saved
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from torchship.errors import DependencyError
+from torchship.output import make_dirs
 
 
 class RunLog:
@@ -18,7 +19,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, append: bool = False):
         self.path = run_dir / "log.jsonl"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(run_dir)
         if not append:
             self.path.write_text("")
         self.writer = None
