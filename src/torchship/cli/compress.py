@@ -351,9 +351,10 @@ def optimize_table(document: dict[str, Any]) -> Table:
     base = document["baseline"]
     table = Table(title=f"optimize {document['name']}: {document['settings']['objective']} at batch "
                         f"{document['settings']['batch_size']}, vs fp32 {base['runtime']}")
+    # fold, never cut: in an 80-column log rich would squeeze the last column away and cut names to "…"
     for col in ("candidate", "runtime", "acc", "drop pt", "p50 ms", "size", "speed-up", "verdict"):
         table.add_column(col, justify="left" if col in ("candidate", "runtime", "verdict") else "right",
-                         no_wrap=col != "verdict", overflow="fold" if col != "verdict" else "ellipsis")
+                         overflow="fold")
     for c in document["candidates"]:
         if c["status"] != "ok":
             table.add_row(c["name"], "", "", "", "", "", "", f"[dim]{c['status']}: {c['reason']}"[:120])
