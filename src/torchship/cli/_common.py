@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -14,6 +16,20 @@ AllowImport = Annotated[
     list[str] | None,
     typer.Option("--allow-import", help="Trust and import this bring-your-own model class (pkg.module:Class)."),
 ]
+
+
+@contextmanager
+def progress_lines(first: str) -> Iterator[Callable[[str], None]]:
+    """Show a long step on stderr: a spinner on a terminal (gone when done), short lines in a log.
+
+    Yields the function that reports the next step.
+    """
+    if err.is_terminal:
+        with err.status(first) as status:
+            yield status.update
+    else:
+        err.print(first, highlight=False)
+        yield lambda message: err.print(f"  {message}", highlight=False)
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "metrics"):

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, metrics_table, out
+from torchship.cli._common import AllowImport, metrics_table, out, progress_lines
 from torchship.cli.main import app
 from torchship.output import write_atomic
 
@@ -28,7 +28,9 @@ def evaluate(
     from torchship.evaluate import evaluate as run_evaluation
 
     art = Artifact.load(artifact)
-    result = run_evaluation(art, data, split, runtime, allow_import or [])
+    title = f"evaluating {art.manifest.name} on {data or 'its dataset'} ({split} split, {runtime})"
+    with progress_lines(title):
+        result = run_evaluation(art, data, split, runtime, allow_import or [])
     out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
     table = Table(title="confusion matrix (rows: true, columns: predicted)")
     table.add_column("")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, err, out
+from torchship.cli._common import AllowImport, out, progress_lines
 from torchship.cli.main import app
 
 EXAMPLE = (
@@ -50,11 +50,13 @@ def export(
 
     art = Artifact.load(artifact)
     names = resolve_formats(formats)
-    err.print(f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)")
-    result = run_export(
-        art, names, out_dir, tolerance=tolerance, data=data, slim=slim, opset=opset,
-        max_batch_size=max_batch_size, max_samples=samples, device=device, allow_import=allow_import or [],
-    )
+    title = f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)"
+    with progress_lines(title) as step:
+        result = run_export(
+            art, names, out_dir, tolerance=tolerance, data=data, slim=slim, opset=opset,
+            max_batch_size=max_batch_size, max_samples=samples, device=device,
+            allow_import=allow_import or [], progress=step,
+        )
     records = {name: result.manifest.exports[name] for name in names}
     if as_json:
         print(json.dumps({"artifact": str(result.path), "exports": records}, indent=2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ def export(
     max_samples: int = 256,
     device: str = "cpu",
     allow_import: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> Artifact:
     """Export ``artifact`` to ``formats``, verify each against eager PyTorch, and save.
 
@@ -70,6 +71,7 @@ def export(
         max_batch_size: The Triton configuration's ``max_batch_size``.
         max_samples: Parity runs on a seeded sample of at most this many inputs.
         allow_import: Bring-your-own model classes the user trusts (``pkg.mod:Class``).
+        progress: Called with a short line as each step starts.
 
     Returns:
         The saved artifact, its manifest's ``exports`` holding each format's file and parity.
@@ -101,7 +103,9 @@ def export(
     dest = Path(out) if out is not None else Path(artifact.path)  # type: ignore[arg-type]
     from torchship.runtime import load_predictor
 
+    report = progress or (lambda message: None)
     inputs = parity_inputs(artifact, data, max_samples=max_samples)
+    report(f"eager reference on {len(inputs.x)} samples ({inputs.source})")
     eager = load_predictor(artifact, "eager", device=device, warmup=0, allow_import=allow_import)
     reference = run_chunked(eager, inputs.x)
     eager.close()
@@ -115,6 +119,7 @@ def export(
         ctx = ExportContext(artifact, model, example, Path(staging), options)
         records: dict[str, dict[str, Any]] = {}
         for name in names:
+            report(f"{name}: exporting and verifying")
             records[name] = _produce_and_verify(ctx, name, reference, inputs, tolerance)
         extra_files = {file: path for staged in ctx.staged.values() for file, path in staged.files.items()}
         exports = {**artifact.manifest.exports, **records}

@@ -57,7 +57,8 @@ class EpochProgress:
         self._last_refresh = 0.0
 
     def start(self, epoch: int, epochs: int, steps: int) -> None:
-        if not self.enabled:
+        # a log gets only the epoch lines: rich prints an empty line for each bar it stops off a terminal
+        if not self.enabled or not self.console.is_terminal:
             return
         self.progress = Progress(
             TextColumn(f"epoch {epoch}/{epochs}"),
