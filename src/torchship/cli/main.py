@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Annotated
 
@@ -84,7 +85,9 @@ def usage_error_line(exc: Exception) -> str:
         message = exc.format_message()
     message = " ".join(message.split())
     ctx = getattr(exc, "ctx", None)
-    where = f"'{ctx.command_path} --help'" if ctx is not None else "'torchship --help'"
+    # later typers name a group's argument {artifact} in the path; write it as usage does, ARTIFACT
+    path = ctx.command_path if ctx is not None else "torchship"
+    where = "'" + re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), path) + " --help'"
     if message.endswith("?"):
         return f"error: {message} See {where}."
     return f"error: {message.rstrip('.')}; see {where}"
@@ -92,7 +95,6 @@ def usage_error_line(exc: Exception) -> str:
 
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
     """The torchship extra that installs the module ``exc`` names, read from our package metadata."""
-    import re
     from importlib import metadata
 
     module = (exc.name or "").split(".")[0].lower()
