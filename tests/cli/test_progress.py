@@ -28,8 +28,31 @@ def test_export_reports_each_step_as_a_short_line(run_cli, tmp_path):
     assert any("torchscript: exporting and verifying" in line for line in lines)
 
 
-def test_evaluate_says_what_it_is_doing(run_cli, tmp_path):
+def test_evaluate_spins_on_a_terminal_and_keeps_a_log_to_the_error(run_cli, tmp_path, monkeypatch):
+    from torchship.cli import _common
+
     art = tiny_artifact("cnn", path=tmp_path / "art")
+    shown = []
+
+    class Status:
+        def __init__(self, message):
+            shown.append(message)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, message):
+            shown.append(message)
+
+    monkeypatch.setattr(type(_common.err), "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(_common.err, "status", Status)
     code, _, err = run_cli("evaluate", art.path, "--data", "digits")
     assert code == 0, err
-    assert err.splitlines() == ["evaluating tiny-cnn on digits (val split, eager)"]
+    assert shown == ["evaluating tiny-cnn on digits (val split, eager)"]
+    monkeypatch.undo()
+    code, _, err = run_cli("evaluate", art.path)  # in a log: the bad input alone, on one line
+    assert code == 2
+    assert err.count("\n") == 1

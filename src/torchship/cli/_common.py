@@ -19,17 +19,20 @@ AllowImport = Annotated[
 
 
 @contextmanager
-def progress_lines(first: str) -> Iterator[Callable[[str], None]]:
+def progress_lines(first: str, *, in_log: bool = True) -> Iterator[Callable[[str], None]]:
     """Show a long step on stderr: a spinner on a terminal (gone when done), short lines in a log.
 
-    Yields the function that reports the next step.
+    ``in_log=False`` keeps a log silent, for a step whose bad input is only found inside it: the
+    log then holds the one-line error alone. Yields the function that reports the next step.
     """
     if err.is_terminal:
         with err.status(first) as status:
             yield status.update
-    else:
+    elif in_log:
         err.print(first, highlight=False)
         yield lambda message: err.print(f"  {message}", highlight=False)
+    else:
+        yield lambda message: None
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "metrics"):

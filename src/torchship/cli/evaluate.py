@@ -29,7 +29,7 @@ def evaluate(
 
     art = Artifact.load(artifact)
     title = f"evaluating {art.manifest.name} on {data or 'its dataset'} ({split} split, {runtime})"
-    with progress_lines(title):
+    with progress_lines(title, in_log=False):
         result = run_evaluation(art, data, split, runtime, allow_import or [])
     out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
     table = Table(title="confusion matrix (rows: true, columns: predicted)")
