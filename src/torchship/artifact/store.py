@@ -155,7 +155,8 @@ class Artifact:
                 with torch.device("meta"):
                     skeleton = build_model(arch)
             except ModelError as exc:
-                raise ArtifactError(f"{exc.what} (manifest architecture)", fix="re-create the artifact") from None
+                raise ArtifactError(f"{exc.what} (manifest architecture)",
+                                    fix="re-create the artifact") from None
             _check_weights_fit(skeleton.state_dict(), self._state, arch.describe())
         model = build_model(arch, allow_import=allow_import)
         _check_weights_fit(model.state_dict(), self._state, arch.describe())
@@ -183,7 +184,8 @@ class Artifact:
             raise ArtifactError(f"{root} has no {MANIFEST}", fix="point at an artifact directory written by torchship")
         try:
             raw = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        # RecursionError: nested deeper than the decoder's stack (a hostile manifest)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ArtifactError(f"{manifest_path} is not valid JSON ({exc})", fix="re-create the artifact") from None
         manifest = parse_manifest(raw, str(manifest_path))
         if WEIGHTS not in manifest.files:
