@@ -51,3 +51,7 @@ def require(module: str, extra: str):
         raise DependencyError(
             f"{module} is not installed ({exc})", fix=f"pip install 'torchship[{extra}]'"
         ) from exc
+
+
+class OutputError(TorchshipError):
+    """An output cannot be written (disk full, read-only, not a directory, no permission)."""

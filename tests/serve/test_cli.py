@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_help_ends_with_a_real_example(run_cli):
     code, out, _ = run_cli("serve", "--help")
@@ -20,3 +22,26 @@ def test_bad_config_is_one_line_with_the_key(run_cli, tmp_path, repo):
 def test_missing_path_is_one_line(run_cli, tmp_path):
     code, _, err = run_cli("serve", str(tmp_path / "nowhere"))
     assert code == 2 and "not a directory" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--max-batch-size", "0"], "--max-batch-size 0"),
+        (["--instances", "100"], "--instances 100"),
+        (["--threads", "0"], "--threads 0"),
+        (["--log-level", "loud"], "'--log-level'"),
+        (["--port", "99999"], "'--port'"),
+    ],
+)
+def test_invalid_option_is_one_line_before_anything_starts(run_cli, monkeypatch, repo, option, expected):
+    import torchship.serve
+
+    def must_not_start(*args, **kwargs):
+        raise AssertionError("the server started with an invalid option")
+
+    monkeypatch.setattr(torchship.serve, "serve", must_not_start)
+    code, _, err = run_cli("serve", str(repo), *option)
+    assert code == 2, err
+    assert err.count("\n") == 1
+    assert expected in err

@@ -9,9 +9,9 @@ missing keys.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 from torchship.errors import ArtifactError
 
@@ -41,15 +41,19 @@ class Architecture(_Strict):
         return self.name if self.name else f"import {self.import_path}"
 
 
+# preprocessing divides by scale's inverse and by std: zero or non-finite values make every input NaN
+_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 class InputSpec(_Strict):
     """One sample's shape and preprocessing: model input = (raw * scale - mean) / std per channel."""
 
     shape: list[int]
     dtype: str = "float32"
     layout: Literal["image", "features"] = "image"
-    scale: float = 1.0 / 255.0
-    mean: list[float]
-    std: list[float]
+    scale: _Positive = 1.0 / 255.0
+    mean: list[FiniteFloat]
+    std: list[_Positive]
 
     @model_validator(mode="after")
     def _channels_match(self) -> InputSpec:

@@ -21,7 +21,8 @@ from torch import nn
 
 from torchship.artifact.encryption import is_encrypted, read_file, sealer_for
 from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
-from torchship.errors import ArtifactError
+from torchship.errors import ArtifactError, ModelError
+from torchship.output import atomic_path, make_dirs, write_atomic
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -157,18 +158,30 @@ class Artifact:
         return dict(self._state)
 
     def build_model(self, allow_import: Iterable[str] = ()) -> nn.Module:
-        """Rebuild the model from the manifest and load the weights; eval mode, on CPU."""
+        """Rebuild the model from the manifest and load the weights; eval mode, on CPU.
+
+        Raises:
+            ArtifactError: The weights or the input shape do not fit the architecture.
+        """
         from torchship.models import build_model
 
-        model = build_model(self.manifest.architecture, allow_import=allow_import)
-        missing, unexpected = model.load_state_dict(self._state, strict=False)
-        if missing or unexpected:
-            raise ArtifactError(
-                f"weights do not fit architecture {self.manifest.architecture.describe()} "
-                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})",
-                fix="the manifest and weights.safetensors come from different models; re-create the artifact",
-            )
-        return model.eval()
+        arch = self.manifest.architecture
+        if arch.name is not None:
+            # a zoo model is first built on the meta device: kwargs out of range cannot allocate
+            # memory, and the weights must fit before anything real is built
+            try:
+                with torch.device("meta"):
+                    skeleton = build_model(arch)
+            except ModelError as exc:
+                raise ArtifactError(f"{exc.what} (manifest architecture)",
+                                    fix="re-create the artifact") from None
+            _check_weights_fit(skeleton.state_dict(), self._state, arch.describe())
+        model = build_model(arch, allow_import=allow_import)
+        _check_weights_fit(model.state_dict(), self._state, arch.describe())
+        model.load_state_dict(self._state)
+        model.eval()
+        _check_input_fits(model, self.manifest.input)
+        return model
 
     def file(self, name: str) -> Path:
         """Path to a file of a saved artifact, which must be listed (and so checksummed)."""
@@ -197,7 +210,8 @@ class Artifact:
             )
         try:
             raw = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # RecursionError: nested deeper than the decoder's stack (a hostile manifest)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ArtifactError(f"{manifest_path} is not valid JSON ({exc})", fix="re-create the artifact") from None
         manifest = parse_manifest(raw, str(manifest_path))
         if WEIGHTS not in manifest.files:
@@ -233,17 +247,15 @@ class Artifact:
         """
         from safetensors.torch import save, save_file
 
-        root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
+        root = make_dirs(path)
         (root / SIGNATURE).unlink(missing_ok=True)  # what changes here is unsigned until signed again
         seal = sealer_for(self.manifest)  # None unless encrypted; carried-over files stay as they are
         files: dict[str, str] = {}
-        weights_tmp = root / (WEIGHTS + ".tmp")
-        if seal is None:
-            save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
-        else:
-            weights_tmp.write_bytes(seal(WEIGHTS, save(self._state, metadata={"format": "pt"})))
-        os.replace(weights_tmp, root / WEIGHTS)
+        with atomic_path(root / WEIGHTS) as weights_tmp:
+            if seal is None:
+                save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
+            else:
+                weights_tmp.write_bytes(seal(WEIGHTS, save(self._state, metadata={"format": "pt"})))
         files[WEIGHTS] = sha256_file(root / WEIGHTS)
         for name in self.manifest.files:
             if name == WEIGHTS or name in (extra_files or {}):
@@ -270,9 +282,7 @@ class Artifact:
         if seal is not None:
             update["encryption"] = self.manifest.encryption.model_copy(update={"files": seal.names(files)})
         manifest = self.manifest.model_copy(update=update)
-        tmp = root / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest.to_json_dict(), indent=2) + "\n")
-        os.replace(tmp, root / MANIFEST)
+        write_atomic(root / MANIFEST, json.dumps(manifest.to_json_dict(), indent=2) + "\n")
         return Artifact(manifest, self._state, root)
 
 
@@ -282,6 +292,46 @@ def _inside(root: Path, name: str) -> Path:
     if root.resolve() not in candidate.parents:
         raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", fix="the manifest was tampered with")
     return candidate
+
+
+_MISFIT_FIX = "the manifest and weights.safetensors come from different models; re-create the artifact"
+
+
+def _check_weights_fit(want: dict[str, torch.Tensor], got: dict[str, torch.Tensor], arch: str) -> None:
+    """Refuse weights whose names, shapes or kind of dtype (float vs integer) differ from the model's."""
+    missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or unexpected:
+        raise ArtifactError(
+            f"weights do not fit architecture {arch} (missing {missing[:3]}, unexpected {unexpected[:3]})",
+            fix=_MISFIT_FIX,
+        )
+    for name, tensor in want.items():
+        if got[name].shape != tensor.shape:
+            raise ArtifactError(
+                f"weights do not fit architecture {arch}: {name} is {list(got[name].shape)} in {WEIGHTS}, "
+                f"the architecture needs {list(tensor.shape)}",
+                fix=_MISFIT_FIX,
+            )
+        if got[name].dtype.is_floating_point != tensor.dtype.is_floating_point:
+            raise ArtifactError(
+                f"weights do not fit architecture {arch}: {name} is {got[name].dtype} in {WEIGHTS}, "
+                f"the architecture needs {tensor.dtype}",
+                fix=_MISFIT_FIX,
+            )
+
+
+@torch.inference_mode()
+def _check_input_fits(model: nn.Module, spec: InputSpec) -> None:
+    """Run one zero sample of the manifest's input shape, so a misfit shows at load, in one line."""
+    try:
+        # x: (1, *input.shape)
+        model(torch.zeros(1, *spec.shape, dtype=getattr(torch, spec.dtype, torch.float32)))
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(
+            f"the model rejects its manifest's input shape {list(spec.shape)} ({first})",
+            fix="input.shape in manifest.json does not match the model; re-create the artifact",
+        ) from None
 
 
 def _state_of(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from torchship.bench.latency import TimingConfig
 from torchship.bench.run import BenchResult
+from torchship.output import make_dirs, write_atomic
 
 SCHEMA = 1
 
@@ -84,10 +85,8 @@ def to_document(results: list[BenchResult], *, timing: TimingConfig | None = Non
 
 
 def write_json(path: str | os.PathLike[str], results: list[BenchResult], **kwargs: Any) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(to_document(results, **kwargs), indent=2) + "\n")
-    return out
+    make_dirs(Path(path).parent)
+    return write_atomic(path, json.dumps(to_document(results, **kwargs), indent=2) + "\n")
 
 
 def write_csv(path: str | os.PathLike[str], results: list[BenchResult]) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +17,23 @@ AllowImport = Annotated[
     list[str] | None,
     typer.Option("--allow-import", help="Trust and import this bring-your-own model class (pkg.module:Class)."),
 ]
+
+
+@contextmanager
+def progress_lines(first: str, *, in_log: bool = True) -> Iterator[Callable[[str], None]]:
+    """Show a long step on stderr: a spinner on a terminal (gone when done), short lines in a log.
+
+    ``in_log=False`` keeps a log silent, for a step whose bad input is only found inside it: the
+    log then holds the one-line error alone. Yields the function that reports the next step.
+    """
+    if err.is_terminal:
+        with err.status(first) as status:
+            yield status.update
+    elif in_log:
+        err.print(first, highlight=False)
+        yield lambda message: err.print(f"  {message}", highlight=False)
+    else:
+        yield lambda message: None
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str = "metrics"):

@@ -19,7 +19,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     key_file: KeyFile = None,
 ) -> None:
-    """Verify an artifact's checksums and print what it is: model, input, metrics, lineage, files."""
+    """Verify an artifact (checksums, weights fit) and print it: model, input, metrics, lineage, files."""
     from torchship.artifact import Artifact
     from torchship.artifact.signing import signature_info
 
@@ -27,6 +27,8 @@ def inspect(
     art = Artifact.load(artifact)
     m = art.manifest
     signature = signature_info(art.path)
+    if m.architecture.name is not None:  # a bring-your-own model is imported only with --allow-import
+        art.build_model()
     if as_json:
         print(json.dumps(m.to_json_dict() | {"digest": art.digest, "signature": signature}, indent=2))
         return

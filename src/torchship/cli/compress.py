@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
@@ -18,7 +17,7 @@ from torchship.cli.main import app
 class _MethodGroup(TyperGroup):
     """Unknown methods get torchship's one-line error (listing the methods), not click's usage block."""
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx: typer.Context, args: list[str]):
         if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
             from torchship.compress import methods
 
@@ -354,9 +353,10 @@ def optimize_table(document: dict[str, Any]) -> Table:
     base = document["baseline"]
     table = Table(title=f"optimize {document['name']}: {document['settings']['objective']} at batch "
                         f"{document['settings']['batch_size']}, vs fp32 {base['runtime']}")
+    # fold, never cut: in an 80-column log rich would squeeze the last column away and cut names to "…"
     for col in ("candidate", "runtime", "acc", "drop pt", "p50 ms", "size", "speed-up", "verdict"):
         table.add_column(col, justify="left" if col in ("candidate", "runtime", "verdict") else "right",
-                         no_wrap=col != "verdict", overflow="fold" if col != "verdict" else "ellipsis")
+                         overflow="fold")
     for c in document["candidates"]:
         if c["status"] != "ok":
             table.add_row(c["name"], "", "", "", "", "", "", f"[dim]{c['status']}: {c['reason']}"[:120])

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, KeyFile, metrics_table, out, use_key_file
+from torchship.cli._common import AllowImport, KeyFile, metrics_table, out, progress_lines, use_key_file
 from torchship.cli.main import app
+from torchship.output import write_atomic
 
 
 @app.command(epilog="Example: torchship evaluate runs/digits-cnn/artifact --split val --json metrics.json")
@@ -29,7 +30,9 @@ def evaluate(
 
     use_key_file(key_file)
     art = Artifact.load(artifact)
-    result = run_evaluation(art, data, split, runtime, allow_import or [])
+    title = f"evaluating {art.manifest.name} on {data or 'its dataset'} ({split} split, {runtime})"
+    with progress_lines(title, in_log=False):
+        result = run_evaluation(art, data, split, runtime, allow_import or [])
     out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
     table = Table(title="confusion matrix (rows: true, columns: predicted)")
     table.add_column("")
@@ -39,7 +42,7 @@ def evaluate(
         table.add_row(label, *[str(v) if v else "." for v in row])
     out.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        write_atomic(json_out, json.dumps(result.to_json(), indent=2) + "\n")
         out.print(f"wrote {json_out}")
 
 
@@ -61,7 +64,8 @@ def predict(
     art = Artifact.load(artifact)
     results = predict_files(art, files, top_k, runtime, allow_import or [])
     if as_json:
-        print(json.dumps([{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]))
+        results_json = [{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]
+        print(json.dumps(results_json, allow_nan=False))  # strict JSON; predict_files refuses NaN
         return
     table = Table()
     table.add_column("file")

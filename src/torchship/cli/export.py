@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from torchship.cli._common import AllowImport, KeyFile, err, out, use_key_file
+from torchship.cli._common import AllowImport, KeyFile, err, out, progress_lines, use_key_file
 from torchship.cli.main import app
 
 EXAMPLE = (
@@ -54,25 +54,34 @@ def export(
     use_key_file(key_file)
     art = Artifact.load(artifact)
     names = resolve_formats(formats)
-    err.print(f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)")
-    result = run_export(
-        art, names, out_dir, tolerance=tolerance, data=data, slim=slim, opset=opset,
-        max_batch_size=max_batch_size, max_samples=samples, device=device, allow_import=allow_import or [],
-    )
+    title = f"exporting {art.manifest.name} to {', '.join(names)} (verifying each against eager)"
+    with progress_lines(title) as step:
+        result = run_export(
+            art, names, out_dir, tolerance=tolerance, data=data, slim=slim, opset=opset,
+            max_batch_size=max_batch_size, max_samples=samples, device=device,
+            allow_import=allow_import or [], progress=step,
+        )
     records = {name: result.manifest.exports[name] for name in names}
     if as_json:
         print(json.dumps({"artifact": str(result.path), "exports": records}, indent=2))
         return
-    table = Table(title=f"{result.manifest.name}: exports verified against eager ({result.path})")
+    out.print(exports_table(f"{result.manifest.name}: exports verified against eager ({result.path})",
+                            records))
+    source = next(iter(records.values()))["samples_source"]
+    out.print(f"parity inputs: {source}")
+    if "triton" in records:
+        out.print(f"Triton/KServe: tritonserver --model-repository {result.path / records['triton']['repository']}")
+
+
+def exports_table(title: str, records: dict[str, dict[str, Any]]) -> Table:
+    """One row per export: its file and its parity with eager PyTorch."""
+    table = Table(title=title)
+    # fold, never cut: in an 80-column log rich would cut the last column to "…"
     for column in ("format", "file", "max |Δ|", "mean |Δ|", "top-1 agreement", "samples", "tolerance"):
-        table.add_column(column, justify="left" if column in ("format", "file") else "right")
+        table.add_column(column, justify="left" if column in ("format", "file") else "right", overflow="fold")
     for name, info in records.items():
         table.add_row(
             name, str(info.get("file", "")), f"{info['max_abs_diff']:.3g}", f"{info['mean_abs_diff']:.3g}",
             f"{info['top1_agreement']:.2%}", str(info["samples"]), f"{info['tolerance']:.0e}",
         )
-    out.print(table)
-    source = next(iter(records.values()))["samples_source"]
-    out.print(f"parity inputs: {source}")
-    if "triton" in records:
-        out.print(f"Triton/KServe: tritonserver --model-repository {result.path / records['triton']['repository']}")
+    return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,12 +20,16 @@ _EXAMPLE = """Example:
 
 @app.command(epilog=_EXAMPLE)
 def serve(
-    path: Annotated[Path, typer.Argument(help="An artifact directory, or a repository REPO/<model>/<version>/.")],
+    # markdown help: escape the angle brackets or they read as HTML tags and vanish
+    path: Annotated[
+        Path, typer.Argument(help=r"An artifact directory, or a repository REPO/\<model\>/\<version\>/.")
+    ],
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     # 8001 is serve.server.GRPC_PORT, not imported here: the CLI must load without the serve extra
-    grpc_port: Annotated[int, typer.Option(help="TCP port of the v2 gRPC service (on --host).")] = 8001,
+    grpc_port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port of the v2 gRPC service (on --host).")]
+    = 8001,
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve HTTP only.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
@@ -56,7 +60,9 @@ def serve(
         typer.Option("--strict-readiness/--no-strict-readiness",
                      help="Ready only when every startup model loaded (default: the config's, true)."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], typer.Option(help="Server log level.")
+    ] = "info",
     require_signature: Annotated[
         Path | None,
         typer.Option("--require-signature", exists=True, dir_okay=False,
@@ -69,12 +75,13 @@ def serve(
     from torchship.serve import serve as run_server
     from torchship.serve.server import default_workers
 
+    use_key_file(key_file)  # before the check below reads the (maybe encrypted) artifact
+    _check_single_artifact(path)
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
         instances=instances, threads=threads,
         require_signature=str(require_signature.resolve()) if require_signature else None,
     )
-    use_key_file(key_file)
     if not access_log:
         cfg = cfg.model_copy(update={"access_log": False})
     if strict_readiness is not None:
@@ -85,3 +92,14 @@ def serve(
     workers = workers or default_workers(threads)
     run_server(path, host=host, port=port, config=cfg, security=security, log_level=log_level,
                grpc_port=None if no_grpc else grpc_port, workers=workers)
+
+
+def _check_single_artifact(path: Path) -> None:
+    """A lone artifact that cannot load (corrupt, or weights that do not fit) stops before the server starts."""
+    from torchship.artifact import MANIFEST, Artifact
+    from torchship.artifact.store import resolve_artifact_dir
+
+    if (resolve_artifact_dir(path) / MANIFEST).is_file():
+        art = Artifact.load(path)
+        if art.manifest.architecture.name is not None:  # bring-your-own models load under the server's rules
+            art.build_model()

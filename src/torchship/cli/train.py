@@ -98,7 +98,7 @@ def train(
         launch(nproc_per_node, cleaned)
         return
     rank = int(os.environ.get("RANK", "0"))
-    if rank == 0 and cfg.train.progress:
+    if rank == 0 and cfg.train.progress and not resume:  # a resumed run names only what differs, if anything
         err.print("[bold]config[/bold]\n" + yaml.safe_dump(cfg.resolved(), sort_keys=False).rstrip())
     artifact = run_training(cfg, resume=resume, allow_import=allow_import or [], console=err)
     if artifact is None:

@@ -38,6 +38,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.compress.base import CompressError, Strict, check_out, run
 from torchship.errors import TorchshipError
+from torchship.output import make_dirs, write_atomic
 
 SCHEMA = 1
 RESULT = "result.json"
@@ -440,7 +441,5 @@ def _yes(flag: bool) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    make_dirs(path.parent)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")

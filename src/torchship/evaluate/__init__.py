@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.errors import DataError
+from torchship.errors import DataError, ModelError
 
 
 @dataclass
@@ -89,6 +89,12 @@ def predict_files(
     finally:
         predictor.close()
     probs = logits.softmax(dim=1)
+    bad = [str(f) for f, row in zip(files, probs, strict=True) if not bool(torch.isfinite(row).all())]
+    if bad:
+        raise ModelError(
+            f"the model's output for {', '.join(bad[:3])} is not finite (NaN or inf)",
+            fix="its weights hold non-finite values; retrain or re-create the artifact",
+        )
     k = min(top_k, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     labels = artifact.manifest.labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.export.base import FORMAT_ORDER, ExportContext, ExportError, ExportOptions, exporters
 from torchship.export.parity import DEFAULT_TOLERANCE, TOLERANCES, check, compare, parity_inputs, run_chunked
+from torchship.output import make_dirs
 
 PARITY_KEYS = ("max_abs_diff", "mean_abs_diff", "top1_agreement", "samples", "tolerance", "samples_source")
 
@@ -55,6 +56,7 @@ def export(
     max_samples: int = 256,
     device: str = "cpu",
     allow_import: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> Artifact:
     """Export ``artifact`` to ``formats``, verify each against eager PyTorch, and save.
 
@@ -70,6 +72,7 @@ def export(
         max_batch_size: The Triton configuration's ``max_batch_size``.
         max_samples: Parity runs on a seeded sample of at most this many inputs.
         allow_import: Bring-your-own model classes the user trusts (``pkg.mod:Class``).
+        progress: Called with a short line as each step starts.
 
     Returns:
         The saved artifact, its manifest's ``exports`` holding each format's file and parity.
@@ -101,7 +104,9 @@ def export(
     dest = Path(out) / RUN_ARTIFACT if out is not None else Path(artifact.path)  # type: ignore[arg-type]
     from torchship.runtime import load_predictor
 
+    report = progress or (lambda message: None)
     inputs = parity_inputs(artifact, data, max_samples=max_samples)
+    report(f"eager reference on {len(inputs.x)} samples ({inputs.source})")
     eager = load_predictor(artifact, "eager", device=device, warmup=0, allow_import=allow_import)
     reference = run_chunked(eager, inputs.x)
     eager.close()
@@ -109,12 +114,13 @@ def export(
     # x: (2, *input.shape); two samples so torch.export does not specialise the batch to 1
     example = torch.from_numpy(np.resize(inputs.x[:2], (2, *inputs.x.shape[1:])).copy()).to(device)
     options = ExportOptions(opset=opset, slim=slim, max_batch_size=max_batch_size, device=device)
-    dest.mkdir(parents=True, exist_ok=True)
+    make_dirs(dest)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=dest) as staging, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ctx = ExportContext(artifact, model, example, Path(staging), options)
         records: dict[str, dict[str, Any]] = {}
         for name in names:
+            report(f"{name}: exporting and verifying")
             records[name] = _produce_and_verify(ctx, name, reference, inputs, tolerance)
         extra_files = {file: path for staged in ctx.staged.values() for file, path in staged.files.items()}
         exports = {**artifact.manifest.exports, **records}

@@ -38,8 +38,9 @@ def build_model(
     kwargs = _accepted(factory, own) if arch.import_path else own
     try:
         model = factory(**kwargs)
-    except TypeError as exc:
-        raise ModelError(f"cannot build {what} with {kwargs} ({exc})", fix="fix model.kwargs") from None
+    except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. a negative or huge size
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot build {what} with {kwargs} ({first})", fix="fix model.kwargs") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{what} did not return a torch.nn.Module (got {type(model).__name__})")
     apply_structure_(model, edits)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from torchship.output import make_dirs, write_atomic
 from torchship.report.collect import (
     ArtifactEntry,
     CurveSet,
@@ -114,10 +115,8 @@ def write_report(
     target = Path(out)
     if target.is_dir():
         raise ReportError(f"{target} is a directory", fix="pass a file name, e.g. -o report.html")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    make_dirs(target.parent)
+    write_atomic(target, page)
     return ReportResult(target, target.stat().st_size, sections)
 
 

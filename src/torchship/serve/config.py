@@ -100,13 +100,20 @@ class ServeConfig(BaseModel):
         updates = {k: v for k, v in updates.items() if v is not None}
         if not updates:
             return self
-        return ServeConfig.model_validate(
-            {
-                **self.model_dump(exclude={"default", "models"}),
-                "default": {**self.default.model_dump(), **updates},
-                "models": {name: {**s.model_dump(), **updates} for name, s in self.models.items()},
-            }
-        )
+        try:
+            return ServeConfig.model_validate(
+                {
+                    **self.model_dump(exclude={"default", "models"}),
+                    "default": {**self.default.model_dump(), **updates},
+                    "models": {name: {**s.model_dump(), **updates} for name, s in self.models.items()},
+                }
+            )
+        except ValidationError as exc:
+            # every model entry repeats the same complaint: name each option once, as typed
+            problems = {f"--{str(e['loc'][-1]).replace('_', '-')} {e['input']}: {e['msg']}": None
+                        for e in exc.errors()}
+            raise ConfigError(f"invalid option {'; '.join(problems)}",
+                              fix="see 'torchship serve --help'") from None
 
 
 def load_serve_config(path: str | Path | None) -> ServeConfig:

@@ -7,23 +7,21 @@ plain containers only, so a checkpoint cannot execute code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from torchship.errors import TrainingError
+from torchship.output import atomic_path, make_dirs
 
 CHECKPOINT = "last.pt"
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / CHECKPOINT
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    path = make_dirs(directory) / CHECKPOINT
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 

@@ -26,6 +26,7 @@ from torchship.data import Dataset, Split, load_data, make_loader, reference_sta
 from torchship.data.stats import prediction_stats
 from torchship.errors import ModelError, TrainingError
 from torchship.models import build_model
+from torchship.output import write_atomic
 from torchship.train import distributed as dist_
 from torchship.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from torchship.train.config import TrainConfig
@@ -270,9 +271,12 @@ class _Run:
         saved = json.loads(state["config"])
         current = _resumable(self.cfg.resolved())
         if saved != current:
-            diff = sorted(_diff_keys(saved, current))
+            keys = sorted(_diff_keys(saved, current))
+            diff = [f"{key} {_at(saved, key)!r} -> {_at(current, key)!r}" for key in keys]
+            more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
             raise TrainingError(
-                f"the checkpoint in {self.ckpt_dir} was made with a different config (differs in {', '.join(diff[:5])})",
+                f"the checkpoint in {self.ckpt_dir} was made with a different config "
+                f"(differs in {', '.join(diff[:5])}{more})",
                 fix="resume with the same config (only train.epochs may change), or drop --resume",
             )
         self.model.load_state_dict(state["model"])
@@ -333,7 +337,7 @@ class _Run:
             "metrics": metrics,
             "train_time_s": elapsed_s,
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return saved
 
 
@@ -409,6 +413,12 @@ def _resumable(resolved: dict[str, Any]) -> dict[str, Any]:
         out["train"].pop(key, None)
     out.pop("out", None)
     return out
+
+
+def _at(config: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from torchship.errors import DependencyError
+from torchship.output import make_dirs
 
 
 class RunLog:
@@ -18,7 +19,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, append: bool = False):
         self.path = run_dir / "log.jsonl"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(run_dir)
         if not append:
             self.path.write_text("")
         self.writer = None
@@ -56,7 +57,8 @@ class EpochProgress:
         self._last_refresh = 0.0
 
     def start(self, epoch: int, epochs: int, steps: int) -> None:
-        if not self.enabled:
+        # a log gets only the epoch lines: rich prints an empty line for each bar it stops off a terminal
+        if not self.enabled or not self.console.is_terminal:
             return
         self.progress = Progress(
             TextColumn(f"epoch {epoch}/{epochs}"),
