@@ -13,8 +13,8 @@ concurrency from wrk (``--client wrk``, the default: C, one thread, the lightest
   ``--torchserve-batch 16,32``, 5 ms max batch delay, torch threads = cores / workers), with
   quiet logging (``serve_peers.py``): its best configuration at each concurrency is the
   baseline of the ratios;
-- LitServe: max_batch_size 32, batch_timeout 5 ms; FastAPI: one ``async def`` endpoint, no
-  batching (what people write by hand).
+- LitServe: max_batch_size 32, batch_timeout 5 ms, 1 torch thread; FastAPI: one ``async def``
+  endpoint, no batching (what people write by hand), 1 torch thread.
 
 Next to each row's req/s: the server's CPU share (its whole process tree, 100 % = one core),
 the client's, the ratio to TorchServe's best JSON figure at that concurrency, and the ratio to
@@ -30,7 +30,9 @@ virtual environment (nothing here is installed by the test suite)::
         litserve==0.2.19 fastapi uvicorn numpy
     PYTHONPATH=src .venv/bin/python benchmarks/serve_compare.py --other-python /tmp/bench-venv/bin/python
 
-Needs Java for TorchServe and wrk. Prints a table and one JSON line for docs/benchmarks.md.
+With the defaults (concurrency 1 and 32, 5 s a row after a 2 s warm-up, 10 cold starts) a run
+takes about 6 minutes. Needs Java for TorchServe and wrk. Prints a table and one JSON line for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def servers(args, names: list[str], art, root: Path, modes: list[str]) -> Iterat
                                             quiet=args.torchserve_logging == "quiet", omp_wait_policy=policy)
         elif name in ("litserve", "fastapi"):
             code = LITSERVE_APP if name == "litserve" else FASTAPI_APP
-            yield script_server(name, code, root, args.other_python, model_pt, args.threads or cores, policy)
+            yield script_server(name, code, root, args.other_python, model_pt, args.threads or 1, policy)
 
 
 def split(text: str, kind=str) -> list:
@@ -139,7 +141,8 @@ def main() -> None:
                         help="quiet: WARN, no access/metrics logs; "
                         "default: TorchServe's own (~10 lines a request)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads per model process of the peers; 0: cores / processes")
+                        help="torch threads per model process of the peers; 0: TorchServe cores / workers, "
+                        "LitServe and FastAPI 1 (as in docs/benchmarks.md)")
     parser.add_argument("--omp-wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of every server")
     args = parser.parse_args()
     names = split(args.servers)
