@@ -1,14 +1,25 @@
 """torchship's server against TorchServe, LitServe and a plain FastAPI app: same model, same load, one run.
 
 The model is a CIFAR-shaped ``cnn`` (3x32x32 inputs, seeded) saved as TorchScript, which every
-server loads; torchship also serves it with its ONNX Runtime runtime. Each server runs alone
-(the others are stopped), with its own batching on, and gets the same single-sample requests
-from the light asyncio keep-alive client of ``serve_load.py`` at each concurrency:
+server loads; torchship also serves it with its ONNX Runtime runtime. Each server starts cold
+and runs alone (the previous one's process tree is gone), every one with
+``OMP_WAIT_POLICY=PASSIVE``, its batching on, and gets the same single-sample requests at each
+concurrency from wrk (``--client wrk``, the default: C, one thread, the lightest client on a
+2-core machine) or ``loadgen.py``'s asyncio client; gRPC rows use a grpc.aio client.
 
-- torchship: Open Inference Protocol v2 JSON (3,072 floats, ~34 KB) and binary tensors;
-- TorchServe 0.12: a TorchScript handler, 2 workers, batch_size 16, max_batch_delay 5 ms;
-- LitServe: max_batch_size 32, batch_timeout 5 ms;
-- FastAPI: one ``async def`` endpoint, no batching (what people write by hand).
+- torchship with 1 and N workers (``--workers 1,2``): v2 JSON (3,072 floats, ~34 KB), v2
+  binary tensors, and gRPC ``ModelInfer`` with ``raw_input_contents`` (worker 0 serves gRPC);
+- TorchServe 0.12, each configuration of a sweep (``--torchserve-workers 1,2`` x
+  ``--torchserve-batch 16,32``, 5 ms max batch delay, torch threads = cores / workers), with
+  quiet logging (``serve_peers.py``): its best configuration at each concurrency is the
+  baseline of the ratios;
+- LitServe: max_batch_size 32, batch_timeout 5 ms, 1 torch thread; FastAPI: one ``async def``
+  endpoint, no batching (what people write by hand), 1 torch thread.
+
+Next to each row's req/s: the server's CPU share (its whole process tree, 100 % = one core),
+the client's, the ratio to TorchServe's best JSON figure at that concurrency, and the ratio to
+the in-process best-batch limit of the same runtime measured in this run (the peers run the
+TorchScript file: they are compared with the TorchScript limit).
 
 The competitors need packages torchship does not depend on, so they run from a separate
 virtual environment (nothing here is installed by the test suite)::
@@ -17,9 +28,11 @@ virtual environment (nothing here is installed by the test suite)::
     /tmp/bench-venv/bin/pip install torch==2.13.0
     /tmp/bench-venv/bin/pip install torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 \\
         litserve==0.2.19 fastapi uvicorn numpy
-    .venv/bin/python benchmarks/serve_compare.py --other-python /tmp/bench-venv/bin/python
+    PYTHONPATH=src .venv/bin/python benchmarks/serve_compare.py --other-python /tmp/bench-venv/bin/python
 
-Needs Java for TorchServe. Prints a table and one JSON line for docs/benchmarks.md.
+With the defaults (concurrency 1 and 32, 5 s a row after a 2 s warm-up, 10 cold starts) a run
+takes about 6 minutes. Needs Java for TorchServe and wrk. Prints a table and one JSON line for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,325 +41,153 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import orjson
-
 sys.path.insert(0, str(Path(__file__).parent))
-from serve_load import cpu_seconds, in_process_limit, request_bytes, run_load  # noqa: E402
+from compare_report import machine_info, report, summarize  # noqa: E402
+from loadgen import drive, group_cpu_seconds, run_grpc, run_load  # noqa: E402
+from serve_load import batch_counts, in_process_limit  # noqa: E402
+from serve_peers import (  # noqa: E402
+    FASTAPI_APP,
+    LITSERVE_APP,
+    SHAPE,
+    Server,
+    script_server,
+    torchserve_archive,
+    torchserve_server,
+    torchship_server,
+)
 
-SHAPE = (3, 32, 32)
-
-TS_HANDLER = '''
-import json
-import torch
-from ts.torch_handler.base_handler import BaseHandler
-
-
-class Handler(BaseHandler):
-    """TorchScript model.pt (loaded by BaseHandler); JSON {"data": [3072 floats]} per request."""
-
-    def preprocess(self, data):
-        rows = []
-        for row in data:
-            body = row.get("data") or row.get("body")
-            if isinstance(body, (bytes, bytearray)):
-                body = json.loads(body)
-            rows.append(torch.tensor(body["data"], dtype=torch.float32).reshape(3, 32, 32))
-        return torch.stack(rows)
-
-    def inference(self, x):
-        with torch.inference_mode():
-            return self.model(x)
-
-    def postprocess(self, out):
-        return [{"logits": row} for row in out.tolist()]
-'''
-
-LITSERVE_APP = '''
-import sys
-import litserve as ls
-import torch
-
-torch.set_num_threads(int(sys.argv[3]))
+WARMUP_S = 2.0
+SERVERS = ("torchship-onnxruntime", "torchship-torchscript", "torchserve", "litserve", "fastapi")
+SETTINGS = ("servers", "concurrency", "duration_s", "client", "workers", "modes", "torchserve_workers",
+            "torchserve_batch", "torchserve_logging", "threads", "omp_wait_policy")
 
 
-class API(ls.LitAPI):
-    def setup(self, device):
-        self.model = torch.jit.load(sys.argv[1]).eval()
-
-    def decode_request(self, request):
-        return torch.tensor(request["data"], dtype=torch.float32).reshape(3, 32, 32)
-
-    def batch(self, inputs):
-        return torch.stack(inputs)
-
-    def predict(self, x):
-        with torch.inference_mode():
-            return self.model(x)
-
-    def unbatch(self, output):
-        return list(output)
-
-    def encode_response(self, output):
-        return {"logits": output.tolist()}
-
-
-if __name__ == "__main__":  # LitServe starts its workers with multiprocessing spawn
-    try:
-        server = ls.LitServer(API(max_batch_size=32, batch_timeout=0.005), accelerator="cpu")
-    except TypeError:  # LitServe before the batching options moved to LitAPI
-        server = ls.LitServer(API(), accelerator="cpu", max_batch_size=32, batch_timeout=0.005)
-    server.run(host="127.0.0.1", port=int(sys.argv[2]), generate_client_file=False)
-'''
-
-FASTAPI_APP = '''
-import sys
-import torch
-import uvicorn
-from fastapi import FastAPI, Request
-
-torch.set_num_threads(int(sys.argv[3]))
-model = torch.jit.load(sys.argv[1]).eval()
-app = FastAPI()
-
-
-@app.post("/predict")
-async def predict(request: Request):
-    body = await request.json()
-    x = torch.tensor(body["data"], dtype=torch.float32).reshape(1, 3, 32, 32)
-    with torch.inference_mode():
-        return {"logits": model(x)[0].tolist()}
-
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
-'''
-
-TORCHSHIP_APP = '''
-import sys
-from torchship.serve import ModelSettings, ServeConfig, serve
-config = ServeConfig(access_log=False, default=ModelSettings(runtime=sys.argv[3], max_batch_size=32,
-                     max_queue_delay_ms=2.0, queue_limit=1024))
-serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[4]))
-'''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, method: str = "GET", body: bytes | None = None, timeout_s: float = 240) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} never answered 200")
-
-
-def plain_request(path: str, port: int) -> bytes:
-    x = np.random.default_rng(1).standard_normal((1, *SHAPE)).astype(np.float32)
-    body = orjson.dumps({"data": x.ravel()}, option=orjson.OPT_SERIALIZE_NUMPY)
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-class Server:
-    """One server process: start, wait until it answers, measure, stop (its whole process group)."""
-
-    def __init__(self, name: str, argv: list[str], ready: tuple, payloads: dict[str, bytes], port: int,
-                 env: dict | None = None, cwd: Path | None = None, stop: list[str] | None = None):
-        self.name, self.argv, self.ready, self.payloads, self.port = name, argv, ready, payloads, port
-        self.env, self.cwd, self.stop_argv = env, cwd, stop
-
-    def __enter__(self):
-        self.log = open(Path(tempfile.gettempdir()) / f"serve-compare-{self.name}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
-        try:
-            wait_http(*self.ready)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        if self.stop_argv:
-            subprocess.run(self.stop_argv, env=self.env, cwd=self.cwd, capture_output=True, timeout=120)
-        with _suppress():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.close()
-
-
-class _suppress:  # noqa: N801
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
-
-
-def group_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process and all its descendants (TorchServe and LitServe run workers)."""
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            total += cpu_seconds(p)
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        todo.extend(int(c) for c in children)
-    return total
-
-
-def measure(server: Server, concurrency: list[int], duration_s: float) -> list[dict]:
+def measure(server: Server, concurrency: list[int], duration_s: float, client: str,
+            model: str | None) -> list[dict]:
+    """A row per mode and concurrency; ``model``: read torchship's batch statistics for rows/batch."""
     rows = []
     for mode, payload in server.payloads.items():
-        asyncio.run(run_load(server.port, payload, 8, 2.0))  # warm-up: workers, JIT, allocator
+        if mode == "grpc":
+            asyncio.run(run_grpc(server.grpc_port, payload, 8, WARMUP_S))  # warm-up: JIT, allocator, batcher
+        else:
+            asyncio.run(run_load(server.port, payload, 8, WARMUP_S))
         for c in concurrency:
-            cpu0 = group_cpu_seconds(server.proc.pid)
-            t0 = time.perf_counter()
-            row = {"server": server.name, "mode": mode, "body_bytes": len(payload),
-                   **asyncio.run(run_load(server.port, payload, c, duration_s))}
-            served = row["req_per_s"] * (time.perf_counter() - t0)
-            row["server_cpu_ms_per_req"] = (group_cpu_seconds(server.proc.pid) - cpu0) * 1e3 / max(served, 1)
+            stats0 = batch_counts(server.port, model) if model else None
+            cpu0, t0 = group_cpu_seconds(server.proc.pid), time.perf_counter()
+            kind = "grpc" if mode == "grpc" else client
+            load = drive(server.port, payload, c, duration_s, kind, server.grpc_port)
+            wall_s = time.perf_counter() - t0
+            cpu_s = group_cpu_seconds(server.proc.pid) - cpu0
+            row = {"server": server.name, **server.config, "mode": mode, "body_bytes": len(payload), **load,
+                   "server_cpu_percent": 100 * cpu_s / wall_s,
+                   "server_cpu_ms_per_req": cpu_s * 1e3 / max(load["req_per_s"] * wall_s, 1),
+                   "startup_s": round(server.startup_s, 1)}
+            if stats0:
+                rows1, batches1 = batch_counts(server.port, model)
+                row["rows_per_batch"] = (rows1 - stats0[0]) / max(batches1 - stats0[1], 1)
             rows.append(row)
-            print(f"{server.name:22} {mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  p50 {row['p50_ms']:7.2f} ms  "
-                  f"p99 {row['p99_ms']:7.2f}  errors {row['errors']}  CPU {row['server_cpu_ms_per_req']:.2f} ms/req",
-                  flush=True)
+            print(f"{server.name:24} {mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  "
+                  f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f}  errors {row['errors']}  "
+                  f"server CPU {row['server_cpu_percent']:4.0f} %  "
+                  f"client CPU {row['client_cpu_percent']:4.0f} %", flush=True)
     return rows
 
 
-def torchserve_server(root: Path, model_pt: Path, other: str, threads: int) -> Server:
-    bindir = Path(other).parent
-    store = root / "ts-store"
-    store.mkdir()
-    (root / "handler.py").write_text(TS_HANDLER)
-    shutil.copy(model_pt, root / "model.pt")  # BaseHandler picks TorchScript by the .pt suffix
-    model_pt = root / "model.pt"
-    subprocess.run([str(bindir / "torch-model-archiver"), "--model-name", "cnn", "--version", "1.0",
-                    "--serialized-file", str(model_pt), "--handler", str(root / "handler.py"),
-                    "--export-path", str(store), "--force"], check=True)
-    port, mport, metrics = free_port(), free_port(), free_port()
-    models = {"cnn": {"1.0": {"defaultVersion": True, "marName": "cnn.mar", "minWorkers": 2, "maxWorkers": 2,
-                              "batchSize": 16, "maxBatchDelay": 5, "responseTimeout": 120}}}
-    (root / "config.properties").write_text(textwrap.dedent(f"""\
-        inference_address=http://127.0.0.1:{port}
-        management_address=http://127.0.0.1:{mport}
-        metrics_address=http://127.0.0.1:{metrics}
-        model_store={store}
-        load_models=cnn.mar
-        models={json.dumps(models)}
-        disable_token_authorization=true
-        install_py_dep_per_model=false
-        disable_system_metrics=true
-        vmargs=-Djava.io.tmpdir={root}/ts-tmp
-        """))  # its own tmpdir: TorchServe caches unpacked archives there by model name
-    (root / "ts-tmp").mkdir()
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "OMP_NUM_THREADS": str(threads),
-           "TS_DISABLE_TOKEN_AUTHORIZATION": "true"}
-    argv = [str(bindir / "torchserve"), "--start", "--foreground", "--ncs", "--disable-token-auth",
-            "--ts-config", str(root / "config.properties"), "--model-store", str(store)]
-    payload = plain_request("/predictions/cnn", port)
-    body = payload.split(b"\r\n\r\n", 1)[1]
-    return Server("torchserve-0.12", argv, (f"http://127.0.0.1:{port}/predictions/cnn", "POST", body),
-                  {"json": payload}, port, env=env, cwd=root,
-                  stop=[str(bindir / "torchserve"), "--stop"])
+def servers(args, names: list[str], art, root: Path, modes: list[str]) -> Iterator[Server]:
+    """Every server to measure, in order, not started yet (each starts cold when entered)."""
+    cores, policy = os.cpu_count() or 1, args.omp_wait_policy
+    model_pt = art.path / art.manifest.exports["torchscript"]["file"]
+    for name in names:
+        if name.startswith("torchship-"):
+            for workers in split(args.workers, int):
+                yield torchship_server(art, name.removeprefix("torchship-"), workers, modes, policy)
+        elif name == "torchserve":
+            store = torchserve_archive(root, model_pt, args.other_python)
+            for workers in split(args.torchserve_workers, int):
+                for batch in split(args.torchserve_batch, int):
+                    yield torchserve_server(root, store, args.other_python, workers=workers, batch_size=batch,
+                                            threads=args.threads or max(1, cores // workers),
+                                            quiet=args.torchserve_logging == "quiet", omp_wait_policy=policy)
+        elif name in ("litserve", "fastapi"):
+            code = LITSERVE_APP if name == "litserve" else FASTAPI_APP
+            yield script_server(name, code, root, args.other_python, model_pt, args.threads or 1, policy)
 
 
-def script_server(name: str, code: str, root: Path, other: str, model_pt: Path, threads: int) -> Server:
-    script = root / f"{name}_app.py"  # not fastapi.py: the script would shadow the package
-    script.write_text(code)
-    port = free_port()
-    payload = plain_request("/predict", port)
-    body = payload.split(b"\r\n\r\n", 1)[1]
-    return Server(name, [other, str(script), str(model_pt), str(port), str(threads)],
-                  (f"http://127.0.0.1:{port}/predict", "POST", body), {"json": payload}, port)
-
-
-def torchship_server(art, runtime: str, root: Path, workers: int = 1) -> Server:
-    port = free_port()
-    payloads = {mode: request_bytes(art.manifest.name, list(SHAPE), mode == "binary", port) for mode in ("json", "binary")}
-    argv = [sys.executable, "-c", TORCHSHIP_APP, str(art.path), str(port), runtime, str(workers)]
-    return Server(f"torchship-{runtime}-w{workers}", argv,
-                  (f"http://127.0.0.1:{port}/v2/health/ready",), payloads, port)
+def split(text: str, kind=str) -> list:
+    return [kind(v) for v in text.split(",") if v]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--other-python", required=True, help="python of the venv with torchserve/litserve/fastapi")
-    parser.add_argument("--servers", default="torchship-onnxruntime,torchship-torchscript,torchserve,litserve,fastapi")
+    parser.add_argument("--other-python", required=True,
+                        help="python of the venv with torchserve/litserve/fastapi")
+    parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--concurrency", default="1,32")
-    parser.add_argument("--duration-s", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker for the competitors")
-    parser.add_argument("--workers", default="1", help="torchship serve --workers, one run each: e.g. 1,2")
+    parser.add_argument("--duration-s", type=float, default=5.0, help="per row (wrk rounds to whole seconds)")
+    parser.add_argument("--client", choices=["wrk", "asyncio"], default="wrk",
+                        help="HTTP load generator; gRPC rows always use a grpc.aio client")
+    parser.add_argument("--workers", default="1,2", help="torchship serve --workers, one cold start each")
+    parser.add_argument("--modes", default="json,binary,grpc", help="torchship's request kinds")
+    parser.add_argument("--torchserve-workers", default="1,2")
+    parser.add_argument("--torchserve-batch", default="16,32")
+    parser.add_argument("--torchserve-logging", choices=["quiet", "default"], default="quiet",
+                        help="quiet: WARN, no access/metrics logs; "
+                        "default: TorchServe's own (~10 lines a request)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per model process of the peers; 0: TorchServe cores / workers, "
+                        "LitServe and FastAPI 1 (as in docs/benchmarks.md)")
+    parser.add_argument("--omp-wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of every server")
     args = parser.parse_args()
-
-    import torch
+    names = split(args.servers)
+    unknown = [n for n in names if n not in SERVERS and n != "torchship-eager"]
+    if unknown:
+        parser.error(f"unknown server {unknown[0]!r}; choose from {', '.join(SERVERS)}, torchship-eager")
+    modes = split(args.modes)
+    if not set(modes) <= {"json", "binary", "grpc"}:
+        parser.error("--modes takes json, binary and grpc, comma-separated")
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("--client wrk needs wrk on PATH (apt-get install wrk), or pass --client asyncio")
+    if "torchserve" in names and shutil.which("java") is None:
+        raise SystemExit("TorchServe needs Java (apt-get install default-jre-headless)")
 
     from torchship.export import export
     from torchship.testing import tiny_artifact
 
-    if shutil.which("java") is None and "torchserve" in args.servers:
-        raise SystemExit("TorchServe needs Java (apt-get install default-jre-headless)")
+    cores = os.cpu_count() or 1
+    machine = machine_info(args.other_python)
+    if machine["load_avg_1m_at_start"] > 0.5 * cores:
+        print(f"warning: load average {machine['load_avg_1m_at_start']:.1f} on {cores} cores before the run: "
+              "the machine is busy, these figures are not a measurement", flush=True)
     root = Path(tempfile.mkdtemp(prefix="serve-compare-"))
     art = export(tiny_artifact("cnn", shape=SHAPE, path=root / "cnn"), ["onnx", "torchscript"])
-    model_pt = art.path / art.manifest.exports["torchscript"]["file"]
-    concurrency = [int(c) for c in args.concurrency.split(",")]
-    limit = in_process_limit(art, "onnxruntime", None)
-    print(f"in-process onnxruntime: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms, best "
-          f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}", flush=True)
+    concurrency = split(args.concurrency, int)
+    limits = {}  # the runtimes torchship serves here, and TorchScript: the file every peer runs
+    for runtime in dict.fromkeys([n.removeprefix("torchship-") for n in names if n.startswith("torchship-")]
+                                 + ["torchscript"]):
+        limits[runtime] = in_process_limit(art, runtime, None)
+        limit = limits[runtime]
+        print(f"in-process {runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms, best "
+              f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}", flush=True)
+
     rows = []
-    for name in args.servers.split(","):
-        if name.startswith("torchship-"):
-            for workers in map(int, args.workers.split(",")):
-                with torchship_server(art, name.removeprefix("torchship-"), root, workers) as server:
-                    rows += measure(server, concurrency, args.duration_s)
-            continue
-        if name == "torchserve":
-            server = torchserve_server(root, model_pt, args.other_python, args.threads)
-        elif name == "litserve":
-            server = script_server("litserve-0.2", LITSERVE_APP, root, args.other_python, model_pt, args.threads)
-        elif name == "fastapi":
-            server = script_server("fastapi", FASTAPI_APP, root, args.other_python, model_pt, args.threads)
-        else:
-            raise SystemExit(f"unknown server {name!r}")
+    for server in servers(args, names, art, root, modes):
+        load_avg = os.getloadavg()[0]  # before the cold start: what else was running
         with server:
-            rows += measure(server, concurrency, args.duration_s)
-    base = {(r["mode"], r["concurrency"]): r["req_per_s"] for r in rows if r["server"] == "torchserve-0.12"}
-    print(f"\n{'server':22} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} "
-          f"{'× TorchServe JSON':>18}")
-    for r in rows:
-        ts = base.get(("json", r["concurrency"]))
-        ratio = f"{r['req_per_s'] / ts:.2f}×" if ts else "–"
-        print(f"{r['server']:22} {r['mode']:6} {r['concurrency']:4d} {r['req_per_s']:8.0f} {r['p50_ms']:8.2f} "
-              f"{r['p99_ms']:8.2f} {r['errors']:6d} {ratio:>18}")
-    print(json.dumps({"benchmark": "serve_compare", "in_process": limit, "rows": rows,
-                      "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                                  "python": platform.python_version(), "torch": torch.__version__}}))
+            model = art.manifest.name if server.name.startswith("torchship") else None
+            rows += [{**r, "load_avg_1m_before": round(load_avg, 2)}
+                     for r in measure(server, concurrency, args.duration_s, args.client, model)]
+    summary = summarize(rows, limits)
+    report(rows, summary)
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    print(json.dumps({"benchmark": "serve_compare", "settings": settings, "machine": machine,
+                      "in_process": limits, "summary": summary, "rows": rows}))
 
 
 if __name__ == "__main__":
