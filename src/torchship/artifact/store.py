@@ -19,7 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
+from torchship.artifact.manifest import (
+    Architecture,
+    InputSpec,
+    Manifest,
+    Reference,
+    Signature,
+    parse_manifest,
+    signature_from_input,
+)
 from torchship.errors import ArtifactError
 
 MANIFEST = "manifest.json"
@@ -63,6 +71,8 @@ class Artifact:
         self.manifest = manifest
         self._state = state
         self.path = path
+        # files made in memory (an imported program) that ``save`` writes beside the weights
+        self.pending_files: dict[str, Path | bytes] = {}
 
     # ---------------------------------------------------------------- creating
     @classmethod
@@ -70,24 +80,35 @@ class Artifact:
         cls,
         *,
         name: str,
-        model: nn.Module,
-        architecture: Architecture | dict[str, Any],
-        input: InputSpec | dict[str, Any],  # noqa: A002 - matches the manifest key
-        labels: list[str],
+        model: nn.Module | None,
+        architecture: Architecture | dict[str, Any] | None,
+        input: InputSpec | dict[str, Any] | None = None,  # noqa: A002 - the schema-1 key
+        labels: list[str] | None = None,
+        signature: Signature | dict[str, Any] | None = None,
         op: str = "train",
         params: dict[str, Any] | None = None,
         metrics: dict[str, dict[str, float]] | None = None,
         reference: Reference | dict[str, Any] | None = None,
         **extra: Any,
     ) -> Artifact:
-        """Make an in-memory artifact from a model; ``save`` writes it."""
+        """Make an in-memory artifact from a model; ``save`` writes it.
+
+        The model is described by ``signature``, or (the schema-1 way, for a one-input
+        classifier) by ``input`` and ``labels``.
+        """
+        if (signature is None) == (input is None):
+            raise ValueError("Artifact.create needs exactly one of signature= or input=")
+        if signature is None:
+            signature = signature_from_input(input, len(labels or []))  # type: ignore[arg-type]
+        if isinstance(architecture, Architecture):
+            architecture = architecture.model_dump(by_alias=True, exclude_none=True)
         manifest = Manifest.model_validate(
             {
                 "name": name,
                 "created": _now(),
-                "architecture": architecture if isinstance(architecture, dict) else architecture.model_dump(by_alias=True),
-                "input": input if isinstance(input, dict) else input.model_dump(),
-                "labels": labels,
+                "architecture": architecture,
+                "signature": signature if isinstance(signature, dict) else signature.model_dump(exclude_none=True),
+                "labels": labels or [],
                 "metrics": metrics or {},
                 "lineage": {"parent": None, "op": op, "params": params or {}},
                 "reference": reference if not isinstance(reference, Reference) else reference.model_dump(),
@@ -95,7 +116,7 @@ class Artifact:
                 **extra,
             }
         )
-        return cls(manifest, _state_of(model))
+        return cls(manifest, _state_of(model) if model is not None else {})
 
     def derive(
         self,
@@ -142,6 +163,12 @@ class Artifact:
         """Rebuild the model from the manifest and load the weights; eval mode, on CPU."""
         from torchship.models import build_model
 
+        if self.manifest.architecture is None:
+            raise ArtifactError(
+                f"{self.manifest.name} was imported as a program only ({', '.join(self.manifest.exports) or 'no exports'}); "
+                "it has no PyTorch module to rebuild, so this stage cannot run on it",
+                fix="import it from its weights with --class pkg.mod:Class to train, prune or distill it",
+            )
         model = build_model(self.manifest.architecture, allow_import=allow_import)
         missing, unexpected = model.load_state_dict(self._state, strict=False)
         if missing or unexpected:
@@ -206,6 +233,7 @@ class Artifact:
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        extra_files = {**self.pending_files, **(extra_files or {})}
         files: dict[str, str] = {}
         weights_tmp = root / (WEIGHTS + ".tmp")
         save_file(self._state, str(weights_tmp), metadata={"format": "pt"})
