@@ -31,9 +31,15 @@ def test_migration_moves_the_input_block_into_the_signature():
     upgraded = _migrate_1_to_2(raw)
     assert upgraded["schema"] == 2 and "input" not in upgraded
     (inp,) = upgraded["signature"]["inputs"]
-    assert inp == {"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8],
-                   "preprocessing": {"kind": "image", "scale": raw["input"]["scale"], "mean": [0.5], "std": [0.25]}}
-    assert upgraded["signature"]["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 10]}]
+    assert inp == {
+        "name": "input",
+        "dtype": "float32",
+        "shape": ["batch", 1, 8, 8],
+        "preprocessing": {"kind": "image", "scale": raw["input"]["scale"], "mean": [0.5], "std": [0.25]},
+    }
+    assert upgraded["signature"]["outputs"] == [
+        {"name": "logits", "dtype": "float32", "shape": ["batch", 10]}
+    ]
 
 
 def test_schema1_artifact_loads_and_gives_the_same_logits():
@@ -70,7 +76,9 @@ async def test_schema1_artifact_serves_the_same_logits(tmp_path):
     async with in_process(tmp_path / "repo") as client:
         reply = (await client.post("/v2/models/tiny/infer", json=v2_body(x))).json()
     logits = next(o for o in reply["outputs"] if o["name"] == "logits")
-    np.testing.assert_allclose(np.array(logits["data"]).reshape(2, 10), np.array(EXPECTED["logits"]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(logits["data"]).reshape(2, 10), np.array(EXPECTED["logits"]), atol=1e-5
+    )
 
 
 def test_signature_refuses_bad_preprocessing_and_duplicate_names():
@@ -94,8 +102,12 @@ def test_signature_refuses_bad_preprocessing_and_duplicate_names():
 
 def test_legacy_input_view_refuses_a_token_model_in_one_line():
     raw = _migrate_1_to_2(json.loads((SCHEMA1 / "manifest.json").read_text()))
-    raw["signature"]["inputs"] = [{"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"], "range": [0, 1000]}]
+    raw["signature"]["inputs"] = [
+        {"name": "input_ids", "dtype": "int64", "shape": ["batch", "seq"], "range": [0, 1000]}
+    ]
     m = parse_manifest(raw, "m.json")
     assert m.signature.inputs[0].dynamic == {0: "batch", 1: "seq"}
-    with pytest.raises(ArtifactError, match=r"input_ids int64\[batch, seq\]; this stage handles one float input"):
+    with pytest.raises(
+        ArtifactError, match=r"input_ids int64\[batch, seq\]; this stage handles one float input"
+    ):
         _ = m.input

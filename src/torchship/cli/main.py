@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 # One module per command (group); each does `@app.command()` on import.
-COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor")
+COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor", "import_")
 _optional = ("export", "bench", "serve", "report")
 
 

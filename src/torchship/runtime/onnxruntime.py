@@ -17,7 +17,14 @@ import numpy as np
 
 from torchship.artifact import Artifact
 from torchship.errors import require
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_file,
+    legacy_shape,
+    runtimes,
+)
 
 
 class OnnxRuntimePredictor:
@@ -25,7 +32,7 @@ class OnnxRuntimePredictor:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int] | None):
         ort = require("onnxruntime", "onnx")
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -47,9 +54,15 @@ class OnnxRuntimePredictor:
             ) from None
         self.path = path
         self.options = options
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # the graph's own input names: an exported legacy model calls its one input "input" too
+        values = self.session.run(self.output_names, {i.name: feeds[i.name] for i in self.session.get_inputs()})
+        return dict(zip(self.output_names, values))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = as_batch(batch, self.input_shape)
@@ -111,4 +124,4 @@ def onnx_file(artifact: Artifact, precision: str | None = None) -> Path:
 @runtimes.register("onnxruntime")
 def _onnxruntime(artifact: Artifact, options: RuntimeOptions) -> OnnxRuntimePredictor:
     path = onnx_file(artifact, options.extra.get("precision"))
-    return OnnxRuntimePredictor(path, options, artifact.manifest.input.shape)
+    return OnnxRuntimePredictor(path, options, legacy_shape(artifact))
