@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from torchship.cli._common import err
+from torchship.cli._common import AllowImport, err
 from torchship.cli.main import app
 
 _EXAMPLE = """Example:
@@ -26,7 +26,8 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
-    runtime: Annotated[str | None, typer.Option(help="Runtime for every model (eager, onnxruntime, ...).")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Runtime for every model (default auto: the fastest measured "
+                                                "at load; or eager, onnxruntime, exported, ...).")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Most rows per batch.")] = None,
     max_queue_delay_ms: Annotated[
         float | None, typer.Option(help="Longest wait for company while another instance computes.")
@@ -44,13 +45,14 @@ def serve(
     no_management: Annotated[bool, typer.Option("--no-management", help="Disable the repository API.")] = False,
     access_log: Annotated[bool, typer.Option(help="JSON-lines access log on stderr.")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    allow_import: AllowImport = None,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
     from torchship.serve import Security, load_serve_config, serve as run_server
 
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
-        instances=instances, threads=threads,
+        instances=instances, threads=threads, allow_import=allow_import or None,
     )
     if not access_log:
         cfg = cfg.model_copy(update={"access_log": False})
