@@ -112,3 +112,13 @@ def test_onnx_import_is_onnx_only(tmp_path):
     assert out["mean"].shape == (3, 2)
     with pytest.raises(Exception, match="imported as a program only"):
         art.build_model()
+
+
+def test_inspect_shows_the_signature(bert_artifact, run_cli):
+    code, out, _ = run_cli("inspect", bert_artifact)
+    assert code == 0
+    assert "input  input_ids       int64[batch, seq]  range [0, 1000)" in out
+    assert "input  attention_mask  int64[batch, seq]" in out
+    assert "output logits          float32[batch, 3]" in out
+    assert "dims   seq=16 (example sizes)" in out
+    assert "labels    3: neg, neutral, pos" in out

@@ -14,9 +14,7 @@ import pytest
 from torchship.artifact import Artifact
 from torchship.runtime import load_predictor
 
-SERVE_TESTS = Path(__file__).parents[1] / "serve"
-if str(SERVE_TESTS) not in sys.path:
-    sys.path.insert(0, str(SERVE_TESTS))
+
 
 
 @pytest.fixture

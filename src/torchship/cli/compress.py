@@ -238,8 +238,13 @@ def _print_result(child, as_json: bool) -> None:
 def _print_quantized(params: dict[str, Any]) -> None:
     calibration = f", {params['calibration']} calibration on {params['calibration_size']} inputs" \
         if params.get("calibration_size") else ""
-    out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
-              f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")
+    if "agreement" in params:  # judged against fp32 on generated inputs: the model had no labelled data
+        agree = params["agreement"]
+        top1 = f", top-1 agreement {agree['top1_agreement']:.2%}" if "top1_agreement" in agree else ""
+        out.print(f"int8 {params['mode']} ({params['backend']}); max |Δ| vs fp32 {agree['max_abs_diff']:.3g}{top1}")
+    else:
+        out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
+                  f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")
     for node, reason in params.get("float_nodes", {}).items():
         out.print(f"  kept float: {node} ({reason})")
 
