@@ -69,8 +69,11 @@ def import_(
     note = m.lineage.params.get("capture_error")
     if note:
         err.print(f"note: {note}; stages that run the model need --allow-import {class_path}")
-    else:
+    elif "exported" in m.exports:
         err.print("captured with torch.export: later stages run it without the model's Python code")
+    else:
+        err.print("ONNX-only artifact: export (triton), bench, serve and quantize run it in ONNX Runtime; "
+                  "prune, fuse and distill need the PyTorch class")
 
 
 def signature_lines(signature) -> list[str]:  # noqa: ANN001 - a manifest Signature

@@ -9,6 +9,7 @@ per output and, for a classifier, top-1 agreement.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from torchship.compress.base import CompressError
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 DYNAMIC_OPS = ("MatMul", "Gemm")
+JUDGE_ROWS = 64  # generated rows per size the int8 graph is compared on (two sizes: 128 rows)
 
 
 def quantize_signed(artifact: Artifact, mode: str, per_channel: bool, tmp: Path, target: Path,
@@ -36,7 +38,8 @@ def quantize_signed(artifact: Artifact, mode: str, per_channel: bool, tmp: Path,
 
     from torchship.compress.quantize import _nodes, _preprocess
     from torchship.export import export
-    from torchship.export.signed import compare_outputs, parity_feeds
+    from torchship.export.signed import compare_outputs
+    from torchship.runtime.feeds import example_feeds
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.onnxruntime import INT8_EXPORT, OnnxRuntimePredictor
 
@@ -51,10 +54,17 @@ def quantize_signed(artifact: Artifact, mode: str, per_channel: bool, tmp: Path,
         raise CompressError(f"{artifact.manifest.name} has no MatMul/Gemm node for dynamic int8",
                             fix="dynamic int8 pays off for linear layers and attention only")
     q_path = tmp / ONNX_INT8
-    quantize_dynamic(str(tmp / "pre.onnx"), str(q_path), op_types_to_quantize=list(DYNAMIC_OPS),
-                     per_channel=per_channel, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT warns on the root logger when shape pre-processing could not run
+    try:
+        quantize_dynamic(str(tmp / "pre.onnx"), str(q_path), op_types_to_quantize=list(DYNAMIC_OPS),
+                         per_channel=per_channel, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     sig = artifact.manifest.signature
-    feeds = parity_feeds(sig)
+    feeds = [example_feeds(sig, batch=JUDGE_ROWS, dims=f_dims, seed=seed)
+             for seed, f_dims in enumerate((None, {d: max(2, s // 2 + 1) for d, s in sig.dims.items()}))]
     fp32 = OnnxRuntimePredictor(fp32_path, RuntimeOptions(), None)
     int8 = OnnxRuntimePredictor(q_path, RuntimeOptions(), None)
     scores = compare_outputs(sig, artifact.manifest.task, [fp32.run(f) for f in feeds], [int8.run(f) for f in feeds])
@@ -67,6 +77,7 @@ def quantize_signed(artifact: Artifact, mode: str, per_channel: bool, tmp: Path,
     }
     params = {"mode": "dynamic", "per_channel": per_channel, "backend": "onnxruntime",
               "judged_by": "output agreement with fp32 (no labelled data)",
-              "agreement": {k: scores[k] for k in ("max_abs_diff", "top1_agreement") if k in scores}}
+              "agreement": {k: scores[k] for k in ("max_abs_diff", "top1_agreement", "samples") if k in scores}
+              | {k: record[k] for k in ("fp32_bytes", "int8_bytes")}}
     child = artifact.derive(op="quantize", params=params, exports={"onnx": onnx_record, INT8_EXPORT: record})
     return child.save(target, extra_files={ONNX_FP32: fp32_path, ONNX_INT8: q_path})
