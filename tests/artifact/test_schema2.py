@@ -29,7 +29,8 @@ def test_schema1_fixture_is_still_schema1_on_disk():
 def test_migration_moves_the_input_block_into_the_signature():
     raw = json.loads((SCHEMA1 / "manifest.json").read_text())
     upgraded = _migrate_1_to_2(raw)
-    assert upgraded["schema"] == 2 and "input" not in upgraded
+    assert upgraded["schema"] == 2
+    assert "input" not in upgraded
     (inp,) = upgraded["signature"]["inputs"]
     assert inp == {
         "name": "input",
@@ -45,8 +46,11 @@ def test_migration_moves_the_input_block_into_the_signature():
 def test_schema1_artifact_loads_and_gives_the_same_logits():
     art = Artifact.load(SCHEMA1)
     m = art.manifest
-    assert m.schema_version == 2 and m.task == "classification"
-    assert m.input.shape == [1, 8, 8] and m.input.layout == "image" and m.input.std == [0.25]
+    assert m.schema_version == 2
+    assert m.task == "classification"
+    assert m.input.shape == [1, 8, 8]
+    assert m.input.layout == "image"
+    assert m.input.std == [0.25]
     with torch.no_grad():
         logits = art.build_model()(_x())
     np.testing.assert_allclose(logits.numpy(), np.array(EXPECTED["logits"]), rtol=0, atol=1e-6)

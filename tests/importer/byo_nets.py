@@ -22,3 +22,17 @@ class TwoHeads(nn.Module):
 def two_heads(features: int = 6) -> nn.Module:
     """A factory, as --class accepts."""
     return TwoHeads(features)
+
+
+def regression_artifact(out):
+    """TwoHeads (seeded) through from_model as a regression with outputs mean and scale, saved at ``out``."""
+    import torch
+
+    from torchship.importer import from_model
+
+    torch.manual_seed(0)
+    net = TwoHeads()
+    art = from_model(
+        net, (torch.randn(4, 6),), name="reg", task="regression", output_names=["mean", "scale"], out=out
+    )
+    return net, art

@@ -21,10 +21,28 @@ def _weights(tmp_path):
 
 def test_import_lightning_ckpt_with_model_prefix(tmp_path, run_cli):
     net, state = _weights(tmp_path)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "last.ckpt")
-    code, out, err = run_cli("import", tmp_path / "last.ckpt", "--class", CLASS, "--allow-import", CLASS,
-                             "--kwargs", '{"features": 6}', "--input", "x:float32:batch,6", "--task", "regression",
-                             "--outputs", "mean,scale", "-o", tmp_path / "run", "--json")
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "last.ckpt"
+    )
+    code, out, err = run_cli(
+        "import",
+        tmp_path / "last.ckpt",
+        "--class",
+        CLASS,
+        "--allow-import",
+        CLASS,
+        "--kwargs",
+        '{"features": 6}',
+        "--input",
+        "x:float32:batch,6",
+        "--task",
+        "regression",
+        "--outputs",
+        "mean,scale",
+        "-o",
+        tmp_path / "run",
+        "--json",
+    )
     assert code == 0, err
     shown = json.loads(out)
     assert shown["artifact"] == str(tmp_path / "run" / "artifact")
@@ -40,8 +58,20 @@ def test_import_lightning_ckpt_with_model_prefix(tmp_path, run_cli):
 def test_import_safetensors_prints_the_signature(tmp_path, run_cli):
     _, state = _weights(tmp_path)
     save_file(state, str(tmp_path / "w.safetensors"))
-    code, out, _ = run_cli("import", tmp_path / "w.safetensors", "--class", CLASS, "--allow-import", CLASS,
-                           "--input", "x:float32:batch,6", "--task", "regression", "-o", tmp_path / "run")
+    code, out, _ = run_cli(
+        "import",
+        tmp_path / "w.safetensors",
+        "--class",
+        CLASS,
+        "--allow-import",
+        CLASS,
+        "--input",
+        "x:float32:batch,6",
+        "--task",
+        "regression",
+        "-o",
+        tmp_path / "run",
+    )
     assert code == 0
     assert "input  x               float32[batch, 6]" in out
     assert "output output_1        float32[batch]" in out
@@ -55,8 +85,10 @@ def test_import_refusals_are_one_line(tmp_path, run_cli):
         (["--class", CLASS, "--input", "x:float32:batch,6"], "was not allowed"),
         (["--class", CLASS, "--allow-import", CLASS], "--input NAME:DTYPE:SHAPE"),
         (["--class", CLASS, "--allow-import", CLASS, "--input", "x:complex:batch,6"], "unknown dtype"),
-        (["--class", CLASS, "--allow-import", CLASS, "--input", "x:float32:batch,6", "--task", "ranking"],
-         "unknown task"),
+        (
+            ["--class", CLASS, "--allow-import", CLASS, "--input", "x:float32:batch,6", "--task", "ranking"],
+            "unknown task",
+        ),
     ]
     for extra, message in cases:
         code, _, err = run_cli("import", tmp_path / "w.pt", "-o", tmp_path / "run", *extra)
@@ -64,7 +96,17 @@ def test_import_refusals_are_one_line(tmp_path, run_cli):
         assert message in err
         assert len(err.strip().splitlines()) == 1, err
     torch.save({"net": TwoHeads()}, tmp_path / "pickled.pt")
-    code, _, err = run_cli("import", tmp_path / "pickled.pt", "--class", CLASS, "--allow-import", CLASS,
-                           "--input", "x:float32:batch,6", "-o", tmp_path / "run")
+    code, _, err = run_cli(
+        "import",
+        tmp_path / "pickled.pt",
+        "--class",
+        CLASS,
+        "--allow-import",
+        CLASS,
+        "--input",
+        "x:float32:batch,6",
+        "-o",
+        tmp_path / "run",
+    )
     assert code == 2
     assert "not a plain weights file" in err

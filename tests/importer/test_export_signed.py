@@ -30,7 +30,8 @@ def test_bert_onnx_has_dynamic_batch_and_seq_and_parity(bert_exported):
     ids = np.random.default_rng(0).integers(0, 1000, size=(4, 33))
     got = ort.run({"input_ids": ids, "attention_mask": np.ones_like(ids)})["logits"]
     want = load_predictor(bert_exported, "exported", warmup=0).run(
-        {"input_ids": ids, "attention_mask": np.ones_like(ids)})["logits"]
+        {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    )["logits"]
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
@@ -38,7 +39,8 @@ def test_bert_triton_config_lists_every_input_with_its_type(bert_exported):
     record = bert_exported.manifest.exports["triton"]
     root = bert_exported.path / "triton" / record["model_name"]
     config = (root / "config.pbtxt").read_text()
-    assert 'name: "input_ids"' in config and 'name: "attention_mask"' in config
+    assert 'name: "input_ids"' in config
+    assert 'name: "attention_mask"' in config
     assert config.count("data_type: TYPE_INT64") == 2
     assert "dims: [ -1 ]" in config
     assert (root / str(bert_exported.manifest.version) / "model.onnx").is_file()
@@ -46,14 +48,9 @@ def test_bert_triton_config_lists_every_input_with_its_type(bert_exported):
 
 
 def test_regression_exports_per_output_without_classification_fields(tmp_path):
-    import torch
-    from byo_nets import TwoHeads
+    from byo_nets import regression_artifact
 
-    from torchship.importer import from_model
-
-    torch.manual_seed(0)
-    art = from_model(TwoHeads(), (torch.randn(4, 6),), name="reg", task="regression",
-                     output_names=["mean", "scale"], out=tmp_path / "reg")
+    net, art = regression_artifact(tmp_path / "reg")
     done = export(art, ["onnx", "triton"])
     record = done.manifest.exports["onnx"]
     assert set(record["outputs"]) == {"mean", "scale"}
@@ -63,15 +60,8 @@ def test_regression_exports_per_output_without_classification_fields(tmp_path):
     assert "label_filename" not in (root / "config.pbtxt").read_text()
 
 
-def test_onnx_only_artifact_exports_triton_but_not_torchscript(tmp_path):
-    import torch
-    from byo_nets import TwoHeads
-
-    from torchship.importer import import_source
-
-    torch.onnx.export(TwoHeads(), (torch.randn(2, 6),), str(tmp_path / "reg.onnx"), input_names=["x"],
-                      output_names=["mean", "scale"], dynamic_axes={"x": {0: "N"}}, dynamo=False)
-    art = import_source(tmp_path / "reg.onnx", tmp_path / "run" / "artifact", task="regression")
+def test_onnx_only_artifact_exports_triton_but_not_torchscript(onnx_only):
+    art = onnx_only
     done = export(art, "triton")
     assert done.manifest.exports["triton"]["verified_by"] == "onnx"
     with pytest.raises(ExportError, match="torchscript export is not available"):

@@ -17,7 +17,9 @@ def test_bert_import_records_the_signature_and_a_program(bert_artifact):
     m = art.manifest
     sig = m.signature
     assert [(t.name, t.dtype, t.shape) for t in sig.inputs] == [
-        ("input_ids", "int64", ["batch", "seq"]), ("attention_mask", "int64", ["batch", "seq"])]
+        ("input_ids", "int64", ["batch", "seq"]),
+        ("attention_mask", "int64", ["batch", "seq"]),
+    ]
     assert sig.inputs[0].range == [0, 1000]
     assert [(t.name, t.shape) for t in sig.outputs] == [("logits", ["batch", 3])]
     assert sig.dims == {"seq": 16}
@@ -52,32 +54,39 @@ def test_from_model_on_a_hugging_face_model_flattens_model_output(tmp_path):
     torch.manual_seed(0)
     net = build_bert()
     ids = torch.randint(0, 1000, (2, 12))
-    art = from_model(net, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, name="bert",
-                     labels=["a", "b", "c"], dynamic_dims={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask")},
-                     ranges={"input_ids": [0, 1000]}, out=tmp_path / "a")
+    art = from_model(
+        net,
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+        name="bert",
+        labels=["a", "b", "c"],
+        dynamic_dims={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask")},
+        ranges={"input_ids": [0, 1000]},
+        out=tmp_path / "a",
+    )
     assert art.manifest.signature.output_names == ["logits"]
     assert art.manifest.architecture is None
     loaded = Artifact.load(tmp_path / "a")
-    out = load_predictor(loaded, "exported", warmup=1).run({"input_ids": ids.numpy()[:1],
-                                                            "attention_mask": np.ones((1, 12), np.int64)})
+    out = load_predictor(loaded, "exported", warmup=1).run(
+        {"input_ids": ids.numpy()[:1], "attention_mask": np.ones((1, 12), np.int64)}
+    )
     with torch.no_grad():
         np.testing.assert_allclose(out["logits"], net(input_ids=ids[:1]).logits.numpy(), atol=1e-5)
 
 
 def test_regression_with_two_outputs_has_no_classification_fields(tmp_path):
-    from byo_nets import TwoHeads
+    from byo_nets import regression_artifact
 
-    from torchship.importer import from_model
-
-    torch.manual_seed(0)
-    art = from_model(TwoHeads(), (torch.randn(4, 6),), name="reg", task="regression",
-                     output_names=["mean", "scale"], out=tmp_path / "reg")
+    net, art = regression_artifact(tmp_path / "reg")
     raw = json.loads((tmp_path / "reg" / "manifest.json").read_text())
     assert raw["task"] == "regression"
     assert raw["labels"] == []
-    assert [(o["name"], o["shape"]) for o in raw["signature"]["outputs"]] == [("mean", ["batch", 2]), ("scale", ["batch"])]
+    assert [(o["name"], o["shape"]) for o in raw["signature"]["outputs"]] == [
+        ("mean", ["batch", 2]),
+        ("scale", ["batch"]),
+    ]
     out = load_predictor(art, "auto", warmup=1).run({"input": np.zeros((5, 6), np.float32)})
-    assert out["mean"].shape == (5, 2) and out["scale"].shape == (5,)
+    assert out["mean"].shape == (5, 2)
+    assert out["scale"].shape == (5,)
 
 
 def test_pt2_import_needs_no_class(tmp_path):
@@ -86,8 +95,9 @@ def test_pt2_import_needs_no_class(tmp_path):
     from torchship.importer import import_source
 
     torch.manual_seed(0)
-    program = torch.export.export(TwoHeads(), (torch.randn(4, 6),),
-                                  dynamic_shapes=({0: torch.export.Dim("n", min=1)},), strict=False)
+    program = torch.export.export(
+        TwoHeads(), (torch.randn(4, 6),), dynamic_shapes=({0: torch.export.Dim("n", min=1)},), strict=False
+    )
     torch.export.save(program, tmp_path / "reg.pt2")
     art = import_source(tmp_path / "reg.pt2", tmp_path / "run" / "artifact", task="regression")
     assert art.manifest.architecture is None
@@ -95,15 +105,8 @@ def test_pt2_import_needs_no_class(tmp_path):
     assert len(art.manifest.signature.outputs) == 2
 
 
-def test_onnx_import_is_onnx_only(tmp_path):
-    from byo_nets import TwoHeads
-
-    from torchship.importer import import_source
-
-    torch.manual_seed(0)
-    torch.onnx.export(TwoHeads(), (torch.randn(2, 6),), str(tmp_path / "reg.onnx"), input_names=["x"],
-                      output_names=["mean", "scale"], dynamic_axes={"x": {0: "N"}}, dynamo=False)
-    art = import_source(tmp_path / "reg.onnx", tmp_path / "run" / "artifact", task="regression")
+def test_onnx_import_is_onnx_only(onnx_only):
+    art = onnx_only
     sig = art.manifest.signature
     assert [(t.name, t.shape) for t in sig.inputs] == [("x", ["batch", 6])]
     assert sig.output_names == ["mean", "scale"]

@@ -47,10 +47,15 @@ async def test_int8_artifact_is_served_by_its_int8_program_by_default(bert_int8,
     shutil.copytree(bert_int8.path, tmp_path / "repo" / "bert" / "1")
     ids = np.random.default_rng(0).integers(0, 1000, size=(2, 9))
     want = load_predictor(Artifact.load(bert_int8.path), "onnxruntime", warmup=0).run(
-        {"input_ids": ids, "attention_mask": np.ones_like(ids)})["logits"]
-    body = {"inputs": [{"name": n, "shape": [2, 9], "datatype": "INT64", "data": x.ravel().tolist()}
-                       for n, x in (("input_ids", ids), ("attention_mask", np.ones_like(ids)))],
-            "outputs": [{"name": "logits"}]}
+        {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    )["logits"]
+    body = {
+        "inputs": [
+            {"name": n, "shape": [2, 9], "datatype": "INT64", "data": x.ravel().tolist()}
+            for n, x in (("input_ids", ids), ("attention_mask", np.ones_like(ids)))
+        ],
+        "outputs": [{"name": "logits"}],
+    }
     async with in_process(tmp_path / "repo") as client:
         meta = (await client.get("/v2/models/bert")).json()
         assert meta["platform"] == "torchship_onnxruntime"

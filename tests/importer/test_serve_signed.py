@@ -15,8 +15,6 @@ from torchship.artifact import Artifact
 from torchship.runtime import load_predictor
 
 
-
-
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
@@ -40,9 +38,13 @@ def test_bert_served_without_its_class_answers_int64_json_and_binary(bert_artifa
         try:
             meta = client.get_model_metadata("bert")
             assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
-                ("input_ids", "INT64", [-1, -1]), ("attention_mask", "INT64", [-1, -1])]
+                ("input_ids", "INT64", [-1, -1]),
+                ("attention_mask", "INT64", [-1, -1]),
+            ]
             assert [o["name"] for o in meta["outputs"]] == ["logits", "probabilities"]
-            assert meta["platform"] == "torchship_exported"  # auto: the class was not allowed, the program runs
+            assert (
+                meta["platform"] == "torchship_exported"
+            )  # auto: the class was not allowed, the program runs
             for seq in (7, 19):
                 feeds = _tokens(2, seq, seq)
                 want = reference.run(feeds)["logits"]
@@ -66,10 +68,22 @@ async def test_bert_refuses_mismatched_seq_and_out_of_vocabulary_ids(bert_artifa
     shutil.copytree(bert_artifact, tmp_path / "repo" / "bert" / "1")
 
     def body(ids, mask):
-        return {"inputs": [{"name": "input_ids", "shape": list(ids.shape), "datatype": "INT64",
-                            "data": ids.ravel().tolist()},
-                           {"name": "attention_mask", "shape": list(mask.shape), "datatype": "INT64",
-                            "data": mask.ravel().tolist()}]}
+        return {
+            "inputs": [
+                {
+                    "name": "input_ids",
+                    "shape": list(ids.shape),
+                    "datatype": "INT64",
+                    "data": ids.ravel().tolist(),
+                },
+                {
+                    "name": "attention_mask",
+                    "shape": list(mask.shape),
+                    "datatype": "INT64",
+                    "data": mask.ravel().tolist(),
+                },
+            ]
+        }
 
     ids = np.zeros((1, 5), np.int64)
     async with in_process(tmp_path / "repo") as client:
@@ -84,15 +98,10 @@ async def test_bert_refuses_mismatched_seq_and_out_of_vocabulary_ids(bert_artifa
 @pytest.mark.anyio
 async def test_regression_serves_both_outputs_and_refuses_classification(tmp_path):
     import torch
-    from byo_nets import TwoHeads
+    from byo_nets import regression_artifact
     from serve_helpers import in_process
 
-    from torchship.importer import from_model
-
-    torch.manual_seed(0)
-    net = TwoHeads()
-    from_model(net, (torch.randn(4, 6),), name="reg", task="regression", output_names=["mean", "scale"],
-               out=tmp_path / "repo" / "reg" / "1")
+    net, art = regression_artifact(tmp_path / "repo" / "reg" / "1")
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
     body = {"inputs": [{"name": "input", "shape": [3, 6], "datatype": "FP32", "data": x.ravel().tolist()}]}
     async with in_process(tmp_path / "repo") as client:
@@ -118,8 +127,9 @@ def test_pt2_import_is_served_by_a_fresh_process_without_the_class(tmp_path):
     from torchship.importer import import_source
 
     torch.manual_seed(0)
-    program = torch.export.export(TwoHeads(), (torch.randn(4, 6),),
-                                  dynamic_shapes=({0: torch.export.Dim("n", min=1)},), strict=False)
+    program = torch.export.export(
+        TwoHeads(), (torch.randn(4, 6),), dynamic_shapes=({0: torch.export.Dim("n", min=1)},), strict=False
+    )
     torch.export.save(program, tmp_path / "reg.pt2")
     import_source(tmp_path / "reg.pt2", tmp_path / "repo" / "reg" / "1", task="regression")
     x = np.ones((2, 6), np.float32)
@@ -145,8 +155,14 @@ def test_pt2_import_is_served_by_a_fresh_process_without_the_class(tmp_path):
         asyncio.run(main())
     """)
     src = str(Path(__file__).parents[2] / "src")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240,
-                          env={"PYTHONPATH": src, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"PYTHONPATH": src, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     import json
 

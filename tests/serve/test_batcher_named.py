@@ -29,7 +29,8 @@ def test_concat_and_split_named_rows():
     both = concat_rows([a, b])
     assert both["ids"].shape == (3, 3)
     first, second = split_rows({"out": both["ids"][:, :1]}, [2, 1])
-    assert first["out"].shape == (2, 1) and second["out"][0, 0] == 2.0
+    assert first["out"].shape == (2, 1)
+    assert second["out"][0, 0] == 2.0
 
 
 def test_pending_key_separates_sequence_lengths():
@@ -47,8 +48,7 @@ def test_requests_of_different_lengths_never_share_a_batch():
     loop = asyncio.new_event_loop()
     recorder = _Recorder()
     results = []
-    batcher = Batcher("t", BatchPolicy(max_batch_size=32), [recorder], lambda: recorder, loop,
-                      results.append)
+    batcher = Batcher("t", BatchPolicy(max_batch_size=32), [recorder], lambda: recorder, loop, results.append)
     try:
         for seq in (4, 4, 4, 7, 4):  # the instance blocks on its first batch until released
             batcher.submit({"ids": np.ones((1, seq))}, 30)

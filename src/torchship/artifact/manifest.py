@@ -179,7 +179,9 @@ def signature_from_input(spec: InputSpec | dict[str, Any], classes: int) -> dict
                 "name": "input",
                 "dtype": spec.dtype,
                 "shape": [BATCH, *spec.shape],
-                "preprocessing": {"kind": spec.layout, "scale": spec.scale, "mean": spec.mean, "std": spec.std},
+                "preprocessing": {
+                    "kind": spec.layout, "scale": spec.scale, "mean": spec.mean, "std": spec.std,
+                },
             }
         ],
         "outputs": [{"name": "logits", "dtype": "float32", "shape": [BATCH, classes]}],
@@ -263,8 +265,10 @@ class Manifest(_Strict):
             )
         pre = spec.preprocessing
         if pre is None:
-            return InputSpec(shape=list(sample), dtype=spec.dtype, layout="features", scale=1.0, mean=[0.0], std=[1.0])
-        return InputSpec(shape=list(sample), dtype=spec.dtype, layout=pre.kind, scale=pre.scale, mean=pre.mean,
+            return InputSpec(shape=list(sample), dtype=spec.dtype, layout="features", scale=1.0, mean=[0.0],
+                             std=[1.0])
+        return InputSpec(shape=list(sample), dtype=spec.dtype, layout=pre.kind, scale=pre.scale,
+                         mean=pre.mean,
                          std=pre.std)
 
     @property

@@ -107,7 +107,8 @@ class Artifact:
                 "name": name,
                 "created": _now(),
                 "architecture": architecture,
-                "signature": signature if isinstance(signature, dict) else signature.model_dump(exclude_none=True),
+                "signature": signature if isinstance(signature, dict)
+                else signature.model_dump(exclude_none=True),
                 "labels": labels or [],
                 "metrics": metrics or {},
                 "lineage": {"parent": None, "op": op, "params": params or {}},
@@ -165,7 +166,8 @@ class Artifact:
 
         if self.manifest.architecture is None:
             raise ArtifactError(
-                f"{self.manifest.name} was imported as a program only ({', '.join(self.manifest.exports) or 'no exports'}); "
+                f"{self.manifest.name} was imported as a program only "
+                f"({', '.join(self.manifest.exports) or 'no exports'}); "
                 "it has no PyTorch module to rebuild, so this stage cannot run on it",
                 fix="import it from its weights with --class pkg.mod:Class to train, prune or distill it",
             )

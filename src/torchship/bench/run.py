@@ -215,7 +215,8 @@ def measure_runtime(
         for row in rows:
             batch = example_batch(artifact, row.batch_size, dims=dims)
             try:
-                stats = measure_latency(predictor.run if isinstance(batch, dict) else predictor.predict, batch, warmup=timing.warmup,
+                call = predictor.run if isinstance(batch, dict) else predictor.predict
+                stats = measure_latency(call, batch, warmup=timing.warmup,
                                         min_iterations=timing.min_iterations,
                                         min_time_s=timing.min_time_s, max_time_s=timing.max_time_s)
             except Exception as exc:  # noqa: BLE001 - e.g. a static-shape export at another batch size

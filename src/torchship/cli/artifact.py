@@ -37,7 +37,8 @@ def inspect(
     if _one_normalized_input(m):
         spec = m.input
         out.print(
-            f"input     {spec.dtype}{list(spec.shape)} {spec.layout}; x = (raw * {spec.scale:.6g} - mean) / std, "
+            f"input     {spec.dtype}{list(spec.shape)} {spec.layout}; "
+            f"x = (raw * {spec.scale:.6g} - mean) / std, "
             f"mean {_short(spec.mean)}, std {_short(spec.std)}"
         )
     else:
@@ -46,7 +47,8 @@ def inspect(
         for line in signature_lines(m.signature):
             out.print(line, markup=False, highlight=False)
     if m.labels:
-        out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{' ...' if len(m.labels) > 12 else ''}")
+        more = " ..." if len(m.labels) > 12 else ""
+        out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{more}")
     parent = m.lineage.parent[:19] if m.lineage.parent else "none"
     out.print(f"lineage   {m.lineage.op} (parent {parent})")
     if m.data:

@@ -242,8 +242,9 @@ def _print_quantized(params: dict[str, Any]) -> None:
     if "agreement" in params:  # judged against fp32 on generated inputs: the model had no labelled data
         agree = params["agreement"]
         top1 = f", top-1 agreement {agree['top1_agreement']:.2%}" if "top1_agreement" in agree else ""
-        out.print(f"int8 {params['mode']} ({params['backend']}); max |Δ| vs fp32 {agree['max_abs_diff']:.3g}{top1} "
-                  f"on {agree['samples']} generated inputs; ONNX {agree['fp32_bytes']:,} -> {agree['int8_bytes']:,} bytes")
+        out.print(f"int8 {params['mode']} ({params['backend']}); max |Δ| vs fp32 {agree['max_abs_diff']:.3g}"
+                  f"{top1} on {agree['samples']} generated inputs; "
+                  f"ONNX {agree['fp32_bytes']:,} -> {agree['int8_bytes']:,} bytes")
     else:
         out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
                   f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")

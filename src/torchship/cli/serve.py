@@ -26,8 +26,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
-    runtime: Annotated[str | None, typer.Option(help="Runtime for every model (default auto: the fastest measured "
-                                                "at load; or eager, onnxruntime, exported, ...).")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="Runtime for every model (default auto: the fastest measured at load; or eager, onnxruntime, "
+        "exported, ...).")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Most rows per batch.")] = None,
     max_queue_delay_ms: Annotated[
         float | None, typer.Option(help="Longest wait for company while another instance computes.")

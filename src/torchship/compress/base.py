@@ -97,7 +97,8 @@ def run(
     cfg = parse_config(method, config)
     if artifact.manifest.architecture is None and method in NEEDS_MODULE:
         raise CompressError(
-            f"{artifact.manifest.name} was imported as a program only ({', '.join(artifact.manifest.exports)}); "
+            f"{artifact.manifest.name} was imported as a program only "
+            f"({', '.join(artifact.manifest.exports)}); "
             f"{method} changes the PyTorch module, which this artifact does not have",
             fix="import the model from its weights with --class pkg.mod:Class to prune, fuse or distill it; "
             "quantize --mode dynamic works on the program",

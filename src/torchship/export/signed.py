@@ -38,8 +38,12 @@ def parity_feeds(signature: Signature) -> list[dict[str, np.ndarray]]:
     return [example_feeds(signature, batch=1, seed=1), example_feeds(signature, batch=5, dims=other, seed=2)]
 
 
-def compare_outputs(signature: Signature, task: str, reference: list[dict[str, np.ndarray]],
-                    candidate: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def compare_outputs(
+    signature: Signature,
+    task: str,
+    reference: list[dict[str, np.ndarray]],
+    candidate: list[dict[str, np.ndarray]],
+) -> dict[str, Any]:
     """max |Δ| per output over every input set; top-1 agreement of a classifier's first output."""
     per_output: dict[str, dict[str, float]] = {}
     for spec in signature.outputs:
@@ -47,9 +51,14 @@ def compare_outputs(signature: Signature, task: str, reference: list[dict[str, n
         for ref, cand in zip(reference, candidate, strict=True):
             r, c = np.asarray(ref[spec.name], np.float64), np.asarray(cand[spec.name], np.float64)
             if r.shape != c.shape:
-                raise ExportParityError(f"output {spec.name} has shape {list(c.shape)} in the export but "
-                                        f"{list(r.shape)} in the reference", fix="re-export")
-            diffs.append(float(np.max(np.abs(r - c), initial=0.0)) if np.all(np.isfinite(c)) else float("inf"))
+                raise ExportParityError(
+                    f"output {spec.name} has shape {list(c.shape)} in the export but "
+                    f"{list(r.shape)} in the reference",
+                    fix="re-export",
+                )
+            diffs.append(
+                float(np.max(np.abs(r - c), initial=0.0)) if np.all(np.isfinite(c)) else float("inf")
+            )
         per_output[spec.name] = {"max_abs_diff": max(diffs)}
     record: dict[str, Any] = {
         "max_abs_diff": max(v["max_abs_diff"] for v in per_output.values()),
@@ -59,7 +68,10 @@ def compare_outputs(signature: Signature, task: str, reference: list[dict[str, n
     }
     if task in ("classification", "multilabel"):
         first = signature.outputs[0].name
-        agree = [np.argmax(r[first], -1) == np.argmax(c[first], -1) for r, c in zip(reference, candidate, strict=True)]
+        agree = [
+            np.argmax(r[first], -1) == np.argmax(c[first], -1)
+            for r, c in zip(reference, candidate, strict=True)
+        ]
         record["top1_agreement"] = float(np.mean(np.concatenate([a.ravel() for a in agree])))
     return record
 
@@ -87,17 +99,22 @@ def program_of(artifact: Artifact, allow_import: Iterable[str]) -> torch.export.
     from torchship.models.calling import SignatureModule
 
     if artifact.manifest.architecture is None:
-        raise ExportError(f"{artifact.manifest.name} has neither a PyTorch program nor a class to export from",
-                          fix="it is ONNX-only: export --format triton packages its ONNX graph")
+        raise ExportError(
+            f"{artifact.manifest.name} has neither a PyTorch program nor a class to export from",
+            fix="it is ONNX-only: export --format triton packages its ONNX graph",
+        )
     sig = artifact.manifest.signature
-    module = SignatureModule(artifact.build_model(allow_import), sig.input_names,
-                             artifact.manifest.architecture.call == "keyword")
+    module = SignatureModule(
+        artifact.build_model(allow_import), sig.input_names, artifact.manifest.architecture.call == "keyword"
+    )
     feeds = parity_feeds(sig)[1]
     specs = [s.model_dump() for s in sig.inputs]
     return capture(module, [torch.from_numpy(feeds[n]) for n in sig.input_names], specs)
 
 
-def export_onnx_signed(program: torch.export.ExportedProgram, signature: Signature, path: Path, opset: int) -> None:
+def export_onnx_signed(
+    program: torch.export.ExportedProgram, signature: Signature, path: Path, opset: int
+) -> None:
     """Translate ``program`` to ONNX at ``path``; dynamic axes named as the signature names them.
 
     Raises:
@@ -111,12 +128,23 @@ def export_onnx_signed(program: torch.export.ExportedProgram, signature: Signatu
     args = tuple(torch.from_numpy(feeds[n]) for n in signature.input_names)
     try:
         with _quiet_exporter():
-            onnx_program = torch.onnx.export(program, args, input_names=signature.input_names,
-                                             output_names=signature.output_names, opset_version=opset, dynamo=True,
-                                             external_data=False, optimize=True, verbose=False)
+            onnx_program = torch.onnx.export(
+                program,
+                args,
+                input_names=signature.input_names,
+                output_names=signature.output_names,
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
     except Exception as exc:  # the exporter raises OnnxExporterError, ConversionError, ...
-        raise ExportError(f"cannot export {signature.input_names} -> {signature.output_names} to ONNX: "
-                          f"{failure_summary(exc)}", fix="replace that op in the model, or export --format exported")
+        raise ExportError(
+            f"cannot export {signature.input_names} -> {signature.output_names} to ONNX: "
+            f"{failure_summary(exc)}",
+            fix="replace that op in the model, or export --format exported",
+        ) from exc
     model = onnx_program.model_proto
     name_dynamic_axes(model, signature)
     onnx.save_model(model, str(path))
@@ -163,22 +191,29 @@ def export_signed(
     """
     unsupported = [n for n in names if n not in SIGNED_FORMATS]
     if unsupported:
-        raise ExportError(f"{', '.join(unsupported)} export is not available for {artifact.manifest.name} "
-                          f"(inputs {', '.join(artifact.manifest.signature.input_names)})",
-                          fix=f"export one of: {', '.join(SIGNED_FORMATS)}")
+        raise ExportError(
+            f"{', '.join(unsupported)} export is not available for {artifact.manifest.name} "
+            f"(inputs {', '.join(artifact.manifest.signature.input_names)})",
+            fix=f"export one of: {', '.join(SIGNED_FORMATS)}",
+        )
     from torchship.runtime.auto import int8_programs
 
     int8 = int8_programs(artifact)
     has_onnx = "onnx" in artifact.manifest.exports or bool(int8)
-    if "onnx" in names and (artifact.manifest.architecture is None and "exported" not in artifact.manifest.exports
-                            or int8):
+    if "onnx" in names and (
+        artifact.manifest.architecture is None and "exported" not in artifact.manifest.exports or int8
+    ):
         if "triton" not in names:
-            raise ExportError(f"{artifact.manifest.name} already holds its ONNX program and nothing to re-export "
-                              "it from", fix="export --format triton packages it")
+            raise ExportError(
+                f"{artifact.manifest.name} already holds its ONNX program and nothing to re-export it from",
+                fix="export --format triton packages it",
+            )
         names = [n for n in names if n != "onnx"]
     if "exported" in names and int8:
-        raise ExportError(f"{artifact.manifest.name} is an int8 artifact; only its ONNX program runs it",
-                          fix="export --format triton")
+        raise ExportError(
+            f"{artifact.manifest.name} is an int8 artifact; only its ONNX program runs it",
+            fix="export --format triton",
+        )
     sig = artifact.manifest.signature
     reference = reference_predictor(artifact, allow_import)
     feeds = parity_feeds(sig)
@@ -194,12 +229,19 @@ def export_signed(
             torch.export.save(program, str(staging / "model.pt2"))
             extra["model.pt2"] = staging / "model.pt2"
             records["exported"] = {"file": "model.pt2", "dynamic_batch": True, "torch": torch.__version__}
-            records["exported"].update(_verify(staging / "model.pt2", "exported", artifact, feeds, ref_out, tolerance))
+            records["exported"].update(
+                _verify(staging / "model.pt2", "exported", artifact, feeds, ref_out, tolerance)
+            )
         if "onnx" in names:
             export_onnx_signed(program, sig, staging / ONNX_FILE, opset)
             extra[ONNX_FILE] = staging / ONNX_FILE
-            records["onnx"] = {"file": ONNX_FILE, "opset": opset, "inputs": sig.input_names,
-                               "outputs": sig.output_names, "dynamic_axes": _dynamic_axes(sig)}
+            records["onnx"] = {
+                "file": ONNX_FILE,
+                "opset": opset,
+                "inputs": sig.input_names,
+                "outputs": sig.output_names,
+                "dynamic_axes": _dynamic_axes(sig),
+            }
             records["onnx"].update(_verify(staging / ONNX_FILE, "onnx", artifact, feeds, ref_out, tolerance))
         if "triton" in names:
             from torchship.export.triton_signed import write_repository
@@ -211,7 +253,9 @@ def export_signed(
 
                 onnx_path, fmt = onnx_file(artifact), ("onnx-int8" if int8 else "onnx")
             else:
-                raise ExportError("the triton format packages an ONNX program", fix="export --format onnx,triton")
+                raise ExportError(
+                    "the triton format packages an ONNX program", fix="export --format onnx,triton"
+                )
             files, record = write_repository(artifact, onnx_path, staging, max_batch_size, device)
             record["verified_by"] = fmt
             extra.update(files)
@@ -221,12 +265,19 @@ def export_signed(
 
 
 def _dynamic_axes(sig: Signature) -> dict[str, dict[str, str]]:
-    return {t.name: {str(i): d for i, d in t.dynamic.items()} for t in [*sig.inputs, *sig.outputs] if t.dynamic}
+    return {
+        t.name: {str(i): d for i, d in t.dynamic.items()} for t in [*sig.inputs, *sig.outputs] if t.dynamic
+    }
 
 
-def _verify(path: Path, fmt: str, artifact: Artifact, feeds: list[dict[str, np.ndarray]],
-            reference: list[dict[str, np.ndarray]] | None, tolerance: float | Mapping[str, float] | None
-            ) -> dict[str, Any]:
+def _verify(
+    path: Path,
+    fmt: str,
+    artifact: Artifact,
+    feeds: list[dict[str, np.ndarray]],
+    reference: list[dict[str, np.ndarray]] | None,
+    tolerance: float | Mapping[str, float] | None,
+) -> dict[str, Any]:
     from torchship.runtime.base import RuntimeOptions
 
     if fmt == "onnx":
@@ -242,12 +293,18 @@ def _verify(path: Path, fmt: str, artifact: Artifact, feeds: list[dict[str, np.n
     if reference is None:
         return {"verified": False}
     record = compare_outputs(artifact.manifest.signature, artifact.manifest.task, reference, candidate)
-    limit = tolerance.get(fmt, DEFAULT_TOLERANCE) if isinstance(tolerance, Mapping) else (tolerance or DEFAULT_TOLERANCE)
+    limit = (
+        tolerance.get(fmt, DEFAULT_TOLERANCE)
+        if isinstance(tolerance, Mapping)
+        else (tolerance or DEFAULT_TOLERANCE)
+    )
     if not record["max_abs_diff"] <= limit:
         worst = max(record["outputs"], key=lambda k: record["outputs"][k]["max_abs_diff"])
-        raise ExportParityError(f"{fmt} export differs from the reference: output {worst} max |Δ| "
-                                f"{record['max_abs_diff']:.3g} > tolerance {limit:.3g}; nothing was written",
-                                fix="pass --tolerance if this difference is acceptable")
+        raise ExportParityError(
+            f"{fmt} export differs from the reference: output {worst} max |Δ| "
+            f"{record['max_abs_diff']:.3g} > tolerance {limit:.3g}; nothing was written",
+            fix="pass --tolerance if this difference is acceptable",
+        )
     return {**record, "tolerance": limit}
 
 
@@ -256,6 +313,11 @@ def uses_signature(artifact: Artifact) -> bool:
     from torchship.runtime.base import legacy_shape
 
     m = artifact.manifest
-    return (m.architecture is None or m.architecture.call == "keyword" or len(m.signature.outputs) != 1
-            or legacy_shape(artifact) is None or BATCH not in m.signature.inputs[0].shape[:1]
-            or m.lineage.op == "import")
+    return (
+        m.architecture is None
+        or m.architecture.call == "keyword"
+        or len(m.signature.outputs) != 1
+        or legacy_shape(artifact) is None
+        or BATCH not in m.signature.inputs[0].shape[:1]
+        or m.lineage.op == "import"
+    )

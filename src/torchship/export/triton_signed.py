@@ -17,8 +17,14 @@ from torchship.artifact import Artifact
 from torchship.artifact.manifest import BATCH, TensorSpec
 from torchship.export.triton import REPOSITORY, model_config, model_name
 
-TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "int64": "TYPE_INT64",
-                "int32": "TYPE_INT32", "bool": "TYPE_BOOL"}
+TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "bool": "TYPE_BOOL",
+}
 
 
 def tensor_config(spec: TensorSpec) -> dict[str, Any]:
@@ -27,8 +33,9 @@ def tensor_config(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "data_type": TRITON_TYPES[spec.dtype], "dims": dims}
 
 
-def write_repository(artifact: Artifact, onnx_path: Path, staging: Path, max_batch_size: int,
-                     device: str) -> tuple[dict[str, Path], dict[str, Any]]:
+def write_repository(
+    artifact: Artifact, onnx_path: Path, staging: Path, max_batch_size: int, device: str
+) -> tuple[dict[str, Path], dict[str, Any]]:
     """Lay out ``triton/<name>/<version>/model.onnx`` and its config; returns (files, manifest record)."""
     m = artifact.manifest
     name = model_name(m.name)
@@ -50,18 +57,30 @@ def write_repository(artifact: Artifact, onnx_path: Path, staging: Path, max_bat
     files[f"{REPOSITORY}/{name}/config.pbtxt"] = root / "config.pbtxt"
     (root / "README.md").write_text(readme(artifact, onnx_path.name))
     files[f"{REPOSITORY}/{name}/README.md"] = root / "README.md"
-    record = {"file": f"{REPOSITORY}/{name}/config.pbtxt", "repository": REPOSITORY, "model_name": name,
-              "version": version, "platform": "onnxruntime_onnx", "max_batch_size": max_batch_size if batched else 0,
-              "inputs": [i["name"] for i in inputs], "outputs": [o["name"] for o in outputs]}
+    record = {
+        "file": f"{REPOSITORY}/{name}/config.pbtxt",
+        "repository": REPOSITORY,
+        "model_name": name,
+        "version": version,
+        "platform": "onnxruntime_onnx",
+        "max_batch_size": max_batch_size if batched else 0,
+        "inputs": [i["name"] for i in inputs],
+        "outputs": [o["name"] for o in outputs],
+    }
     return files, record
 
 
 def readme(artifact: Artifact, source: str) -> str:
     m = artifact.manifest
-    lines = [f"# {m.name} v{m.version} for Triton", "",
-             f"`{artifact.manifest.version}/model.onnx` is the artifact's `{source}`. Inputs are expected "
-             "**already preprocessed** (the tensors the model consumes); Triton applies no normalization.", "",
-             "| tensor | dtype | shape | note |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# {m.name} v{m.version} for Triton",
+        "",
+        f"`{artifact.manifest.version}/model.onnx` is the artifact's `{source}`. Inputs are expected "
+        "**already preprocessed** (the tensors the model consumes); Triton applies no normalization.",
+        "",
+        "| tensor | dtype | shape | note |",
+        "| --- | --- | --- | --- |",
+    ]
     for side, specs in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for s in specs:
             note = f"values in [{s.range[0]}, {s.range[1]})" if s.range else ""
@@ -70,6 +89,9 @@ def readme(artifact: Artifact, source: str) -> str:
                 note = f"send (raw * {p.scale:.6g} - mean) / std, mean {p.mean}, std {p.std}"
             lines.append(f"| {side} `{s.name}` | {s.dtype} | [{', '.join(map(str, s.shape))}] | {note} |")
     if m.task == "classification":
-        lines += ["", "Probabilities are softmax of the first output; torchship's own server also answers "
-                  "`probabilities`. Triton's classification extension reads `labels.txt`."]
+        lines += [
+            "",
+            "Probabilities are softmax of the first output; torchship's own server also answers "
+            "`probabilities`. Triton's classification extension reads `labels.txt`.",
+        ]
     return "\n".join(lines) + "\n"

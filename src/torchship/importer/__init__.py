@@ -190,17 +190,33 @@ def import_source(
     if suffix == ".pt2":
         program = sources.load_program(path)
         names, tensors, dynamic = sources.program_inputs(program, specs, sizes)
-        return from_model(program.module(), tuple(tensors), name=name, task=task, labels=labels, input_names=names,
-                          dynamic_dims=dynamic, ranges=ranges, output_names=output_names, out=out)
+        return from_model(
+            program.module(),
+            tuple(tensors),
+            name=name,
+            task=task,
+            labels=labels,
+            input_names=names,
+            dynamic_dims=dynamic,
+            ranges=ranges,
+            output_names=output_names,
+            out=out,
+        )
     if suffix not in sources.WEIGHT_SUFFIXES:
-        raise ImportError_(f"{path.name}: unknown kind of file",
-                           fix=f"import weights ({', '.join(sources.WEIGHT_SUFFIXES)}), a .pt2 program or an .onnx file")
+        raise ImportError_(
+            f"{path.name}: unknown kind of file",
+            fix=f"import weights ({', '.join(sources.WEIGHT_SUFFIXES)}), a .pt2 program or an .onnx file",
+        )
     if not class_path:
-        raise ImportError_(f"{path.name} holds weights only; torchship needs the class that builds the module",
-                           fix="pass --class pkg.mod:Class --allow-import pkg.mod:Class (a class or a factory function)")
+        raise ImportError_(
+            f"{path.name} holds weights only; torchship needs the class that builds the module",
+            fix="pass --class pkg.mod:Class --allow-import pkg.mod:Class (a class or a factory function)",
+        )
     if not specs:
-        raise ImportError_("a weights file says nothing about the model's inputs",
-                           fix="describe each with --input NAME:DTYPE:SHAPE, e.g. --input input_ids:int64:batch,seq=128")
+        raise ImportError_(
+            "a weights file says nothing about the model's inputs",
+            fix="describe each with --input NAME:DTYPE:SHAPE, e.g. --input input_ids:int64:batch,seq=128",
+        )
     from torchship.models import build_model
 
     architecture = {"import": class_path, "kwargs": dict(kwargs or {})}
@@ -209,6 +225,16 @@ def import_source(
     tensors = sources.examples_for(specs, sizes)
     names = [s.name for s in specs]
     examples: Any = dict(zip(names, tensors)) if sources.keyword_call(model, names) else tuple(tensors)
-    return from_model(model, examples, name=name, task=task, labels=labels, input_names=names,
-                      dynamic_dims={s.name: s.dynamic for s in specs}, ranges=ranges, output_names=output_names,
-                      architecture=architecture, out=out)
+    return from_model(
+        model,
+        examples,
+        name=name,
+        task=task,
+        labels=labels,
+        input_names=names,
+        dynamic_dims={s.name: s.dynamic for s in specs},
+        ranges=ranges,
+        output_names=output_names,
+        architecture=architecture,
+        out=out,
+    )

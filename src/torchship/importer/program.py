@@ -47,9 +47,11 @@ def capture(
         for axis, name in ((i, d) for i, d in enumerate(spec["shape"]) if isinstance(d, str)):
             if not isinstance(shape[axis], torch.SymInt):
                 raise ImportError_(
-                    f"torch.export fixed dim {name!r} of input {spec['name']} to {int(shape[axis])}: the model "
+                    f"torch.export fixed dim {name!r} of input {spec['name']} to {int(shape[axis])}: "
+                    "the model "
                     "does not accept other sizes there",
-                    fix=f"declare that dim as the number {int(shape[axis])}, or use example inputs where it is above 1",
+                    fix=f"declare that dim as the number {int(shape[axis])}, "
+                    "or use example inputs where it is above 1",
                 )
     return program
 

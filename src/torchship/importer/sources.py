@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ImportError_(f"{path.name} does not hold a state dict of tensors", fix="save model.state_dict()")
+        raise ImportError_(
+            f"{path.name} does not hold a state dict of tensors", fix="save model.state_dict()"
+        )
     return dict(loaded)
 
 
@@ -123,8 +125,10 @@ def onnx_signature(model: Any) -> dict[str, Any]:
     def spec(value: Any) -> dict[str, Any]:
         tensor = value.type.tensor_type
         if tensor.elem_type not in _ONNX_DTYPES:
-            raise ImportError_(f"ONNX tensor {value.name} has element type {tensor.elem_type}, not supported",
-                               fix=f"use one of {', '.join(_ONNX_DTYPES.values())}")
+            raise ImportError_(
+                f"ONNX tensor {value.name} has element type {tensor.elem_type}, not supported",
+                fix=f"use one of {', '.join(_ONNX_DTYPES.values())}",
+            )
         shape: list[int | str] = []
         for axis, dim in enumerate(tensor.shape.dim):
             if dim.HasField("dim_value"):
@@ -141,8 +145,15 @@ def onnx_signature(model: Any) -> dict[str, Any]:
     return {"inputs": inputs, "outputs": outputs}
 
 
-def from_onnx(path: Path, *, name: str, task: str, labels: Sequence[str], specs: Sequence[TensorSpec],
-              sizes: Mapping[str, int]) -> Artifact:
+def from_onnx(
+    path: Path,
+    *,
+    name: str,
+    task: str,
+    labels: Sequence[str],
+    specs: Sequence[TensorSpec],
+    sizes: Mapping[str, int],
+) -> Artifact:
     """An ONNX-only artifact: the graph as ``model.onnx``, no PyTorch weights or class.
 
     Raises:
@@ -153,29 +164,51 @@ def from_onnx(path: Path, *, name: str, task: str, labels: Sequence[str], specs:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # DecodeError, ValidationError, ...
-        raise ImportError_(f"{path.name} is not a valid ONNX model ({str(exc).splitlines()[0][:160]})") from None
+        raise ImportError_(
+            f"{path.name} is not a valid ONNX model ({str(exc).splitlines()[0][:160]})"
+        ) from None
     signature = onnx_signature(model)
     given = {s.name: s for s in specs}
     unknown = sorted(set(given) - {s["name"] for s in signature["inputs"]})
     if unknown:
-        raise ImportError_(f"--input names {unknown}, which {path.name} does not take",
-                           fix=f"its inputs are {[s['name'] for s in signature['inputs']]}")
-    signature["inputs"] = [given[s["name"]].model_dump(exclude_none=True) if s["name"] in given else s
-                           for s in signature["inputs"]]
+        raise ImportError_(
+            f"--input names {unknown}, which {path.name} does not take",
+            fix=f"its inputs are {[s['name'] for s in signature['inputs']]}",
+        )
+    signature["inputs"] = [
+        given[s["name"]].model_dump(exclude_none=True) if s["name"] in given else s
+        for s in signature["inputs"]
+    ]
     signature["dims"] = {k: v for k, v in sizes.items() if k != BATCH}
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None)
-    record = {"file": ONNX_FILE, "opset": opset, "dynamic_batch": True, "source": "import", "onnx": onnx.__version__}
-    art = Artifact.create(name=name, model=None, architecture=None, signature=signature, labels=list(labels),
-                          task=task, op="import", params={"source": path.name, "format": "onnx"},
-                          exports={"onnx": record})
+    record = {
+        "file": ONNX_FILE,
+        "opset": opset,
+        "dynamic_batch": True,
+        "source": "import",
+        "onnx": onnx.__version__,
+    }
+    art = Artifact.create(
+        name=name,
+        model=None,
+        architecture=None,
+        signature=signature,
+        labels=list(labels),
+        task=task,
+        op="import",
+        params={"source": path.name, "format": "onnx"},
+        exports={"onnx": record},
+    )
     art.pending_files[ONNX_FILE] = path.read_bytes()
     return art
 
 
 # ---------------------------------------------------------------------------- .pt2
 
-def program_inputs(program: torch.export.ExportedProgram, specs: Sequence[TensorSpec], sizes: Mapping[str, int]
-                   ) -> tuple[list[str], list[torch.Tensor], dict[str, dict[int, str]]]:
+
+def program_inputs(
+    program: torch.export.ExportedProgram, specs: Sequence[TensorSpec], sizes: Mapping[str, int]
+) -> tuple[list[str], list[torch.Tensor], dict[str, dict[int, str]]]:
     """Names, example tensors and named dynamic dims of a program's user inputs.
 
     ``--input`` specs win; otherwise the placeholder names are used, a symbolic axis 0 is
@@ -185,8 +218,10 @@ def program_inputs(program: torch.export.ExportedProgram, specs: Sequence[Tensor
     nodes = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user]
     if specs:
         if len(specs) != len(nodes):
-            raise ImportError_(f"{len(specs)} --input given but the program takes {len(nodes)} inputs",
-                               fix="give one --input per program input, in order")
+            raise ImportError_(
+                f"{len(specs)} --input given but the program takes {len(nodes)} inputs",
+                fix="give one --input per program input, in order",
+            )
         return [s.name for s in specs], examples_for(specs, sizes), {s.name: s.dynamic for s in specs}
     names, tensors, dynamic = [], [], {}
     symbols: dict[str, str] = {}
@@ -219,6 +254,7 @@ def load_program(path: Path) -> torch.export.ExportedProgram:
     except ImportError_:
         raise
     except Exception as exc:  # RuntimeError_ from the check, or the deserializer's own errors
-        raise ImportError_(f"cannot load {path.name} as a torch.export program ({str(exc).splitlines()[0][:200]})",
-                           fix="save it with torch.export.save (same torch version)") from None
-
+        raise ImportError_(
+            f"cannot load {path.name} as a torch.export program ({str(exc).splitlines()[0][:200]})",
+            fix="save it with torch.export.save (same torch version)",
+        ) from None

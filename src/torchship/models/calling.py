@@ -46,8 +46,5 @@ class SignatureModule(nn.Module):
         self.keyword = keyword
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.keyword:
-            out = self.model(**dict(zip(self.input_names, tensors)))
-        else:
-            out = self.model(*tensors)
+        out = self.model(**dict(zip(self.input_names, tensors))) if self.keyword else self.model(*tensors)
         return tuple(t for _, t in flatten_outputs(out))

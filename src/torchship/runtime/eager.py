@@ -31,7 +31,8 @@ class EagerPredictor:
         self.model = artifact.build_model(options.allow_import).to(self.device).eval()
         self.options = options
         signature = artifact.manifest.signature
-        keyword = artifact.manifest.architecture is not None and artifact.manifest.architecture.call == "keyword"
+        arch = artifact.manifest.architecture
+        keyword = arch is not None and arch.call == "keyword"
         self.call = SignatureModule(self.model, signature.input_names, keyword)
         self.output_names = signature.output_names
 
@@ -42,7 +43,8 @@ class EagerPredictor:
 
     @torch.inference_mode()
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.call.input_names]
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+                   for n in self.call.input_names]
         return dict(zip(self.output_names, (t.float().cpu().numpy() for t in self.call(*tensors))))
 
     def describe(self) -> dict[str, Any]:

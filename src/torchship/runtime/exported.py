@@ -60,7 +60,8 @@ class ExportedPredictor:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.signature is None:
             return {"logits": self.predict(feeds["input"])}
-        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.signature.input_names]
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+                   for n in self.signature.input_names]
         out = self.module(*tensors)
         values = out if isinstance(out, (tuple, list)) else (out,)
         return dict(zip(self.signature.output_names, (t.float().cpu().numpy() for t in values)))
@@ -120,4 +121,5 @@ def _pickled_payload(archive: zipfile.ZipFile, name: PurePosixPath) -> str | Non
 
 @runtimes.register("exported")
 def _exported(artifact: Artifact, options: RuntimeOptions) -> ExportedPredictor:
-    return ExportedPredictor(export_file(artifact, "exported"), options, legacy_shape(artifact), artifact.manifest.signature)
+    path = export_file(artifact, "exported")
+    return ExportedPredictor(path, options, legacy_shape(artifact), artifact.manifest.signature)

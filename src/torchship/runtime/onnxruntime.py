@@ -61,7 +61,8 @@ class OnnxRuntimePredictor:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # the graph's own input names: an exported legacy model calls its one input "input" too
-        values = self.session.run(self.output_names, {i.name: feeds[i.name] for i in self.session.get_inputs()})
+        wanted = {i.name: feeds[i.name] for i in self.session.get_inputs()}
+        values = self.session.run(self.output_names, wanted)
         return dict(zip(self.output_names, values))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:

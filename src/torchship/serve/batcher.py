@@ -231,7 +231,7 @@ class Batcher:
                 wait_ms = (time.monotonic() - queue[0].enqueued_s) * 1e3 if queue else 0.0
                 # only the oldest requests whose other dims match the oldest's can share a batch
                 key = queue[0].key if queue else None
-                alike = list(itertools.takewhile(lambda p: p.key == key, queue))
+                alike = list(itertools.takewhile(lambda p, key=key: p.key == key, queue))
                 decision = decide(self.policy, [p.n for p in alike], wait_ms, self._busy)
                 if not decision.take and len(alike) < len(queue):
                     decision = Decision(len(alike))
@@ -276,7 +276,8 @@ class Batcher:
             rows = sum(p.n for p in live)
             if isinstance(x, dict):  # observers (drift, request log) watch one-input models only
                 return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired)
-            return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired, x=x, y=y)
+            return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired,
+                               x=x, y=y)
         except Exception as exc:  # noqa: BLE001 - a model failure must not take the server down
             return self._recover(index, live, exc, expired, t_input - now)
 

@@ -35,7 +35,8 @@ class ModelSettings(BaseModel):
     # auto: the fastest runtime measured at load that runs the artifact as it is (its int8 program
     # for an int8 artifact; no Python class when a .pt2/ONNX/TorchScript program is there)
     runtime: str = "auto"
-    allow_import: list[str] = Field(default_factory=list, description="bring-your-own classes trusted (pkg.mod:Class)")
+    allow_import: list[str] = Field(default_factory=list,
+                                    description="bring-your-own classes trusted (pkg.mod:Class)")
     threads: int | None = Field(default=None, ge=1, description="intra-op threads per instance")
     instances: int = Field(default=1, ge=1, le=16)
     max_batch_size: int = Field(default=32, ge=1)

@@ -91,9 +91,11 @@ class ServedModel:
         runtime = self.settings.runtime
         int8 = set(int8_programs(self.artifact).values())
         if int8 and runtime != "auto" and runtime not in int8:
-            raise ServeError(f"{self.name} is an int8 artifact; runtime {runtime} would run the float weights it "
-                             "was quantized from", fix=f"serve it with --runtime auto or {' or '.join(sorted(int8))}")
-        return load_predictor(self.artifact, runtime, threads=self.settings.threads, warmup=self.settings.warmup,
+            raise ServeError(f"{self.name} is an int8 artifact; runtime {runtime} would run the float "
+                             "weights it was quantized from",
+                             fix=f"serve it with --runtime auto or {' or '.join(sorted(int8))}")
+        return load_predictor(self.artifact, runtime, threads=self.settings.threads,
+                              warmup=self.settings.warmup,
                               spin=False, allow_import=self.settings.allow_import)
 
     def _warm_up(self, predictors: list[Any]) -> None:
@@ -127,7 +129,8 @@ class ServedModel:
         """Inputs and outputs as ``{name, datatype, shape}``; named dims are ``-1``."""
 
         def entry(name: str, dtype: str, shape: list[int | str]) -> dict[str, Any]:
-            return {"name": name, "datatype": V2_TYPES[dtype], "shape": [-1 if isinstance(d, str) else d for d in shape]}
+            dims = [-1 if isinstance(d, str) else d for d in shape]
+            return {"name": name, "datatype": V2_TYPES[dtype], "shape": dims}
 
         inputs = [entry(t.name, t.dtype, t.shape) for t in self.signature.inputs]
         outputs = [entry(t.name, "float32", t.shape) for t in self.signature.outputs]
@@ -231,7 +234,8 @@ class ServedModel:
                                  f"choose from {', '.join(self.output_names)}")
             if out.classification is not None and not (self.classifier and out.name in
                                                        (self.output_names[0], PROBABILITIES)):
-                raise ServeError(f"output {out.name!r} of model {self.name!r} ({self.task}) takes no 'classification' "
+                raise ServeError(f"output {out.name!r} of model {self.name!r} ({self.task}) takes no "
+                                 "'classification' "
                                  "parameter", fix="ask for it only on a classifier's scores")
 
     def outputs(self, result: np.ndarray | dict[str, np.ndarray], wanted: list[RequestedOutput] | None,
