@@ -169,3 +169,17 @@ def test_pt2_import_is_served_by_a_fresh_process_without_the_class(tmp_path):
     reply = json.loads(done.stdout.strip().splitlines()[-1])
     first = reply["outputs"][0]
     np.testing.assert_allclose(np.array(first["data"]).reshape(first["shape"]), want, atol=1e-5)
+
+
+def test_monitoring_an_imported_model_is_skipped_visibly(tmp_path):
+    from byo_nets import regression_artifact
+
+    from torchship.artifact import Artifact
+    from torchship.errors import ArtifactError
+    from torchship.monitor.baseline import Baseline
+
+    _, art = regression_artifact(tmp_path / "reg")
+    with pytest.raises(
+        ArtifactError, match=r"drift monitoring skipped for reg: it was imported \(input float32"
+    ):
+        Baseline.from_artifact(Artifact.load(art.path))
