@@ -22,10 +22,12 @@ def test_round_trip_gives_identical_outputs(tmp_path):
 
 def test_manifest_records_everything_the_design_names(tiny_cnn_artifact):
     raw = json.loads((tiny_cnn_artifact.path / "manifest.json").read_text())
-    for key in ("schema", "name", "version", "created", "architecture", "input", "labels", "metrics",
+    for key in ("schema", "name", "version", "created", "task", "architecture", "signature", "labels",
+                "metrics",
                 "lineage", "files", "env"):
         assert key in raw, key
-    assert raw["schema"] == 1
+    assert raw["schema"] == 2
+    assert raw["signature"]["inputs"][0]["preprocessing"]["kind"] == "image"
     assert raw["env"]["torch"] == torch.__version__
 
 

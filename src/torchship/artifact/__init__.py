@@ -1,6 +1,16 @@
 """Artifacts: self-describing model directories that every stage reads and writes."""
 
-from torchship.artifact.manifest import SCHEMA, Architecture, InputSpec, Lineage, Manifest, Reference
+from torchship.artifact.manifest import (
+    SCHEMA,
+    Architecture,
+    InputSpec,
+    Lineage,
+    Manifest,
+    Preprocessing,
+    Reference,
+    Signature,
+    TensorSpec,
+)
 from torchship.artifact.store import MANIFEST, RUN_ARTIFACT, WEIGHTS, Artifact, load, sha256_file
 
 __all__ = [
@@ -13,7 +23,10 @@ __all__ = [
     "InputSpec",
     "Lineage",
     "Manifest",
+    "Preprocessing",
     "Reference",
+    "Signature",
+    "TensorSpec",
     "load",
     "sha256_file",
 ]

@@ -20,7 +20,15 @@ import torch
 from torch import nn
 
 from torchship.artifact.encryption import is_encrypted, read_file, sealer_for
-from torchship.artifact.manifest import Architecture, InputSpec, Lineage, Manifest, Reference, parse_manifest
+from torchship.artifact.manifest import (
+    Architecture,
+    InputSpec,
+    Manifest,
+    Reference,
+    Signature,
+    parse_manifest,
+    signature_from_input,
+)
 from torchship.errors import ArtifactError, ModelError
 from torchship.output import atomic_path, make_dirs, write_atomic
 
@@ -77,6 +85,8 @@ class Artifact:
         self.manifest = manifest
         self._state = state
         self.path = path
+        # files made in memory (an imported program) that ``save`` writes beside the weights
+        self.pending_files: dict[str, Path | bytes] = {}
 
     # ---------------------------------------------------------------- creating
     @classmethod
@@ -84,24 +94,36 @@ class Artifact:
         cls,
         *,
         name: str,
-        model: nn.Module,
-        architecture: Architecture | dict[str, Any],
-        input: InputSpec | dict[str, Any],  # noqa: A002 - matches the manifest key
-        labels: list[str],
+        model: nn.Module | None,
+        architecture: Architecture | dict[str, Any] | None,
+        input: InputSpec | dict[str, Any] | None = None,  # noqa: A002 - the schema-1 key
+        labels: list[str] | None = None,
+        signature: Signature | dict[str, Any] | None = None,
         op: str = "train",
         params: dict[str, Any] | None = None,
         metrics: dict[str, dict[str, float]] | None = None,
         reference: Reference | dict[str, Any] | None = None,
         **extra: Any,
     ) -> Artifact:
-        """Make an in-memory artifact from a model; ``save`` writes it."""
+        """Make an in-memory artifact from a model; ``save`` writes it.
+
+        The model is described by ``signature``, or (the schema-1 way, for a one-input
+        classifier) by ``input`` and ``labels``.
+        """
+        if (signature is None) == (input is None):
+            raise ValueError("Artifact.create needs exactly one of signature= or input=")
+        if signature is None:
+            signature = signature_from_input(input, len(labels or []))  # type: ignore[arg-type]
+        if isinstance(architecture, Architecture):
+            architecture = architecture.model_dump(by_alias=True, exclude_none=True)
         manifest = Manifest.model_validate(
             {
                 "name": name,
                 "created": _now(),
-                "architecture": architecture if isinstance(architecture, dict) else architecture.model_dump(by_alias=True),
-                "input": input if isinstance(input, dict) else input.model_dump(),
-                "labels": labels,
+                "architecture": architecture,
+                "signature": signature if isinstance(signature, dict)
+                else signature.model_dump(exclude_none=True),
+                "labels": labels or [],
                 "metrics": metrics or {},
                 "lineage": {"parent": None, "op": op, "params": params or {}},
                 "reference": reference if not isinstance(reference, Reference) else reference.model_dump(),
@@ -109,7 +131,7 @@ class Artifact:
                 **extra,
             }
         )
-        return cls(manifest, _state_of(model))
+        return cls(manifest, _state_of(model) if model is not None else {})
 
     def derive(
         self,
@@ -166,6 +188,13 @@ class Artifact:
         from torchship.models import build_model
 
         arch = self.manifest.architecture
+        if arch is None:
+            raise ArtifactError(
+                f"{self.manifest.name} was imported as a program only "
+                f"({', '.join(self.manifest.exports) or 'no exports'}); "
+                "it has no PyTorch module to rebuild, so this stage cannot run on it",
+                fix="import it from its weights with --class pkg.mod:Class to train, prune or distill it",
+            )
         if arch.name is not None:
             # a zoo model is first built on the meta device: kwargs out of range cannot allocate
             # memory, and the weights must fit before anything real is built
@@ -180,7 +209,8 @@ class Artifact:
         _check_weights_fit(model.state_dict(), self._state, arch.describe())
         model.load_state_dict(self._state)
         model.eval()
-        _check_input_fits(model, self.manifest.input)
+        if arch.name is not None:  # a zoo model: one sample of the manifest's input must go through
+            _check_input_fits(model, self.manifest.input)
         return model
 
     def file(self, name: str) -> Path:
@@ -250,6 +280,7 @@ class Artifact:
         root = make_dirs(path)
         (root / SIGNATURE).unlink(missing_ok=True)  # what changes here is unsigned until signed again
         seal = sealer_for(self.manifest)  # None unless encrypted; carried-over files stay as they are
+        extra_files = {**self.pending_files, **(extra_files or {})}
         files: dict[str, str] = {}
         with atomic_path(root / WEIGHTS) as weights_tmp:
             if seal is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,7 @@ def bench(
     isolate: bool = False,
     allow_import: Iterable[str] = (),
     progress: Callable[[str], None] | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> list[BenchResult]:
     """Measure every artifact in every runtime at every batch size.
 
@@ -143,6 +144,8 @@ def bench(
             nor warmed caches leak between rows (artifacts must be saved).
         allow_import: Bring-your-own model classes the user trusts (``pkg.mod:Class``).
         progress: Called with a one-line message before each (artifact, runtime) is measured.
+        dims: Sizes of named dynamic dims for the generated inputs (``{"seq": 128}``); default
+            the signature's example sizes. Integer inputs are drawn from their declared range.
 
     Example:
         >>> from torchship.testing import tiny_artifact
@@ -171,7 +174,7 @@ def bench(
                                         data=art_data, allow_import=allow_import)
             else:
                 rows = measure_runtime(artifact, name, sizes, threads=threads, timing=timing,
-                                       data=art_data, allow_import=allow_import)
+                                       data=art_data, allow_import=allow_import, dims=dims)
             if same_name[artifact.manifest.name] > 1:  # a parent and its child: say which is which
                 m = artifact.manifest
                 for row in rows:
@@ -191,6 +194,7 @@ def measure_runtime(
     data: BenchData | None = None,
     allow_import: Iterable[str] = (),
     peak_rss_scope: str | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> list[BenchResult]:
     """Load ``artifact`` into ``runtime`` once and measure it at each batch size, in this process."""
     from torchship.runtime import load_predictor
@@ -209,9 +213,10 @@ def measure_runtime(
         info = _describe(predictor)
         file_name, file_size = _model_file(artifact, runtime, info)
         for row in rows:
-            batch = example_batch(artifact, row.batch_size)
+            batch = example_batch(artifact, row.batch_size, dims=dims)
             try:
-                stats = measure_latency(predictor.predict, batch, warmup=timing.warmup,
+                call = predictor.run if isinstance(batch, dict) else predictor.predict
+                stats = measure_latency(call, batch, warmup=timing.warmup,
                                         min_iterations=timing.min_iterations,
                                         min_time_s=timing.min_time_s, max_time_s=timing.max_time_s)
             except Exception as exc:  # noqa: BLE001 - e.g. a static-shape export at another batch size
@@ -246,8 +251,19 @@ def add_ratios(results: list[BenchResult]) -> None:
             row.baseline = base.label
 
 
-def example_batch(artifact: Artifact, batch_size: int, seed: int = 0) -> np.ndarray:
-    """Seeded standard-normal inputs of the artifact's shape: (batch_size, *input.shape) float32."""
+def example_batch(artifact: Artifact, batch_size: int, seed: int = 0,
+                  dims: Mapping[str, int] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+    """Seeded standard-normal inputs of the artifact's shape: (batch_size, *input.shape) float32.
+
+    A model with several, integer or variable-size inputs gets named inputs generated from its
+    signature instead (valid token ids from the declared range, masks of ones).
+    """
+    from torchship.runtime.base import legacy_shape
+
+    if legacy_shape(artifact) is None or dims:
+        from torchship.runtime.feeds import example_feeds
+
+        return example_feeds(artifact.manifest.signature, batch=batch_size, dims=dims, seed=seed)
     rng = np.random.default_rng(seed)
     return rng.standard_normal((batch_size, *artifact.manifest.input.shape), dtype=np.float32)
 

@@ -34,15 +34,27 @@ def inspect(
         return
     out.print(f"[bold]{m.name}[/bold] v{m.version}  ({m.task}, created {m.created})  {art.digest[:19]}")
     arch = m.architecture
-    kwargs = ", ".join(f"{k}={v}" for k, v in arch.kwargs.items())
     params = sum(t.numel() for t in art.state_dict().values())
-    out.print(f"model     {arch.describe()}({kwargs})  {params:,} weights")
-    spec = m.input
-    out.print(
-        f"input     {spec.dtype}{list(spec.shape)} {spec.layout}; x = (raw * {spec.scale:.6g} - mean) / std, "
-        f"mean {_short(spec.mean)}, std {_short(spec.std)}"
-    )
-    out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{' ...' if len(m.labels) > 12 else ''}")
+    if arch is None:
+        out.print(f"model     program only ({', '.join(m.exports)}); no PyTorch class", highlight=False)
+    else:
+        kwargs = ", ".join(f"{k}={v}" for k, v in arch.kwargs.items())
+        out.print(f"model     {arch.describe()}({kwargs})  {params:,} weights")
+    if _one_normalized_input(m):
+        spec = m.input
+        out.print(
+            f"input     {spec.dtype}{list(spec.shape)} {spec.layout}; "
+            f"x = (raw * {spec.scale:.6g} - mean) / std, "
+            f"mean {_short(spec.mean)}, std {_short(spec.std)}"
+        )
+    else:
+        from torchship.cli.import_ import signature_lines
+
+        for line in signature_lines(m.signature):
+            out.print(line, markup=False, highlight=False)
+    if m.labels:
+        more = " ..." if len(m.labels) > 12 else ""
+        out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{more}")
     parent = m.lineage.parent[:19] if m.lineage.parent else "none"
     signed = m.lineage.parent_signature
     signed_parent = f", parent signature {signed[:19]}" if signed else ""
@@ -78,6 +90,13 @@ def inspect(
             )
         out.print(exports)
     out.print("env       " + ", ".join(f"{k} {v}" for k, v in m.env.items()))
+
+
+def _one_normalized_input(m) -> bool:  # noqa: ANN001 - a Manifest
+    """A classifier of one normalized float input and one output: the one-line input view says it all."""
+    spec = m.signature.inputs
+    return (len(spec) == 1 and spec[0].preprocessing is not None and len(m.signature.outputs) == 1
+            and m.signature.outputs[0].name == "logits")
 
 
 def _short(values: list[float]) -> str:

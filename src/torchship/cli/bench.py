@@ -64,6 +64,8 @@ def bench(
     max_time_s: MaxTime = 10.0,
     allow_import: AllowImport = None,
     key_file: KeyFile = None,
+    dim: Annotated[list[str] | None, typer.Option(
+        "--dim", help="NAME=N: size of a named dynamic dim in the generated inputs (e.g. seq=128).")] = None,
 ) -> None:
     """Time ARTIFACTS in each runtime at each batch size: latency percentiles, samples/s, load, memory, size.
 
@@ -80,8 +82,9 @@ def bench(
     names = lib.resolve_runtimes(runtime)
     source = lib.val_data_loader(data) if data is not None else None
     err.print(f"bench: {len(artifacts)} artifact(s) × {', '.join(names)} × batch {batch_sizes}")
+    dims = parse_dims(dim or [])
     results = lib.bench(artifacts, names, sizes, threads=threads, data=source, timing=timing,
-                        isolate=isolate, allow_import=allow_import or [],
+                        isolate=isolate, allow_import=allow_import or [], dims=dims or None,
                         progress=lambda message: err.print(f"  {message}", highlight=False))
     table = lib.results_table(results, title="torchship bench (samples/s = batch / p50)")
     print_unsqueezed(table)
@@ -92,11 +95,25 @@ def bench(
         *(["--threads", str(threads)] if threads else []), *(["--data", data] if data else []),
         *(["--isolate"] if isolate else []), "--warmup", str(warmup), "--min-iterations", str(min_iterations),
         "--min-time-s", str(min_time_s), "--max-time-s", str(max_time_s),
+        *[arg for d in dim or [] for arg in ("--dim", d)],
     ])
     if json_out is not None:
         out.print(f"wrote {lib.write_json(json_out, results, timing=timing, command=command)}")
     if csv_out is not None:
         out.print(f"wrote {lib.write_csv(csv_out, results)}")
+
+
+def parse_dims(items: list[str]) -> dict[str, int]:
+    """``["seq=128"]`` -> ``{"seq": 128}``, or a one-line error."""
+    from torchship.bench.latency import BenchError
+
+    dims = {}
+    for item in items:
+        name, _, size = item.partition("=")
+        if not name or not size.isdigit() or int(size) < 1:
+            raise BenchError(f"--dim {item!r} is not NAME=N", fix="e.g. --dim seq=128")
+        dims[name] = int(size)
+    return dims
 
 
 def print_unsqueezed(table) -> None:

@@ -217,7 +217,8 @@ def _print_result(child, as_json: bool) -> None:
         print(json.dumps({"artifact": str(child.path), "op": lineage.op, "parent": lineage.parent,
                           "metrics": child.manifest.metrics, "params": lineage.params}, indent=2))
         return
-    out.print(comparison_table(report, title=f"{lineage.op}: {child.manifest.name}"))
+    if report:
+        out.print(comparison_table(report, title=f"{lineage.op}: {child.manifest.name}"))
     sparsity = report.get("sparsity")
     if sparsity and any(sparsity.values()):
         table = Table(title="sparsity per layer (share of zero weights)")
@@ -237,8 +238,15 @@ def _print_result(child, as_json: bool) -> None:
 def _print_quantized(params: dict[str, Any]) -> None:
     calibration = f", {params['calibration']} calibration on {params['calibration_size']} inputs" \
         if params.get("calibration_size") else ""
-    out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
-              f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")
+    if "agreement" in params:  # judged against fp32 on generated inputs: the model had no labelled data
+        agree = params["agreement"]
+        top1 = f", top-1 agreement {agree['top1_agreement']:.2%}" if "top1_agreement" in agree else ""
+        out.print(f"int8 {params['mode']} ({params['backend']}); max |Δ| vs fp32 {agree['max_abs_diff']:.3g}"
+                  f"{top1} on {agree['samples']} generated inputs; "
+                  f"ONNX {agree['fp32_bytes']:,} -> {agree['int8_bytes']:,} bytes")
+    else:
+        out.print(f"int8 {params['mode']} ({params['backend']}{calibration}); "
+                  f"accuracy drop {params['accuracy_drop'] * 100:+.2f} pt")
     for node, reason in params.get("float_nodes", {}).items():
         out.print(f"  kept float: {node} ({reason})")
 

@@ -67,8 +67,13 @@ def export(
         return
     out.print(exports_table(f"{result.manifest.name}: exports verified against eager ({result.path})",
                             records))
-    source = next(iter(records.values()))["samples_source"]
-    out.print(f"parity inputs: {source}")
+    for name, info in records.items():
+        if len(info.get("outputs", {})) > 1:  # a model with several outputs: parity of each
+            per = ", ".join(f"{k} {v['max_abs_diff']:.3g}" for k, v in info["outputs"].items())
+            out.print(f"{name} max |Δ| per output: {per}", highlight=False)
+    source = next((r["samples_source"] for r in records.values() if "samples_source" in r), None)
+    if source:
+        out.print(f"parity inputs: {source}")
     if "triton" in records:
         out.print(f"Triton/KServe: tritonserver --model-repository {result.path / records['triton']['repository']}")
 
@@ -81,7 +86,13 @@ def exports_table(title: str, records: dict[str, dict[str, Any]]) -> Table:
         table.add_column(column, justify="left" if column in ("format", "file") else "right", overflow="fold")
     for name, info in records.items():
         table.add_row(
-            name, str(info.get("file", "")), f"{info['max_abs_diff']:.3g}", f"{info['mean_abs_diff']:.3g}",
-            f"{info['top1_agreement']:.2%}", str(info["samples"]), f"{info['tolerance']:.0e}",
+            name, str(info.get("file", "")), _fmt(info.get("max_abs_diff"), ".3g"),
+            _fmt(info.get("mean_abs_diff"), ".3g"), _fmt(info.get("top1_agreement"), ".2%"),
+            str(info.get("samples", "")), _fmt(info.get("tolerance"), ".0e"),
         )
     return table
+
+
+def _fmt(value: object, spec: str) -> str:
+    """A figure, or a dash where a format has none (no top-1 agreement for a regression)."""
+    return format(value, spec) if isinstance(value, (int, float)) else "–"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from torchship.cli._common import KeyFile, err, use_key_file
+from torchship.cli._common import AllowImport, KeyFile, err, use_key_file
 from torchship.cli.main import app
 
 _EXAMPLE = """Example:
@@ -33,7 +33,9 @@ def serve(
     no_grpc: Annotated[bool, typer.Option("--no-grpc", help="Serve HTTP only.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="Serve YAML (limits, per-model settings).")]
     = None,
-    runtime: Annotated[str | None, typer.Option(help="Runtime for every model (eager, onnxruntime, ...).")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="Runtime for every model (default auto: the fastest measured at load; or eager, onnxruntime, "
+        "exported, ...).")] = None,
     max_batch_size: Annotated[int | None, typer.Option(help="Most rows per batch.")] = None,
     max_queue_delay_ms: Annotated[
         float | None, typer.Option(help="Longest wait for company while another instance computes.")
@@ -69,6 +71,7 @@ def serve(
                      help="Public key (PEM): refuse any artifact unsigned or not verifying against it."),
     ] = None,
     key_file: KeyFile = None,
+    allow_import: AllowImport = None,
 ) -> None:
     """Serve models over HTTP (Open Inference Protocol v2) with dynamic batching; Ctrl-C or SIGTERM drains."""
     from torchship.serve import Security, load_serve_config
@@ -79,7 +82,7 @@ def serve(
     _check_single_artifact(path)
     cfg = load_serve_config(config).with_defaults(
         runtime=runtime, max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
-        instances=instances, threads=threads,
+        instances=instances, threads=threads, allow_import=allow_import or None,
         require_signature=str(require_signature.resolve()) if require_signature else None,
     )
     if not access_log:

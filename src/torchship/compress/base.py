@@ -95,7 +95,19 @@ def run(
         ConfigError: The config has problems (all of them are listed).
     """
     cfg = parse_config(method, config)
+    if artifact.manifest.architecture is None and method in NEEDS_MODULE:
+        raise CompressError(
+            f"{artifact.manifest.name} was imported as a program only "
+            f"({', '.join(artifact.manifest.exports)}); "
+            f"{method} changes the PyTorch module, which this artifact does not have",
+            fix="import the model from its weights with --class pkg.mod:Class to prune, fuse or distill it; "
+            "quantize --mode dynamic works on the program",
+        )
     return methods.get(method).run(artifact, cfg, out=out, allow_import=allow_import, console=console)
+
+
+# methods that rebuild or retrain the module's Python structure (quantize can work on a program)
+NEEDS_MODULE = ("prune", "fuse", "distill")
 
 
 def check_out(out: str | Path, *parents: Artifact) -> Path:

@@ -114,6 +114,14 @@ def quantize(
         raise CompressError(f"{artifact.manifest.name} is encrypted and quantization works on files on disk",
                             fix="quantize the clear artifact, then torchship encrypt the result")
     allowed = tuple(allow_import)
+    from torchship.export.signed import uses_signature
+
+    if uses_signature(artifact) and cfg.data is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from torchship.compress.quantize_signed import quantize_signed
+
+        with tempfile.TemporaryDirectory(prefix=".quantize-", dir=target.parent) as tmp:
+            return quantize_signed(artifact, cfg.mode, cfg.per_channel, Path(tmp), target, allowed)
     val = load_val(artifact, cfg.data)
     calib = calibration_inputs(artifact, val, cfg.calibration_size)
     # scratch beside the run directory (OUT/..), so a refused quantization leaves no OUT behind

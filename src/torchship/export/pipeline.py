@@ -90,9 +90,19 @@ def export(
         True
     """
     names = resolve_formats(formats)
+    from torchship.export.signed import export_signed, uses_signature
     from torchship.runtime.auto import int8_programs
 
     int8 = next(iter(int8_programs(artifact)), None)
+    int8_triton = int8 is not None and set(names) <= {"onnx", "triton"} and "triton" in names
+    if uses_signature(artifact) or int8_triton:
+        if out is None and artifact.path is None:
+            raise ExportError("the artifact has not been saved, so there is nowhere to write exports",
+                              fix="pass out=DIR")
+        dest = Path(out) if out is not None else Path(artifact.path)  # type: ignore[arg-type]
+        return export_signed(artifact, names, dest, tolerance=tolerance, opset=opset,
+                             max_batch_size=max_batch_size,
+                             device=device, allow_import=allow_import)
     if int8 is not None:
         raise ExportError(
             f"{artifact.manifest.name} is an int8 artifact ({int8}); exporting it would export the float "

@@ -64,6 +64,14 @@ class Baseline:
         """
         m = artifact.manifest
         ref = m.reference
+        if ref is None and m.lineage.op == "import":
+            from torchship.artifact.manifest import describe_inputs
+
+            raise ArtifactError(
+                f"drift monitoring skipped for {m.name}: it was imported ({describe_inputs(m.signature)}) "
+                "without reference statistics of its training inputs",
+                fix="drift is scored against training-data statistics, which only torchship train records",
+            )
         if ref is None:
             raise ArtifactError(
                 f"artifact {m.name} has no reference statistics to compare against",

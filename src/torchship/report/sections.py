@@ -23,7 +23,7 @@ def _overview(report: Report) -> Section:
             [
                 e.label,
                 f"<code>{escape(str(e.path))}</code>",
-                e.manifest.architecture.describe(),
+                escape(model_summary(e.manifest)),
                 num(val.get("accuracy"), ".4f"),
                 num(val.get("f1_macro"), ".4f"),
                 size(e.size_bytes),
@@ -39,6 +39,17 @@ def _overview(report: Report) -> Section:
     )
     missing = [] if report.entries else ["no artifacts were given: pass a run or artifact directory"]
     return Section("overview", "Overview", body if rows else "", missing)
+
+
+def model_summary(manifest: Any) -> str:
+    """``cnn · classification · input float32[batch, 1, 8, 8] -> logits float32[batch, 10]``."""
+    arch = manifest.architecture.describe() if manifest.architecture is not None else "program only"
+
+    def tensors(specs: Sequence[Any]) -> str:
+        return ", ".join(f"{t.name} {t.dtype}[{', '.join(map(str, t.shape))}]" for t in specs)
+
+    sig = manifest.signature
+    return f"{arch} · {manifest.task} · {tensors(sig.inputs)} -> {tensors(sig.outputs)}"
 
 
 def _metrics(report: Report) -> Section:

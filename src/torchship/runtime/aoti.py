@@ -16,7 +16,14 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeError_, RuntimeOptions, as_batch, export_file, runtimes
+from torchship.runtime.base import (
+    RuntimeError_,
+    RuntimeOptions,
+    as_batch,
+    export_file,
+    run_one_input,
+    runtimes,
+)
 from torchship.runtime.eager import apply_threads
 
 
@@ -42,6 +49,9 @@ class AotiPredictor:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
         return self.model(x).float().cpu().numpy()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_one_input(self, feeds)
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "file": self.path.name, "device": str(self.device), "threads": torch.get_num_threads()}

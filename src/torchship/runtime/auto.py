@@ -51,17 +51,17 @@ def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
     int8 = set(int8_programs(artifact).values())
     if int8:
         return [name for name in available if name in int8]
-    names = ["eager", *available]
+    names = ["eager", *available] if artifact.manifest.architecture is not None else available
     names += [name for name in include if name not in names and name != "auto"]
     return names
 
 
-def median_latency_ms(predictor: Predictor, batch: np.ndarray, repeats: int) -> float:
-    """Median wall time of ``predictor.predict(batch)`` over ``repeats`` calls, in ms."""
+def median_latency_ms(predictor: Predictor, feeds: dict[str, np.ndarray], repeats: int) -> float:
+    """Median wall time of ``predictor.run(feeds)`` over ``repeats`` calls, in ms."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        predictor.predict(batch)
+        predictor.run(feeds)
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times))
 
@@ -80,6 +80,9 @@ class AutoPredictor:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.chosen.predict(batch)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.chosen.run(feeds)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -102,7 +105,9 @@ def _auto(artifact: Artifact, options: RuntimeOptions) -> AutoPredictor:
     repeats = int(extra.pop("repeats", 20))
     include = tuple(extra.pop("include", ()))
     inner = RuntimeOptions(options.threads, options.inter_op_threads, options.device, 0, options.allow_import, extra)
-    batch = np.zeros((batch_size, *artifact.manifest.input.shape), dtype=np.float32)
+    from torchship.runtime.feeds import example_feeds
+
+    batch = example_feeds(artifact.manifest.signature, batch=batch_size)
     best: tuple[float, Predictor] | None = None
     medians: dict[str, float] = {}
     failed: dict[str, str] = {}

@@ -37,11 +37,17 @@ class RuntimeOptions:
 
 
 class Predictor(Protocol):
-    """Batches in, logits out. ``predict`` takes normalized float32 inputs of any batch size."""
+    """Named tensors in, named tensors out (``run``), in the manifest's signature.
+
+    ``predict`` is the one-input shorthand: normalized float32 inputs of any batch size in,
+    the first output out.
+    """
 
     name: str
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -75,9 +81,19 @@ def load_predictor(
 def warm_up(predictor: Predictor, artifact: Artifact, iterations: int) -> None:
     if iterations <= 0:
         return
-    sample = np.zeros((1, *artifact.manifest.input.shape), dtype=np.float32)
+    from torchship.runtime.feeds import example_feeds
+
+    feeds = example_feeds(artifact.manifest.signature, batch=1)
     for _ in range(iterations):
-        predictor.predict(sample)
+        predictor.run(feeds)
+
+
+def legacy_shape(artifact: Artifact) -> tuple[int, ...] | None:
+    """One sample's shape for ``predict`` when the model takes one fixed-size float input, else None."""
+    spec = artifact.manifest.signature.inputs
+    if len(spec) != 1 or not spec[0].is_float or any(isinstance(d, str) for d in spec[0].shape[1:]):
+        return None
+    return tuple(int(d) for d in spec[0].shape[1:])
 
 
 def export_file(artifact: Artifact, fmt: str) -> Path:
@@ -106,12 +122,15 @@ def export_bytes(artifact: Artifact, path: Path) -> bytes | None:
     return artifact.read_bytes(name) if artifact.is_encrypted(name) else None
 
 
-def as_batch(batch: Any, shape: Sequence[int]) -> np.ndarray:
+def as_batch(batch: Any, shape: Sequence[int] | None) -> np.ndarray:
     """A contiguous float32 array of shape (n, *shape), or a one-line error saying what was wrong.
 
     Raises:
         RuntimeError_: If the batch does not have the input shape the manifest declares.
     """
+    if shape is None:
+        raise RuntimeError_("this model takes several or non-float inputs; predict() feeds one",
+                            fix="call run() with a dict of named inputs")
     x = np.ascontiguousarray(batch, dtype=np.float32)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         raise RuntimeError_(
@@ -119,3 +138,11 @@ def as_batch(batch: Any, shape: Sequence[int]) -> np.ndarray:
             fix="send normalized inputs shaped like the manifest's input, with a leading batch dimension",
         )
     return x
+
+
+def run_one_input(predictor: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``run`` for runtimes that only know ``predict``: one float input in, ``logits`` out."""
+    if len(feeds) != 1:
+        raise RuntimeError_(f"runtime {predictor.name} feeds one input, got {sorted(feeds)}",
+                            fix="use the exported or onnxruntime runtime for models with several inputs")
+    return {"logits": predictor.predict(next(iter(feeds.values())))}

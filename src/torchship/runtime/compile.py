@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
-from torchship.runtime.base import RuntimeOptions, as_batch, runtimes
+from torchship.runtime.base import RuntimeOptions, as_batch, run_one_input, runtimes
 from torchship.runtime.eager import apply_threads
 
 
@@ -35,6 +35,9 @@ class CompilePredictor:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
         return self.model(x).float().cpu().numpy()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_one_input(self, feeds)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
+from torchship.models.calling import SignatureModule
 from torchship.runtime.base import RuntimeOptions, runtimes
 
 
@@ -29,11 +30,22 @@ class EagerPredictor:
         self.device = torch.device(options.device)
         self.model = artifact.build_model(options.allow_import).to(self.device).eval()
         self.options = options
+        signature = artifact.manifest.signature
+        arch = artifact.manifest.architecture
+        keyword = arch is not None and arch.call == "keyword"
+        self.call = SignatureModule(self.model, signature.input_names, keyword)
+        self.output_names = signature.output_names
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         return self.model(x).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+                   for n in self.call.input_names]
+        return dict(zip(self.output_names, (t.float().cpu().numpy() for t in self.call(*tensors))))
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "device": str(self.device), "threads": torch.get_num_threads()}

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchship.artifact import Artifact
+from torchship.artifact import Artifact, Signature
 from torchship.runtime.base import (
     RuntimeError_,
     RuntimeOptions,
     as_batch,
     export_bytes,
     export_file,
+    legacy_shape,
     runtimes,
 )
 from torchship.runtime.eager import apply_threads
@@ -36,9 +37,8 @@ class ExportedPredictor:
 
     name = "exported"
 
-    def __init__(
-        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
-    ):
+    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int] | None,
+                 signature: Signature | None = None, data: bytes | None = None):
         apply_threads(options)
         # an encrypted export is checked and loaded from its decrypted bytes, in memory
         check_pt2_without_pickles(io.BytesIO(data) if data is not None else path, path.name)
@@ -55,12 +55,24 @@ class ExportedPredictor:
             ) from None
         self.module = program.module().to(self.device)
         self.path = path
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.signature = signature
+
+    @torch.inference_mode()
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.signature is None:
+            return {"logits": self.predict(feeds["input"])}
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+                   for n in self.signature.input_names]
+        out = self.module(*tensors)
+        values = out if isinstance(out, (tuple, list)) else (out,)
+        return dict(zip(self.signature.output_names, (t.float().cpu().numpy() for t in values)))
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
-        return self.module(x).float().cpu().numpy()
+        out = self.module(x)
+        return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "file": self.path.name, "device": str(self.device), "threads": torch.get_num_threads()}
@@ -113,4 +125,5 @@ def _pickled_payload(archive: zipfile.ZipFile, name: PurePosixPath) -> str | Non
 @runtimes.register("exported")
 def _exported(artifact: Artifact, options: RuntimeOptions) -> ExportedPredictor:
     path = export_file(artifact, "exported")
-    return ExportedPredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))
+    return ExportedPredictor(path, options, legacy_shape(artifact), artifact.manifest.signature,
+                             export_bytes(artifact, path))

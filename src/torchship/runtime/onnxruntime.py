@@ -23,6 +23,7 @@ from torchship.runtime.base import (
     as_batch,
     export_bytes,
     export_file,
+    legacy_shape,
     runtimes,
 )
 
@@ -33,7 +34,7 @@ class OnnxRuntimePredictor:
     name = "onnxruntime"
 
     def __init__(
-        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int] | None, data: bytes | None = None
     ):
         ort = require("onnxruntime", "onnx")
         session_options = ort.SessionOptions()
@@ -57,9 +58,16 @@ class OnnxRuntimePredictor:
             ) from None
         self.path = path
         self.options = options
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # the graph's own input names: an exported legacy model calls its one input "input" too
+        wanted = {i.name: feeds[i.name] for i in self.session.get_inputs()}
+        values = self.session.run(self.output_names, wanted)
+        return dict(zip(self.output_names, values))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = as_batch(batch, self.input_shape)
@@ -121,4 +129,4 @@ def onnx_file(artifact: Artifact, precision: str | None = None) -> Path:
 @runtimes.register("onnxruntime")
 def _onnxruntime(artifact: Artifact, options: RuntimeOptions) -> OnnxRuntimePredictor:
     path = onnx_file(artifact, options.extra.get("precision"))
-    return OnnxRuntimePredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))
+    return OnnxRuntimePredictor(path, options, legacy_shape(artifact), export_bytes(artifact, path))

@@ -23,6 +23,7 @@ from torchship.runtime.base import (
     as_batch,
     export_bytes,
     export_file,
+    run_one_input,
     runtimes,
 )
 from torchship.runtime.eager import apply_threads
@@ -55,6 +56,9 @@ class TorchScriptPredictor:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(as_batch(batch, self.input_shape)).to(self.device)
         return self.module(x).float().cpu().numpy()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_one_input(self, feeds)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ an instance computes, and the next batch takes everything that arrived meanwhile
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -83,11 +84,14 @@ class QueueFullError(Exception):
     """The model's queue holds ``queue_limit`` requests already."""
 
 
+Rows = np.ndarray | dict[str, np.ndarray]  # one input, or named inputs (batch first in each)
+
+
 @dataclass(eq=False)
 class Pending:
     """One queued request: its rows, when it arrived, its deadline, and where its answer goes."""
 
-    rows: np.ndarray
+    rows: Rows
     future: asyncio.Future
     enqueued_s: float
     deadline_s: float
@@ -96,7 +100,37 @@ class Pending:
 
     @property
     def n(self) -> int:
-        return int(self.rows.shape[0])
+        first = next(iter(self.rows.values())) if isinstance(self.rows, dict) else self.rows
+        return int(first.shape[0])
+
+    @property
+    def key(self) -> tuple:
+        """Requests merge only when every dim but the batch agrees (same sequence length)."""
+        if isinstance(self.rows, dict):
+            return tuple((name, x.shape[1:]) for name, x in self.rows.items())
+        return self.rows.shape[1:]
+
+
+def concat_rows(parts: list[Rows]) -> Rows:
+    """The requests' rows as one batch, along dim 0 of every input."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], dict):
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+def split_rows(y: Rows, sizes: list[int]) -> list[Rows]:
+    """Each request's share of a batch's outputs."""
+    bounds = np.cumsum(sizes)[:-1]
+    if isinstance(y, dict):
+        pieces = {name: np.split(v, bounds) for name, v in y.items()}
+        return [{name: pieces[name][i] for name in y} for i in range(len(sizes))]
+    return list(np.split(y, bounds))
+
+
+def run_rows(predictor: Any, x: Rows) -> Rows:
+    return predictor.run(x) if isinstance(x, dict) else predictor.predict(x)
 
 
 @dataclass
@@ -164,7 +198,7 @@ class Batcher:
     def idle(self) -> bool:
         return not self._queue and self._busy == 0
 
-    def submit(self, rows: np.ndarray, timeout_s: float) -> Pending:
+    def submit(self, rows: Rows, timeout_s: float) -> Pending:
         """Queue ``rows`` (n, ...) from the event loop; raises ``QueueFullError`` at the limit."""
         now = time.monotonic()
         pending = Pending(rows, self._loop.create_future(), now, now + timeout_s)
@@ -195,7 +229,12 @@ class Batcher:
                 if not queue and self._stopping:
                     return None
                 wait_ms = (time.monotonic() - queue[0].enqueued_s) * 1e3 if queue else 0.0
-                decision = decide(self.policy, [p.n for p in queue], wait_ms, self._busy)
+                # only the oldest requests whose other dims match the oldest's can share a batch
+                key = queue[0].key if queue else None
+                alike = list(itertools.takewhile(lambda p, key=key: p.key == key, queue))
+                decision = decide(self.policy, [p.n for p in alike], wait_ms, self._busy)
+                if not decision.take and len(alike) < len(queue):
+                    decision = Decision(len(alike))
                 if decision.take:
                     self._busy += 1
                     return [queue.popleft() for _ in range(decision.take)]
@@ -227,15 +266,18 @@ class Batcher:
             return BatchResult([], [], 0.0, instance=index, expired=expired)
         for p in live:
             p.started_s = now
-        # x: (rows, *input.shape) — the live requests' rows, oldest first
-        x = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
+        # x: (rows, *input.shape) — the live requests' rows, oldest first (a dict for named inputs)
+        x = concat_rows([p.rows for p in live])
         t_input = time.monotonic()
         try:
-            y = self._predictors[index].predict(x)
+            y = run_rows(self._predictors[index], x)
             compute_s = time.monotonic() - t_input
-            bounds = np.cumsum([p.n for p in live])[:-1]
-            outputs: list[np.ndarray | BaseException] = list(np.split(y, bounds))
-            return BatchResult(live, outputs, compute_s, t_input - now, len(x), index, expired=expired, x=x, y=y)
+            outputs: list[Any] = split_rows(y, [p.n for p in live])
+            rows = sum(p.n for p in live)
+            if isinstance(x, dict):  # observers (drift, request log) watch one-input models only
+                return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired)
+            return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired,
+                               x=x, y=y)
         except Exception as exc:  # noqa: BLE001 - a model failure must not take the server down
             return self._recover(index, live, exc, expired, t_input - now)
 
@@ -252,7 +294,7 @@ class Batcher:
         t0 = time.monotonic()
         for p in live:
             try:
-                outputs.append(self._predictors[index].predict(p.rows))
+                outputs.append(run_rows(self._predictors[index], p.rows))
             except Exception as one_exc:  # noqa: BLE001
                 outputs.append(one_exc)
         return BatchResult(live, outputs, time.monotonic() - t0, input_s, sum(p.n for p in live), index,
