@@ -11,11 +11,18 @@ from torchship.artifact import Artifact, Manifest
 from torchship.testing import tiny_artifact
 
 
-def _resaved(base, path, manifest=None, state=None):
+def _first_input(data):
+    """The manifest's (schema 2) first signature input, where shape and preprocessing live."""
+    return data["signature"]["inputs"][0]
+
+
+def _resaved(base, path, manifest=None, state=None, input_shape=None):
     """The tiny cnn saved again with fresh checksums after an edit to its manifest or weights."""
     data = base.manifest.to_json_dict()
     for key, value in (manifest or {}).items():
         data[key] = {**data[key], **value}
+    if input_shape is not None:
+        _first_input(data)["shape"] = ["batch", *input_shape]
     Artifact(Manifest.model_validate(data), state or base.state_dict(), base.path).save(path)
     return path
 
@@ -30,7 +37,7 @@ def _edited_json(base, path, edit):
 def _set_input(**values):
     def edit(file):
         data = json.loads(file.read_text())
-        data["input"].update(values)
+        _first_input(data)["preprocessing"].update(values)
         file.write_text(json.dumps(data))  # json writes NaN as the bare token NaN
 
     return edit
@@ -54,15 +61,15 @@ MISFITS = {
     "kwargs out of range": (_kwargs(channels=[-4, 8]), "negative dimension"),
     "kwargs too large to allocate": (_kwargs(hidden=10**12), "needs [1000000000000, 256]"),
     "input shape the model rejects": (
-        lambda b, p: _resaved(b, p, {"input": {"shape": [1, 3, 3]}}),
+        lambda b, p: _resaved(b, p, input_shape=[1, 3, 3]),
         "rejects its manifest's input shape [1, 3, 3]",
     ),
     "int8 where floats belong": (
         lambda b, p: _resaved(b, p, state={k: v.to(torch.int8) for k, v in b.state_dict().items()}),
         "is torch.int8 in weights.safetensors",
     ),
-    "scale NaN": (lambda b, p: _edited_json(b, p, _set_input(scale=float("nan"))), "input.scale"),
-    "std zero": (lambda b, p: _edited_json(b, p, _set_input(std=[0.0])), "input.std.0"),
+    "scale NaN": (lambda b, p: _edited_json(b, p, _set_input(scale=float("nan"))), "must be finite"),
+    "std zero": (lambda b, p: _edited_json(b, p, _set_input(std=[0.0])), "must not be zero"),
     "100k-deep manifest": (lambda b, p: _edited_json(b, p, _nest), "manifest.json is not valid JSON"),
 }
 

@@ -206,7 +206,7 @@ def test_cli_optimize_prints_the_table_and_the_pick(run_cli, trained_cnn, tmp_pa
     if doc["picked"]:
         assert code == 0, err
         assert f"picked {doc['picked']}: " in out
-        assert f"artifact: {tmp_path / 'opt' / 'candidates'}" in out
+        assert f"artifact: {tmp_path / 'opt' / 'artifact'}" in out  # -o OUT: the pick lands in OUT/artifact
     else:  # int8 was not faster on this machine: said in one line, exit 2
         assert code == 2
         assert err.strip().splitlines()[-1].startswith("error: no candidate is both faster")

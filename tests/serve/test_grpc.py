@@ -294,8 +294,9 @@ def test_cli_refuses_a_taken_grpc_port_in_one_line(run_cli, repo):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, _, err = run_cli("serve", str(repo), "--port", "0", "--grpc-port", str(port))
-    last = err.strip().splitlines()[-1]  # after the "serving ..." banner
+        # the gRPC port is checked before HTTP binds, so the HTTP port is never opened
+        code, _, err = run_cli("serve", str(repo), "--port", "8000", "--grpc-port", str(port))
+    last = err.strip().splitlines()[-1]
     assert code == 2
     assert "Traceback" not in err
     assert last.startswith(f"error: cannot listen for gRPC on 127.0.0.1:{port}")

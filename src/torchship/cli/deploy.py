@@ -31,7 +31,7 @@ def kubernetes(
     runtime: Annotated[str, typer.Option(help="Runtime the pods serve with; picks bench rows.")] = "eager",
     bench: Annotated[
         Path | None,
-        typer.Option(help="`torchship bench --json` results sizing the pods (default: bench.json beside the "
+        typer.Option(help="torchship bench --json results sizing the pods (default: bench.json beside the "
                      "artifact; none: 2 cores, 1 GiB)."),
     ] = None,
     storage_uri: Annotated[

@@ -115,7 +115,8 @@ def validate(
     """Check a training config without training: every problem is reported at once.
 
     A config with a `tune:` block also has its search space checked: unknown keys, empty ranges
-    and every value the space can sample that the config would reject.
+    and every value the space can sample that the config would reject. A `federate:` block is
+    checked as `torchship federate` reads it.
     """
     from torchship.config import read_yaml
     from torchship.train import TrainConfig
@@ -127,6 +128,15 @@ def validate(
         out.print(yaml.safe_dump(spec.train.resolved(), sort_keys=False).rstrip())
         searched = ", ".join(f"{p.key} ({p.kind})" for p in spec.params)
         out.print(f"[green]config {config} is valid; tune searches {searched} for {spec.tune.trials} trials")
+        return
+    if "federate" in read_yaml(config):
+        from torchship.cli.federate import _load as load_federated
+
+        run = load_federated(config, set_ or [], {}, None, None)
+        check_references(run.train, str(config))
+        out.print(yaml.safe_dump({**run.train.resolved(), "federate": run.federate.model_dump(mode="json")},
+                                 sort_keys=False).rstrip())
+        out.print(f"[green]config {config} is valid (federated: {run.federate.clients} clients)")
         return
     cfg = load_config(TrainConfig, config, set_ or [])
     check_references(cfg, str(config))
