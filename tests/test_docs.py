@@ -51,6 +51,10 @@ PLAN: dict[str, tuple] = {
     "torchship report runs/x runs/pruned/artifact -o report.html": ("run", ()),
     "torchship tune configs/digits-tune.yaml -o runs/digits-tune": (
         "slow", ("--trials", "2", "--set", "train.epochs=1")),
+    "torchship import model.pt2 -o runs/imported": (
+        "help", "needs a model trained elsewhere; import is tested in tests/importer"),
+    "torchship keygen -o keys": ("run", ()),
+    "torchship sign runs/digits-cnn/artifact --key keys/private.pem": ("run", ()),
     "torchship deploy kubernetes runs/digits-cnn/artifact -o deploy/digits": ("run", ()),
     "torchship federate configs/digits-mlp-federated.yaml --partition dirichlet:0.5 -o runs/fed": (
         "slow", ("--rounds", "1", "--clients", "2")),
