@@ -90,9 +90,11 @@ def test_a_full_queue_sheds_before_the_body_is_decoded(repo):
     config = settings(runtime="test-slow", max_batch_size=1, queue_limit=1)
     with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(6) as pool:
         good = v2_body(np.ones((1, 16), np.float32))
-        fill = [pool.submit(http.post, url + "/v2/models/mlp/infer", json=good) for _ in range(5)]
+        fill = []
         deadline = time.monotonic() + 10
         while True:  # wait until one request computes and one waits in the queue
+            # keep it full: a batch takes 50 ms, so on a loaded machine one poll can miss a short window
+            fill += [pool.submit(http.post, url + "/v2/models/mlp/infer", json=good) for _ in range(2)]
             depth = re.search(r'torchship_queue_depth\{model="mlp",version="1"\} (\S+)', http.get(url + "/metrics").text)
             if depth and float(depth.group(1)) >= 1:
                 break
