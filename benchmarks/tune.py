@@ -9,6 +9,8 @@
    the no-pruner search's best (the pruner's goal: at least 40 % fewer epochs).
 
     python benchmarks/tune.py [--trials 12] [--epochs 6] [--pruner median] [--json out.json]
+    python benchmarks/tune.py --default configs/digits32-resnet.yaml \\
+        --search configs/digits32-resnet-tune.yaml --trials 8 --epochs 4
 
 Prints a table for people and one JSON document (the figures in docs/benchmarks.md).
 """
@@ -36,10 +38,10 @@ SEARCH = ROOT / "configs" / "digits-tune.yaml"
 HELD_OUT = ["data.test_fraction=0.2"]  # both sides: same split, a test set the search never sees
 
 
-def search(out: Path, trials: int, epochs: int, pruner: str, seed: int) -> dict:
+def search(out: Path, trials: int, epochs: int, pruner: str, seed: int, config: Path = SEARCH) -> dict:
     overrides = [*HELD_OUT, f"train.epochs={epochs}", f"tune.pruner={pruner}", f"tune.seed={seed}"]
     started = time.perf_counter()
-    result = run_search(load_tune(SEARCH, overrides), out, trials=trials)
+    result = run_search(load_tune(config, overrides), out, trials=trials)
     elapsed_s = time.perf_counter() - started
     spent, best, curve = 0, None, []
     for row in result.rows:  # in trial order: epochs spent so far and the best accuracy so far
@@ -69,8 +71,8 @@ def epochs_to_reach(curve: list[tuple[int, float | None]], target: float) -> int
     return next((spent for spent, best in curve if best is not None and best >= target), None)
 
 
-def default_run(out: Path, epochs: int) -> dict:
-    cfg = load_config(TrainConfig, DEFAULT, [*HELD_OUT, f"train.epochs={epochs}", f"out={out}",
+def default_run(out: Path, epochs: int, config: Path = DEFAULT) -> dict:
+    cfg = load_config(TrainConfig, config, [*HELD_OUT, f"train.epochs={epochs}", f"out={out}",
                                              "train.progress=false"])
     artifact = train(cfg, console=Console(quiet=True))
     return {"val_accuracy": artifact.manifest.metrics["val"]["accuracy"],
@@ -84,13 +86,15 @@ def main() -> None:
     parser.add_argument("--pruner", default="median", choices=["median", "hyperband", "halving"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--default", type=Path, default=DEFAULT, help="the shipped config to beat")
+    parser.add_argument("--search", type=Path, default=SEARCH, help="the config with the tune: space")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
         root = Path(tmp)
-        default = default_run(root / "default", args.epochs)
-        plain = search(root / "plain", args.trials, args.epochs, "none", args.seed)
-        pruned = search(root / "pruned", args.trials, args.epochs, args.pruner, args.seed)
+        default = default_run(root / "default", args.epochs, args.default)
+        plain = search(root / "plain", args.trials, args.epochs, "none", args.seed, args.search)
+        pruned = search(root / "pruned", args.trials, args.epochs, args.pruner, args.seed, args.search)
     target = plain["best_val_accuracy"]
     reach_plain = epochs_to_reach(plain["curve"], target)
     reach_pruned = epochs_to_reach(pruned["curve"], target)
@@ -98,7 +102,7 @@ def main() -> None:
         "kind": "torchship.bench.tune",
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__},
-        "settings": vars(args) | {"json": str(args.json) if args.json else None},
+        "settings": vars(args) | {k: str(getattr(args, k)) for k in ("json", "default", "search")},
         "default": default,
         "search": plain,
         "search_pruned": pruned,
@@ -106,7 +110,8 @@ def main() -> None:
         "epochs_saved_total": 1 - pruned["epochs_spent"] / plain["epochs_spent"],
         "epochs_saved_to_reach": (1 - reach_pruned / reach_plain) if reach_pruned and reach_plain else None,
     }
-    table = Table(title=f"tune on digits: {args.trials} trials x {args.epochs} epochs, seed {args.seed}")
+    table = Table(title=f"tune {args.search.name} vs {args.default.name}: "
+                        f"{args.trials} trials x {args.epochs} epochs, seed {args.seed}")
     columns = ("run", "val acc", "test acc", "epochs spent", f"epochs to val acc {target:.4f}", "pruned",
                "wall s")
     for name in columns:
