@@ -125,3 +125,11 @@ def test_inspect_shows_the_signature(bert_artifact, run_cli):
     assert "output logits          float32[batch, 3]" in out
     assert "dims   seq=16 (example sizes)" in out
     assert "labels    3: neg, neutral, pos" in out
+
+
+def test_inspect_an_onnx_only_artifact(onnx_only, run_cli):
+    """No PyTorch class to build: inspect shows the program and its signature, exit 0."""
+    code, out, err = run_cli("inspect", onnx_only.path)
+    assert code == 0, err
+    assert "program only (onnx)" in out
+    assert "output mean" in out

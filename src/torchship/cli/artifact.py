@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,12 +27,45 @@ def inspect(
     art = Artifact.load(artifact)
     m = art.manifest
     signature = signature_info(art.path)
-    if m.architecture.name is not None:  # a bring-your-own model is imported only with --allow-import
-        art.build_model()
+    if m.architecture is not None and m.architecture.name is not None:
+        art.build_model()  # a zoo model: prove the weights fit (bring-your-own needs --allow-import)
     if as_json:
         print(json.dumps(m.to_json_dict() | {"digest": art.digest, "signature": signature}, indent=2))
         return
     out.print(f"[bold]{m.name}[/bold] v{m.version}  ({m.task}, created {m.created})  {art.digest[:19]}")
+    _print_model(art)
+    _print_provenance(m, signature)
+    if m.data:
+        sizes = m.data.get("sizes", {})
+        out.print(f"data      {m.data.get('name', '?')}  {', '.join(f'{k} {v}' for k, v in sizes.items())}")
+    if m.metrics:
+        out.print(metrics_table(m.metrics))
+    files = Table(title="files (sha256 verified)")
+    files.add_column("file")
+    files.add_column("bytes", justify="right")
+    files.add_column("sha256")
+    for name, digest in m.files.items():
+        files.add_row(name, f"{(art.path / name).stat().st_size:,}", digest[7:19])
+    out.print(files)
+    if m.exports:
+        exports = Table(title="exports (verified against eager)")
+        for col in ("format", "file", "max |Δ|", "mean |Δ|", "top-1 agreement"):
+            exports.add_column(col)
+        for fmt, info in m.exports.items():
+            exports.add_row(
+                fmt,
+                str(info.get("file", "")),
+                _num(info.get("max_abs_diff")),
+                _num(info.get("mean_abs_diff")),
+                _num(info.get("top1_agreement")),
+            )
+        out.print(exports)
+    out.print("env       " + ", ".join(f"{k} {v}" for k, v in m.env.items()))
+
+
+def _print_model(art: Any) -> None:
+    """The model line, its inputs (one normalized input, or the whole signature) and its labels."""
+    m = art.manifest
     arch = m.architecture
     params = sum(t.numel() for t in art.state_dict().values())
     if arch is None:
@@ -55,6 +88,10 @@ def inspect(
     if m.labels:
         more = " ..." if len(m.labels) > 12 else ""
         out.print(f"labels    {len(m.labels)}: {', '.join(m.labels[:12])}{more}")
+
+
+def _print_provenance(m: Any, signature: dict[str, Any] | None) -> None:
+    """Lineage, signature and encryption lines."""
     parent = m.lineage.parent[:19] if m.lineage.parent else "none"
     signed = m.lineage.parent_signature
     signed_parent = f", parent signature {signed[:19]}" if signed else ""
@@ -62,41 +99,25 @@ def inspect(
     if signature is None:
         out.print("signature none (unsigned; torchship sign ART --key private.pem)")
     else:
-        out.print(f"signature {signature['file']} by {signature['kind']} {signature['fingerprint']} "
-                  "(not checked here: torchship verify ART --key public.pem)",
-                  highlight=False, soft_wrap=True)
+        out.print(
+            f"signature {signature['file']} by {signature['kind']} {signature['fingerprint']} "
+            "(not checked here: torchship verify ART --key public.pem)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if m.encryption is not None:
         out.print(f"encrypted {m.encryption.algorithm}: {', '.join(m.encryption.files)}")
-    if m.data:
-        sizes = m.data.get("sizes", {})
-        out.print(f"data      {m.data.get('name', '?')}  {', '.join(f'{k} {v}' for k, v in sizes.items())}")
-    if m.metrics:
-        out.print(metrics_table(m.metrics))
-    files = Table(title="files (sha256 verified)")
-    files.add_column("file")
-    files.add_column("bytes", justify="right")
-    files.add_column("sha256")
-    for name, digest in m.files.items():
-        files.add_row(name, f"{(art.path / name).stat().st_size:,}", digest[7:19])
-    out.print(files)
-    if m.exports:
-        exports = Table(title="exports (verified against eager)")
-        for col in ("format", "file", "max |Δ|", "mean |Δ|", "top-1 agreement"):
-            exports.add_column(col)
-        for fmt, info in m.exports.items():
-            exports.add_row(
-                fmt, str(info.get("file", "")), _num(info.get("max_abs_diff")), _num(info.get("mean_abs_diff")),
-                _num(info.get("top1_agreement")),
-            )
-        out.print(exports)
-    out.print("env       " + ", ".join(f"{k} {v}" for k, v in m.env.items()))
 
 
 def _one_normalized_input(m) -> bool:  # noqa: ANN001 - a Manifest
     """A classifier of one normalized float input and one output: the one-line input view says it all."""
     spec = m.signature.inputs
-    return (len(spec) == 1 and spec[0].preprocessing is not None and len(m.signature.outputs) == 1
-            and m.signature.outputs[0].name == "logits")
+    return (
+        len(spec) == 1
+        and spec[0].preprocessing is not None
+        and len(m.signature.outputs) == 1
+        and m.signature.outputs[0].name == "logits"
+    )
 
 
 def _short(values: list[float]) -> str:
