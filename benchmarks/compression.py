@@ -79,26 +79,47 @@ def train_baseline(case: dict[str, Any], out: Path, epochs: int | None) -> Artif
     return train(validate_config(TrainConfig, raw), console=Console(quiet=True))
 
 
-def compress_case(case: dict[str, Any], baseline: Artifact, root: Path, epochs: int,
-                  pt2e: bool) -> dict[str, Artifact]:
+def compress_case(
+    case: dict[str, Any], baseline: Artifact, root: Path, epochs: int, pt2e: bool
+) -> dict[str, Artifact]:
     finetune = {"epochs": epochs, "lr": case["lr"], "batch_size": case["train"]["train"]["batch_size"]}
-    pruned = compress.prune(baseline, compress.PruneConfig(ratio=0.5, steps=2, step_epochs=max(1, epochs // 3),
-                                                           finetune=finetune), out=root / "pruned")
-    distilled = compress.distill(baseline, compress.DistillConfig(
-        **case["student"], compare=True, temperature=4.0, alpha=0.7,
-        train={**finetune, "epochs": case["train"]["train"]["epochs"], "lr": case["train"]["optim"]["lr"],
-               "optimizer": case["train"]["optim"]["name"], "work_dir": str(root / "distill-runs")},
-    ), out=root / "distilled")
+    pruned = compress.prune(
+        baseline,
+        compress.PruneConfig(ratio=0.5, steps=2, step_epochs=max(1, epochs // 3), finetune=finetune),
+        out=root / "pruned",
+    )
+    distilled = compress.distill(
+        baseline,
+        compress.DistillConfig(
+            **case["student"],
+            compare=True,
+            temperature=4.0,
+            alpha=0.7,
+            train={
+                **finetune,
+                "epochs": case["train"]["train"]["epochs"],
+                "lr": case["train"]["optim"]["lr"],
+                "optimizer": case["train"]["optim"]["name"],
+                "work_dir": str(root / "distill-runs"),
+            },
+        ),
+        out=root / "distilled",
+    )
     alone = Artifact.load(root / "distill-runs" / "without-teacher" / "artifact")
-    arts = {"baseline": baseline, "pruned 50%": pruned, "student, distilled": distilled,
-            "student, no teacher": alone}
+    arts = {
+        "baseline": baseline,
+        "pruned 50%": pruned,
+        "student, distilled": distilled,
+        "student, no teacher": alone,
+    }
     static, dynamic = compress.QuantizeConfig(mode="static"), compress.QuantizeConfig(mode="dynamic")
     arts["int8 static"] = compress.quantize(baseline, static, out=root / "int8")
     arts["int8 dynamic"] = compress.quantize(baseline, dynamic, out=root / "int8-dyn")
     arts["pruned 50% + int8"] = compress.quantize(pruned, static, out=root / "p-int8")
     if pt2e:
-        arts["int8 pt2e (compile)"] = compress.quantize(baseline, compress.QuantizeConfig(mode="pt2e"),
-                                                        out=root / "pt2e")
+        arts["int8 pt2e (compile)"] = compress.quantize(
+            baseline, compress.QuantizeConfig(mode="pt2e"), out=root / "pt2e"
+        )
     return arts
 
 
@@ -115,8 +136,9 @@ def predictors(name: str, art: Artifact, threads: int) -> dict[str, Any]:
         from torchship.runtime.base import RuntimeOptions
         from torchship.runtime.exported import ExportedPredictor
 
-        module = ExportedPredictor(art.path / "model.int8.pt2", RuntimeOptions(threads=threads),
-                                   art.manifest.input.shape).module
+        module = ExportedPredictor(
+            art.path / "model.int8.pt2", RuntimeOptions(threads=threads), art.manifest.input.shape
+        ).module
         # freezing lets Inductor constant-fold and prepack the int8 weights into oneDNN int8 kernels
         torch._inductor.config.freezing = True
         compiled = torch.compile(module)
@@ -131,10 +153,14 @@ def _no_grad(module: Any, x: np.ndarray) -> np.ndarray:
     return module(torch.from_numpy(x)).numpy()
 
 
-def time_sessions(sessions: dict[str, Any], shape: list[int], rounds: int, min_time_s: float) -> dict[str, dict]:
+def time_sessions(
+    sessions: dict[str, Any], shape: list[int], rounds: int, min_time_s: float
+) -> dict[str, dict]:
     """Median seconds per batch for every predictor, rounds interleaved across them."""
     samples: dict[str, dict[int, list[float]]] = {name: {b: [] for b in BATCH_SIZES} for name in sessions}
-    inputs = {b: np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32) for b in BATCH_SIZES}
+    inputs = {
+        b: np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32) for b in BATCH_SIZES
+    }
     for _ in range(rounds):
         for name, predict in sessions.items():
             for b in BATCH_SIZES:
@@ -147,8 +173,10 @@ def time_sessions(sessions: dict[str, Any], shape: list[int], rounds: int, min_t
                     calls += 1
                 samples[name][b].append(elapsed / calls)
     return {
-        name: {b: {"latency_ms": 1e3 * statistics.median(v), "throughput_sps": b / statistics.median(v)}
-               for b, v in per_batch.items()}
+        name: {
+            b: {"latency_ms": 1e3 * statistics.median(v), "throughput_sps": b / statistics.median(v)}
+            for b, v in per_batch.items()
+        }
         for name, per_batch in samples.items()
     }
 
@@ -160,15 +188,18 @@ def run_case(key: str, root: Path, args: argparse.Namespace, console: Console) -
     console.print("pruning and distilling")
     arts = compress_case(case, baseline, root, 1 if args.quick else args.finetune_epochs, args.pt2e)
     console.print("timing")
-    sessions = {label: fn for name, art in arts.items()
-                for label, fn in predictors(name, art, args.threads).items()}
+    sessions = {
+        label: fn for name, art in arts.items() for label, fn in predictors(name, art, args.threads).items()
+    }
     for label in [label for label in sessions if "pt2e" in label]:
         try:  # compile both shapes now; Inductor's int8 lowering fails on some graphs
             for b in BATCH_SIZES:
                 sessions[label](np.zeros((b, *baseline.manifest.input.shape), np.float32))
         except Exception as exc:  # noqa: BLE001 - report the row as missing, keep the benchmark
-            console.print(f"[yellow]{label}: torch.compile failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:160]}); row left out")
+            console.print(
+                f"[yellow]{label}: torch.compile failed ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160]}); row left out"
+            )
             del sessions[label]
     timings = time_sessions(sessions, baseline.manifest.input.shape, args.rounds, args.min_time_s)
     fp32 = ("baseline", "fp32 eager", "fp32 torchscript")
@@ -179,9 +210,15 @@ def run_case(key: str, root: Path, args: argparse.Namespace, console: Console) -
         if name not in timings:
             continue
         stats = _stats(art, name)
-        row = {"case": case["title"], "model": name, "params": stats["params"], "macs": stats["macs"],
-               "file_bytes": _file_bytes(art, name), "val_accuracy": _accuracy(art),
-               "accuracy_drop_pt": 100 * (base_acc - _accuracy(art))}
+        row = {
+            "case": case["title"],
+            "model": name,
+            "params": stats["params"],
+            "macs": stats["macs"],
+            "file_bytes": _file_bytes(art, name),
+            "val_accuracy": _accuracy(art),
+            "accuracy_drop_pt": 100 * (base_acc - _accuracy(art)),
+        }
         for b in BATCH_SIZES:
             t = timings[name][b]
             row[f"b{b}_latency_ms"] = t["latency_ms"]
@@ -198,8 +235,9 @@ def _file_bytes(art: Artifact, name: str) -> int:
     for file in ("model.int8.onnx", "model.int8.pt2"):
         if file in art.manifest.files:
             return (art.path / file).stat().st_size
-    exported = art.path.parent / ("baseline-exported" if name.startswith(("baseline", "fp32")) else
-                                  f"{art.path.name}-exported")
+    exported = art.path.parent / (
+        "baseline-exported" if name.startswith(("baseline", "fp32")) else f"{art.path.name}-exported"
+    )
     return (exported / "model.onnx").stat().st_size
 
 
@@ -211,40 +249,70 @@ def _stats(art: Artifact, name: str) -> dict[str, int]:
     from torchship.compress.measure import count_macs
 
     model = art.build_model()
-    return {"params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, art.manifest.input.shape)}
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": count_macs(model, art.manifest.input.shape),
+    }
 
 
 def print_rows(rows: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="compression vs the best fp32 runtime of the baseline, same run "
-                        "(in brackets: vs fp32 ONNX Runtime)")
-    for col in ("case", "model", "params", "MFLOPs", "file KiB", "val acc", "drop (pt)", "b1 ms", "b1 speed-up",
-                "b32 samples/s", "b32 speed-up"):
+    table = Table(
+        title="compression vs the best fp32 runtime of the baseline, same run "
+        "(in brackets: vs fp32 ONNX Runtime)"
+    )
+    for col in (
+        "case",
+        "model",
+        "params",
+        "MFLOPs",
+        "file KiB",
+        "val acc",
+        "drop (pt)",
+        "b1 ms",
+        "b1 speed-up",
+        "b32 samples/s",
+        "b32 speed-up",
+    ):
         table.add_column(col, justify="left" if col in ("case", "model") else "right")
     for r in rows:
-        table.add_row(r["case"], r["model"], f"{r['params']:,}", f"{2 * r['macs'] / 1e6:.2f}",
-                      f"{r['file_bytes'] / 1024:.1f}", f"{r['val_accuracy']:.2%}",
-                      f"{r['accuracy_drop_pt']:+.2f}",
-                      f"{r['b1_latency_ms']:.3f}", f"{r['b1_speedup']:.2f}x [{r['b1_speedup_vs_ort']:.2f}x]",
-                      f"{r['b32_throughput_sps']:,.0f}",
-                      f"{r['b32_speedup']:.2f}x [{r['b32_speedup_vs_ort']:.2f}x]")
+        table.add_row(
+            r["case"],
+            r["model"],
+            f"{r['params']:,}",
+            f"{2 * r['macs'] / 1e6:.2f}",
+            f"{r['file_bytes'] / 1024:.1f}",
+            f"{r['val_accuracy']:.2%}",
+            f"{r['accuracy_drop_pt']:+.2f}",
+            f"{r['b1_latency_ms']:.3f}",
+            f"{r['b1_speedup']:.2f}x [{r['b1_speedup_vs_ort']:.2f}x]",
+            f"{r['b32_throughput_sps']:,.0f}",
+            f"{r['b32_speedup']:.2f}x [{r['b32_speedup_vs_ort']:.2f}x]",
+        )
     console.print(table)
     for case in dict.fromkeys(r["case"] for r in rows):
         first = next(r for r in rows if r["case"] == case)
-        console.print(f"{case}: best fp32 runtime at batch 1 = {first['b1_reference']}, "
-                      f"at batch 32 = {first['b32_reference']}")
+        console.print(
+            f"{case}: best fp32 runtime at batch 1 = {first['b1_reference']}, "
+            f"at batch 32 = {first['b32_reference']}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="cnn,resnet", help="comma-separated: cnn, resnet")
-    parser.add_argument("--quick", action="store_true", help="2 training epochs, 1 fine-tuning epoch (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 training epochs, 1 fine-tuning epoch (smoke test)"
+    )
     parser.add_argument("--finetune-epochs", type=int, default=6)
-    parser.add_argument("--pt2e", action="store_true",
-                        help="also torchao pt2e int8, compiled by Inductor (slow to compile)")
+    parser.add_argument(
+        "--pt2e", action="store_true", help="also torchao pt2e int8, compiled by Inductor (slow to compile)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-time-s", type=float, default=0.3)
-    parser.add_argument("--out-dir", type=Path, default=None, help="keep the artifacts here (default: temporary)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=None, help="keep the artifacts here (default: temporary)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -255,8 +323,13 @@ def main() -> None:
         for key in args.cases.split(","):
             rows += run_case(key.strip(), root / key.strip(), args, console)
     print_rows(rows, Console())
-    result = {"benchmark": "compression", "threads": args.threads, "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "rows": rows}
+    result = {
+        "benchmark": "compression",
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

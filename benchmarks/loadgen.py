@@ -31,22 +31,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-
-
 def request_bytes(model: str, shape: list[int], binary: bool, port: int) -> bytes:
     x = np.random.default_rng(1).standard_normal((1, *shape)).astype(np.float32)
     if binary:
-        head = orjson.dumps({"inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32",
-                                         "parameters": {"binary_data_size": x.nbytes}}],
-                             "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]})
+        head = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, *shape],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes},
+                    }
+                ],
+                "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+            }
+        )
         body, extra = head + x.tobytes(), f"Inference-Header-Content-Length: {len(head)}\r\n"
     else:
-        body = orjson.dumps({"inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32",
-                                         "data": x.ravel()}], "outputs": [{"name": "logits"}]},
-                           option=orjson.OPT_SERIALIZE_NUMPY)  # float32 shortest repr: ~11 bytes a value
+        body = orjson.dumps(
+            {
+                "inputs": [{"name": "input", "shape": [1, *shape], "datatype": "FP32", "data": x.ravel()}],
+                "outputs": [{"name": "logits"}],
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )  # float32 shortest repr: ~11 bytes a value
         extra = ""
-    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def grpc_request_bytes(model: str, shape: list[int]) -> bytes:
@@ -54,9 +68,12 @@ def grpc_request_bytes(model: str, shape: list[int]) -> bytes:
     from tritonclient.grpc import service_pb2 as pb
 
     x = np.random.default_rng(1).standard_normal((1, *shape)).astype(np.float32)
-    request = pb.ModelInferRequest(model_name=model, inputs=[pb.ModelInferRequest.InferInputTensor(
-        name="input", datatype="FP32", shape=[1, *shape])], outputs=[
-        pb.ModelInferRequest.InferRequestedOutputTensor(name="logits")], raw_input_contents=[x.tobytes()])
+    request = pb.ModelInferRequest(
+        model_name=model,
+        inputs=[pb.ModelInferRequest.InferInputTensor(name="input", datatype="FP32", shape=[1, *shape])],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="logits")],
+        raw_input_contents=[x.tobytes()],
+    )
     return request.SerializeToString()
 
 
@@ -68,8 +85,10 @@ async def run_grpc(port: int, payload: bytes, concurrency: int, duration_s: floa
 
     lat: list[float] = []
     codes: dict = {}
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-            ("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]) as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    ) as channel:
         infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         answer = await infer(payload, timeout=30)  # connects, and proves the request is valid
         if not answer:
@@ -90,10 +109,15 @@ async def run_grpc(port: int, payload: bytes, concurrency: int, duration_s: floa
         await asyncio.gather(*(worker(t0 + duration_s) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
     ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
-    return {"concurrency": concurrency, "req_per_s": codes.get("OK", 0) / elapsed,
-            "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "errors": sum(v for k, v in codes.items() if k != "OK"),
-            **({"error_codes": {k: v for k, v in codes.items() if k != "OK"}} if len(codes) > 1 else {})}
+    return {
+        "concurrency": concurrency,
+        "req_per_s": codes.get("OK", 0) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": sum(v for k, v in codes.items() if k != "OK"),
+        **({"error_codes": {k: v for k, v in codes.items() if k != "OK"}} if len(codes) > 1 else {}),
+    }
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -138,14 +162,22 @@ async def run_load(port: int, payload: bytes, concurrency: int, duration_s: floa
     elapsed = time.perf_counter() - t0
     ok = statuses.get(200, 0)
     ms = np.array([t for t, _ in lat]) * 1e3 if lat else np.array([np.nan])
-    row = {"concurrency": concurrency, "req_per_s": ok / elapsed, "p50_ms": float(np.percentile(ms, 50)),
-           "p90_ms": float(np.percentile(ms, 90)), "p99_ms": float(np.percentile(ms, 99)),
-           "errors": sum(v for k, v in statuses.items() if k != 200)}
+    row = {
+        "concurrency": concurrency,
+        "req_per_s": ok / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": sum(v for k, v in statuses.items() if k != 200),
+    }
     shed = np.array([t for t, status in lat if status == 503]) * 1e3
     ok_ms = np.array([t for t, status in lat if status == 200]) * 1e3
     if shed.size:
-        row |= {"shed_503": int(shed.size), "p99_503_ms": float(np.percentile(shed, 99)),
-                "p99_ok_ms": float(np.percentile(ok_ms, 99)) if ok_ms.size else None}
+        row |= {
+            "shed_503": int(shed.size),
+            "p99_503_ms": float(np.percentile(shed, 99)),
+            "p99_ok_ms": float(np.percentile(ok_ms, 99)) if ok_ms.size else None,
+        }
     return row
 
 
@@ -169,25 +201,46 @@ def run_wrk(port: int, payload: bytes, concurrency: int, duration_s: float, work
     head, body = payload.split(b"\r\n\r\n", 1)
     lines = head.decode().split("\r\n")
     path = lines[0].split(" ")[1]
-    headers = [line.split(": ", 1) for line in lines[1:]
-               if not line.lower().startswith(("host:", "content-length:"))]
+    headers = [
+        line.split(": ", 1) for line in lines[1:] if not line.lower().startswith(("host:", "content-length:"))
+    ]
     (workdir / "body.bin").write_bytes(body)
-    lua = WRK_SCRIPT.format(body=workdir / "body.bin",
-                            headers="\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers))
+    lua = WRK_SCRIPT.format(
+        body=workdir / "body.bin", headers="\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers)
+    )
     (workdir / "load.lua").write_text(lua)
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s",
-                          "--timeout", "10s",
-                          "-s", str(workdir / "load.lua"), f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration_s))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(workdir / "load.lua"),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     fields = next(line for line in out.splitlines() if line.startswith("WRKRESULT")).split()[1:]
     requests, duration_us, status_errors, socket_errors = map(int, fields[:4])
     p50, p90, p99 = (float(v) / 1e3 for v in fields[4:])
-    return {"concurrency": concurrency, "req_per_s": (requests - status_errors) / (duration_us / 1e6),
-            "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": status_errors + socket_errors}
+    return {
+        "concurrency": concurrency,
+        "req_per_s": (requests - status_errors) / (duration_us / 1e6),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "errors": status_errors + socket_errors,
+    }
 
 
-def drive(port: int, payload: bytes, concurrency: int, duration_s: float, client: str,
-          grpc_port: int | None = None) -> dict:
+def drive(
+    port: int, payload: bytes, concurrency: int, duration_s: float, client: str, grpc_port: int | None = None
+) -> dict:
     """One load row from ``client`` (asyncio, wrk, or grpc against ``grpc_port``), with the load
     generator's own CPU share: it shares the machine's cores with the server."""
     cpu0, children0, t0 = time.process_time(), _children_cpu_s(), time.perf_counter()

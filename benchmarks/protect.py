@@ -88,11 +88,18 @@ def main() -> None:
         "load_clear_s": round(load_clear_s, 3),
         "load_encrypted_s": round(load_sealed_s, 3),
         "load_ratio": round(load_sealed_s / load_clear_s, 3),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_1m": round(os.getloadavg()[0], 2),
-                    "torch_threads": torch.get_num_threads()},
-        "versions": {"torchship": torchship.__version__, "torch": torch.__version__,
-                     "model_signing": version("model-signing"), "cryptography": cryptography.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": {
+            "torchship": torchship.__version__,
+            "torch": torch.__version__,
+            "model_signing": version("model-signing"),
+            "cryptography": cryptography.__version__,
+        },
     }
     mb = size_bytes / 1e6
     print(f"{args.model} artifact, {mb:.1f} MB, median of {args.repeats}")

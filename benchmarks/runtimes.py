@@ -71,8 +71,13 @@ def ort_session(art, threads: int):
     else:
         path = art.path / "bare.onnx"
         model = art.build_model()
-        torch.onnx.export(model, (torch.zeros(2, *SHAPE),), str(path), dynamo=True,
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, *SHAPE),),
+            str(path),
+            dynamo=True,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -104,11 +109,16 @@ def timing_overhead(art, threads: int, batch_size: int, rounds: int, round_s: fl
         reported.append(stats.mean_ms / bare_ms)
         wall.append(bench_wall_ms / bare_ms)
     return {
-        "model": art.manifest.name, "batch_size": batch_size, "threads": threads, "rounds": rounds,
-        "calls_per_round": calls, "latency_p50_ms": probe.p50_ms,
+        "model": art.manifest.name,
+        "batch_size": batch_size,
+        "threads": threads,
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "latency_p50_ms": probe.p50_ms,
         "reported_over_bare_median": statistics.median(reported),
         "wall_over_bare_median": statistics.median(wall),
-        "reported_over_bare": reported, "wall_over_bare": wall,
+        "reported_over_bare": reported,
+        "wall_over_bare": wall,
     }
 
 
@@ -137,7 +147,9 @@ def ratio_table(results) -> Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtimes", default="all")
     parser.add_argument("--min-time-s", type=float, default=1.0)
@@ -149,29 +161,53 @@ def main() -> None:
     torch.manual_seed(0)
     runtimes = resolve_runtimes(args.runtimes)
     console.print(f"runtimes: {', '.join(runtimes)}; threads {args.threads}")
-    timing = TimingConfig(warmup=5, min_iterations=100, min_time_s=args.min_time_s, max_time_s=args.max_time_s)
+    timing = TimingConfig(
+        warmup=5, min_iterations=100, min_time_s=args.min_time_s, max_time_s=args.max_time_s
+    )
     with tempfile.TemporaryDirectory(prefix="torchship-runtimes-") as tmp:
         artifacts, exports = make_artifacts(Path(tmp), runtimes, console)
-        results = bench(artifacts, runtimes, BATCH_SIZES, threads=args.threads, timing=timing,
-                        progress=lambda m: console.print(f"  {m}", highlight=False))
-        overhead = [timing_overhead(artifacts[0], args.threads, size, args.overhead_rounds, 0.25) for size in (1, 32)]
+        results = bench(
+            artifacts,
+            runtimes,
+            BATCH_SIZES,
+            threads=args.threads,
+            timing=timing,
+            progress=lambda m: console.print(f"  {m}", highlight=False),
+        )
+        overhead = [
+            timing_overhead(artifacts[0], args.threads, size, args.overhead_rounds, 0.25) for size in (1, 32)
+        ]
     console.print(results_table(results, title="torchship bench, every runtime"))
     console.print(ratio_table(results))
     for item in overhead:
         console.print(
-            f"timing overhead, ORT {item['model']} batch {item['batch_size']} (p50 {item['latency_p50_ms']:.3f} ms): "
-            f"reported/bare {item['reported_over_bare_median']:.4f}, wall/bare {item['wall_over_bare_median']:.4f} "
-            f"(median of {item['rounds']} alternating rounds)", highlight=False,
+            f"timing overhead, ORT {item['model']} batch {item['batch_size']} "
+            f"(p50 {item['latency_p50_ms']:.3f} ms): "
+            f"reported/bare {item['reported_over_bare_median']:.4f}, "
+            f"wall/bare {item['wall_over_bare_median']:.4f} "
+            f"(median of {item['rounds']} alternating rounds)",
+            highlight=False,
         )
-    document = to_document(results, timing=timing, command="python benchmarks/runtimes.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "json" and v is not None))
-    document.update({"kind": "torchship.benchmarks.runtimes", "exports": exports, "timing_overhead": overhead})
+    document = to_document(
+        results,
+        timing=timing,
+        command="python benchmarks/runtimes.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "json" and v is not None
+        ),
+    )
+    document.update(
+        {"kind": "torchship.benchmarks.runtimes", "exports": exports, "timing_overhead": overhead}
+    )
     text = json.dumps(document, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")
         console.print(f"wrote {args.json}")
-    print(json.dumps({"timing_overhead": [
-        {k: v for k, v in o.items() if not isinstance(v, list)} for o in overhead]}))
+    print(
+        json.dumps(
+            {"timing_overhead": [{k: v for k, v in o.items() if not isinstance(v, list)} for o in overhead]}
+        )
+    )
 
 
 if __name__ == "__main__":

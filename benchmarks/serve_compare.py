@@ -65,12 +65,24 @@ from serve_peers import (  # noqa: E402
 
 WARMUP_S = 2.0
 SERVERS = ("torchship-onnxruntime", "torchship-torchscript", "torchserve", "litserve", "fastapi")
-SETTINGS = ("servers", "concurrency", "duration_s", "client", "workers", "modes", "torchserve_workers",
-            "torchserve_batch", "torchserve_logging", "threads", "omp_wait_policy")
+SETTINGS = (
+    "servers",
+    "concurrency",
+    "duration_s",
+    "client",
+    "workers",
+    "modes",
+    "torchserve_workers",
+    "torchserve_batch",
+    "torchserve_logging",
+    "threads",
+    "omp_wait_policy",
+)
 
 
-def measure(server: Server, concurrency: list[int], duration_s: float, client: str,
-            model: str | None) -> list[dict]:
+def measure(
+    server: Server, concurrency: list[int], duration_s: float, client: str, model: str | None
+) -> list[dict]:
     """A row per mode and concurrency; ``model``: read torchship's batch statistics for rows/batch."""
     rows = []
     for mode, payload in server.payloads.items():
@@ -85,18 +97,27 @@ def measure(server: Server, concurrency: list[int], duration_s: float, client: s
             load = drive(server.port, payload, c, duration_s, kind, server.grpc_port)
             wall_s = time.perf_counter() - t0
             cpu_s = group_cpu_seconds(server.proc.pid) - cpu0
-            row = {"server": server.name, **server.config, "mode": mode, "body_bytes": len(payload), **load,
-                   "server_cpu_percent": 100 * cpu_s / wall_s,
-                   "server_cpu_ms_per_req": cpu_s * 1e3 / max(load["req_per_s"] * wall_s, 1),
-                   "startup_s": round(server.startup_s, 1)}
+            row = {
+                "server": server.name,
+                **server.config,
+                "mode": mode,
+                "body_bytes": len(payload),
+                **load,
+                "server_cpu_percent": 100 * cpu_s / wall_s,
+                "server_cpu_ms_per_req": cpu_s * 1e3 / max(load["req_per_s"] * wall_s, 1),
+                "startup_s": round(server.startup_s, 1),
+            }
             if stats0:
                 rows1, batches1 = batch_counts(server.port, model)
                 row["rows_per_batch"] = (rows1 - stats0[0]) / max(batches1 - stats0[1], 1)
             rows.append(row)
-            print(f"{server.name:24} {mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  "
-                  f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f}  errors {row['errors']}  "
-                  f"server CPU {row['server_cpu_percent']:4.0f} %  "
-                  f"client CPU {row['client_cpu_percent']:4.0f} %", flush=True)
+            print(
+                f"{server.name:24} {mode:6} c={c:3}  {row['req_per_s']:8.0f} req/s  "
+                f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f}  errors {row['errors']}  "
+                f"server CPU {row['server_cpu_percent']:4.0f} %  "
+                f"client CPU {row['client_cpu_percent']:4.0f} %",
+                flush=True,
+            )
     return rows
 
 
@@ -112,9 +133,16 @@ def servers(args, names: list[str], art, root: Path, modes: list[str]) -> Iterat
             store = torchserve_archive(root, model_pt, args.other_python)
             for workers in split(args.torchserve_workers, int):
                 for batch in split(args.torchserve_batch, int):
-                    yield torchserve_server(root, store, args.other_python, workers=workers, batch_size=batch,
-                                            threads=args.threads or max(1, cores // workers),
-                                            quiet=args.torchserve_logging == "quiet", omp_wait_policy=policy)
+                    yield torchserve_server(
+                        root,
+                        store,
+                        args.other_python,
+                        workers=workers,
+                        batch_size=batch,
+                        threads=args.threads or max(1, cores // workers),
+                        quiet=args.torchserve_logging == "quiet",
+                        omp_wait_policy=policy,
+                    )
         elif name in ("litserve", "fastapi"):
             code = LITSERVE_APP if name == "litserve" else FASTAPI_APP
             yield script_server(name, code, root, args.other_python, model_pt, args.threads or 1, policy)
@@ -126,23 +154,35 @@ def split(text: str, kind=str) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--other-python", required=True,
-                        help="python of the venv with torchserve/litserve/fastapi")
+    parser.add_argument(
+        "--other-python", required=True, help="python of the venv with torchserve/litserve/fastapi"
+    )
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--duration-s", type=float, default=5.0, help="per row (wrk rounds to whole seconds)")
-    parser.add_argument("--client", choices=["wrk", "asyncio"], default="wrk",
-                        help="HTTP load generator; gRPC rows always use a grpc.aio client")
+    parser.add_argument(
+        "--client",
+        choices=["wrk", "asyncio"],
+        default="wrk",
+        help="HTTP load generator; gRPC rows always use a grpc.aio client",
+    )
     parser.add_argument("--workers", default="1,2", help="torchship serve --workers, one cold start each")
     parser.add_argument("--modes", default="json,binary,grpc", help="torchship's request kinds")
     parser.add_argument("--torchserve-workers", default="1,2")
     parser.add_argument("--torchserve-batch", default="16,32")
-    parser.add_argument("--torchserve-logging", choices=["quiet", "default"], default="quiet",
-                        help="quiet: WARN, no access/metrics logs; "
-                        "default: TorchServe's own (~10 lines a request)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads per model process of the peers; 0: TorchServe cores / workers, "
-                        "LitServe and FastAPI 1 (as in docs/benchmarks.md)")
+    parser.add_argument(
+        "--torchserve-logging",
+        choices=["quiet", "default"],
+        default="quiet",
+        help="quiet: WARN, no access/metrics logs; default: TorchServe's own (~10 lines a request)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per model process of the peers; 0: TorchServe cores / workers, "
+        "LitServe and FastAPI 1 (as in docs/benchmarks.md)",
+    )
     parser.add_argument("--omp-wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of every server")
     args = parser.parse_args()
     names = split(args.servers)
@@ -163,31 +203,50 @@ def main() -> None:
     cores = os.cpu_count() or 1
     machine = machine_info(args.other_python)
     if machine["load_avg_1m_at_start"] > 0.5 * cores:
-        print(f"warning: load average {machine['load_avg_1m_at_start']:.1f} on {cores} cores before the run: "
-              "the machine is busy, these figures are not a measurement", flush=True)
+        print(
+            f"warning: load average {machine['load_avg_1m_at_start']:.1f} on {cores} cores before the run: "
+            "the machine is busy, these figures are not a measurement",
+            flush=True,
+        )
     root = Path(tempfile.mkdtemp(prefix="serve-compare-"))
     art = export(tiny_artifact("cnn", shape=SHAPE, path=root / "cnn"), ["onnx", "torchscript"])
     concurrency = split(args.concurrency, int)
     limits = {}  # the runtimes torchship serves here, and TorchScript: the file every peer runs
-    for runtime in dict.fromkeys([n.removeprefix("torchship-") for n in names if n.startswith("torchship-")]
-                                 + ["torchscript"]):
+    for runtime in dict.fromkeys(
+        [n.removeprefix("torchship-") for n in names if n.startswith("torchship-")] + ["torchscript"]
+    ):
         limits[runtime] = in_process_limit(art, runtime, None)
         limit = limits[runtime]
-        print(f"in-process {runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms, best "
-              f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}", flush=True)
+        print(
+            f"in-process {runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms, best "
+            f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}",
+            flush=True,
+        )
 
     rows = []
     for server in servers(args, names, art, root, modes):
         load_avg = os.getloadavg()[0]  # before the cold start: what else was running
         with server:
             model = art.manifest.name if server.name.startswith("torchship") else None
-            rows += [{**r, "load_avg_1m_before": round(load_avg, 2)}
-                     for r in measure(server, concurrency, args.duration_s, args.client, model)]
+            rows += [
+                {**r, "load_avg_1m_before": round(load_avg, 2)}
+                for r in measure(server, concurrency, args.duration_s, args.client, model)
+            ]
     summary = summarize(rows, limits)
     report(rows, summary)
     settings = {k: getattr(args, k) for k in SETTINGS}
-    print(json.dumps({"benchmark": "serve_compare", "settings": settings, "machine": machine,
-                      "in_process": limits, "summary": summary, "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "serve_compare",
+                "settings": settings,
+                "machine": machine,
+                "in_process": limits,
+                "summary": summary,
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

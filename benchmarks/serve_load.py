@@ -77,8 +77,9 @@ def make_artifact(kind: str, root: Path, runtime: str = "eager"):
     return export(art, formats[runtime]) if runtime in formats else art
 
 
-def in_process_limit(art, runtime: str, threads: int | None, batch_sizes=(1, 8, 16, 32, 64),
-                     seconds=1.5) -> dict:
+def in_process_limit(
+    art, runtime: str, threads: int | None, batch_sizes=(1, 8, 16, 32, 64), seconds=1.5
+) -> dict:
     from torchship.runtime import load_predictor
 
     predictor = load_predictor(art, runtime, threads=threads, warmup=10)
@@ -103,9 +104,13 @@ def in_process_limit(art, runtime: str, threads: int | None, batch_sizes=(1, 8, 
         best[n] = count / (time.perf_counter() - t0)
     predictor.close()
     top = max(best, key=best.get)
-    return {"p50_ms_batch1": float(np.median(lat) * 1e3), "cpu_ms_batch1": cpu_ms_batch1,
-            "best_samples_per_s": best[top], "best_batch": top,
-            "samples_per_s_by_batch": {str(k): round(v) for k, v in best.items()}}
+    return {
+        "p50_ms_batch1": float(np.median(lat) * 1e3),
+        "cpu_ms_batch1": cpu_ms_batch1,
+        "best_samples_per_s": best[top],
+        "best_batch": top,
+        "samples_per_s_by_batch": {str(k): round(v) for k, v in best.items()},
+    }
 
 
 def batch_counts(port: int, model: str) -> tuple[int, int]:
@@ -117,12 +122,27 @@ def batch_counts(port: int, model: str) -> tuple[int, int]:
     return sum(s["inference_count"] for s in stats), sum(s["execution_count"] for s in stats)
 
 
-def start_server(art_path: Path, args, port: int, monitor: str = "off", workers: int = 1,
-                 grpc_port: int | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(art_path), str(port), args.runtime,
-                             str(args.max_batch_size), str(args.max_queue_delay_ms), str(args.threads or 0),
-                             monitor, str(args.instances), str(args.queue_limit), str(workers),
-                             str(grpc_port or 0)])
+def start_server(
+    art_path: Path, args, port: int, monitor: str = "off", workers: int = 1, grpc_port: int | None = None
+) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(art_path),
+            str(port),
+            args.runtime,
+            str(args.max_batch_size),
+            str(args.max_queue_delay_ms),
+            str(args.threads or 0),
+            monitor,
+            str(args.instances),
+            str(args.queue_limit),
+            str(workers),
+            str(grpc_port or 0),
+        ]
+    )
     import urllib.request
 
     deadline = time.monotonic() + 180
@@ -148,12 +168,20 @@ def main() -> None:
     parser.add_argument("--max-queue-delay-ms", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads for the model")
     parser.add_argument("--instances", type=int, default=1, help="model instances (each its own thread)")
-    parser.add_argument("--queue-limit", type=int, default=1024,
-                        help="requests queued per model before the server sheds load with 503")
-    parser.add_argument("--client", choices=["asyncio", "wrk"], default="asyncio",
-                        help="HTTP load generator: this script's asyncio client, or wrk "
-                        "(apt-get install wrk); "
-                        "gRPC rows always use a grpc.aio client")
+    parser.add_argument(
+        "--queue-limit",
+        type=int,
+        default=1024,
+        help="requests queued per model before the server sheds load with 503",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["asyncio", "wrk"],
+        default="asyncio",
+        help="HTTP load generator: this script's asyncio client, or wrk "
+        "(apt-get install wrk); "
+        "gRPC rows always use a grpc.aio client",
+    )
     parser.add_argument("--monitor", default="off", help="drift monitoring in the server: off, on, or off,on")
     parser.add_argument("--workers", default="1", help="server processes (serve --workers), e.g. 1,2")
     args = parser.parse_args()
@@ -172,19 +200,36 @@ def main() -> None:
     for workers in map(int, args.workers.split(",")):
         for monitor in monitors:
             rows += serve_and_load(art, args, monitor, workers)
-    print(f"in-process {args.runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms "
-          f"(CPU {limit['cpu_ms_batch1']:.3f} ms), best "
-          f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}")
-    print(json.dumps({
-        "benchmark": "serve_load", "model": args.model, "runtime": args.runtime,
-        "settings": {"max_batch_size": args.max_batch_size, "max_queue_delay_ms": args.max_queue_delay_ms,
-                     "workers": args.workers,
-                     "threads": args.threads, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+    print(
+        f"in-process {args.runtime}: batch-1 p50 {limit['p50_ms_batch1']:.3f} ms "
+        f"(CPU {limit['cpu_ms_batch1']:.3f} ms), best "
+        f"{limit['best_samples_per_s']:.0f} samples/s at batch {limit['best_batch']}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "serve_load",
+                "model": args.model,
+                "runtime": args.runtime,
+                "settings": {
+                    "max_batch_size": args.max_batch_size,
+                    "max_queue_delay_ms": args.max_queue_delay_ms,
+                    "workers": args.workers,
+                    "threads": args.threads,
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+                },
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "platform": platform.platform(),
                     "python": platform.python_version(),
-                    "torch": torch.__version__},
-        "in_process": limit, "server": rows, **monitor_overhead(rows),
-    }))
+                    "torch": torch.__version__,
+                },
+                "in_process": limit,
+                "server": rows,
+                **monitor_overhead(rows),
+            }
+        )
+    )
 
 
 def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
@@ -208,8 +253,13 @@ def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
                 client = "grpc" if mode == "grpc" else args.client
                 load = drive(port, payload, c, args.duration_s, client, grpc_port)
                 wall_s = time.perf_counter() - t0
-                row = {"mode": mode, "monitor": monitor, "workers": workers, "body_bytes": len(payload),
-                       **load}
+                row = {
+                    "mode": mode,
+                    "monitor": monitor,
+                    "workers": workers,
+                    "body_bytes": len(payload),
+                    **load,
+                }
                 cpu_s = group_cpu_seconds(proc.pid) - cpu0
                 row["server_cpu_ms_per_req"] = cpu_s * 1e3 / max(row["req_per_s"] * wall_s, 1)
                 row["server_cpu_percent"] = 100 * cpu_s / wall_s
@@ -217,16 +267,23 @@ def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
                 row["rows_per_batch"] = (rows1 - rows0) / max(batches1 - batches0, 1)
                 row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
                 rows.append(row)
-                shed = (f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
-                        f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  " if "shed_503" in row else "")
-                print(f"workers {workers} {mode:6} monitor {monitor:3} c={c:3}  "
-                      f"{row['req_per_s']:8.0f} req/s  "
-                      f"p50 {row['p50_ms']:6.2f} ms  "
-                      f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  {shed}"
-                      f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req "
-                      f"({row['server_cpu_percent']:.0f} %, client {row['client_cpu_percent']:.0f} %)  "
-                      f"rows/batch {row['rows_per_batch']:.1f}  "
-                      f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s", flush=True)
+                shed = (
+                    f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
+                    f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  "
+                    if "shed_503" in row
+                    else ""
+                )
+                print(
+                    f"workers {workers} {mode:6} monitor {monitor:3} c={c:3}  "
+                    f"{row['req_per_s']:8.0f} req/s  "
+                    f"p50 {row['p50_ms']:6.2f} ms  "
+                    f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  errors {row['errors']}  {shed}"
+                    f"server CPU {row['server_cpu_ms_per_req']:.2f} ms/req "
+                    f"({row['server_cpu_percent']:.0f} %, client {row['client_cpu_percent']:.0f} %)  "
+                    f"rows/batch {row['rows_per_batch']:.1f}  "
+                    f"monitor thread CPU so far {row['monitor_cpu_s']:.3f} s",
+                    flush=True,
+                )
     finally:
         proc.terminate()
         proc.wait(60)
@@ -244,9 +301,11 @@ def _monitor_cpu_s(port: int, model: str) -> float:
 def monitor_overhead(rows: list[dict]) -> dict:
     """req/s with monitoring on over off, per mode and concurrency (empty unless both ran)."""
     off = {(r["mode"], r["concurrency"], r["workers"]): r["req_per_s"] for r in rows if r["monitor"] == "off"}
-    ratios = {f"{r['mode']}_c{r['concurrency']}_w{r['workers']}": r["req_per_s"] / off[key]
-              for r in rows
-              if r["monitor"] == "on" and off.get(key := (r["mode"], r["concurrency"], r["workers"]))}
+    ratios = {
+        f"{r['mode']}_c{r['concurrency']}_w{r['workers']}": r["req_per_s"] / off[key]
+        for r in rows
+        if r["monitor"] == "on" and off.get(key := (r["mode"], r["concurrency"], r["workers"]))
+    }
     for key, ratio in ratios.items():
         print(f"monitoring on/off {key}: {ratio:.3f} ({(1 - ratio) * 100:+.1f} % overhead)")
     return {"monitor_on_over_off": ratios} if ratios else {}

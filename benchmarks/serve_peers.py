@@ -92,7 +92,7 @@ TS_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
 </Configuration>
 """
 
-LITSERVE_APP = '''
+LITSERVE_APP = """
 import sys
 import litserve as ls
 import torch
@@ -127,9 +127,9 @@ if __name__ == "__main__":  # LitServe starts its workers with multiprocessing s
     except TypeError:  # LitServe before the batching options moved to LitAPI
         server = ls.LitServer(API(), accelerator="cpu", max_batch_size=32, batch_timeout=0.005)
     server.run(host="127.0.0.1", port=int(sys.argv[2]), generate_client_file=False)
-'''
+"""
 
-FASTAPI_APP = '''
+FASTAPI_APP = """
 import sys
 import torch
 import uvicorn
@@ -149,16 +149,16 @@ async def predict(request: Request):
 
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
-'''
+"""
 
-TORCHSHIP_APP = '''
+TORCHSHIP_APP = """
 import sys
 from torchship.serve import ModelSettings, ServeConfig, serve
 config = ServeConfig(access_log=False, default=ModelSettings(runtime=sys.argv[3], max_batch_size=32,
                      max_queue_delay_ms=2.0, queue_limit=1024))
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[4]),
       grpc_port=int(sys.argv[5]) or None)
-'''
+"""
 
 
 def server_env(omp_wait_policy: str, **extra: str) -> dict[str, str]:
@@ -167,20 +167,32 @@ def server_env(omp_wait_policy: str, **extra: str) -> dict[str, str]:
 
 def answers(url: str, method: str = "GET", body: bytes | None = None) -> Callable[[], bool]:
     """A readiness check: ``url`` answers 200."""
+
     def check() -> bool:
-        req = urllib.request.Request(url, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url, data=body, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status == 200
+
     return check
 
 
 class Server:
     """One server: start it cold, wait until ``ready()``, measure, stop its whole process tree."""
 
-    def __init__(self, name: str, argv: list[str], ready: Callable[[], bool], payloads: dict[str, bytes],
-                 port: int, env: dict[str, str], cwd: Path | None = None, config: dict | None = None,
-                 grpc_port: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        payloads: dict[str, bytes],
+        port: int,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        config: dict | None = None,
+        grpc_port: int | None = None,
+    ):
         self.name, self.argv, self.ready, self.payloads, self.port = name, argv, ready, payloads, port
         self.env, self.cwd, self.config, self.grpc_port = env, cwd, config or {}, grpc_port
 
@@ -188,8 +200,14 @@ class Server:
         self.log_path = Path(tempfile.gettempdir()) / f"serve-compare-{self.name}.log"
         self.log = self.log_path.open("w")
         self.start_s = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
         try:
             self._wait_ready(timeout_s=240)
         except BaseException:
@@ -202,8 +220,9 @@ class Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} exited with status {self.proc.returncode}; "
-                                 f"see {self.log_path}")
+                raise SystemExit(
+                    f"{self.name} exited with status {self.proc.returncode}; see {self.log_path}"
+                )
             try:
                 if self.ready():
                     return
@@ -230,8 +249,10 @@ class Server:
                     break
                 time.sleep(0.1)
             else:
-                print(f"  {self.name}: {len(alive)} process(es) still alive {wait_s:.0f} s after {sig.name}",
-                      flush=True)
+                print(
+                    f"  {self.name}: {len(alive)} process(es) still alive {wait_s:.0f} s after {sig.name}",
+                    flush=True,
+                )
                 continue
             break
         self.proc.wait(10)
@@ -249,8 +270,10 @@ def plain_request(path: str, port: int) -> bytes:
     """The peers' request: {"data": [3,072 floats]} in float32 shortest form, like torchship's JSON."""
     x = np.random.default_rng(1).standard_normal((1, *SHAPE)).astype(np.float32)
     body = orjson.dumps({"data": x.ravel()}, option=orjson.OPT_SERIALIZE_NUMPY)
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def torchserve_archive(root: Path, model_pt: Path, other: str) -> Path:
@@ -261,27 +284,61 @@ def torchserve_archive(root: Path, model_pt: Path, other: str) -> Path:
     pt = root / "model.pt"  # BaseHandler picks TorchScript by the .pt suffix
     pt.write_bytes(model_pt.read_bytes())
     archiver = Path(other).parent / "torch-model-archiver"
-    subprocess.run([str(archiver), "--model-name", "cnn", "--version", "1.0",
-                    "--serialized-file", str(pt), "--handler", str(root / "handler.py"),
-                    "--export-path", str(store), "--force"], check=True)
+    subprocess.run(
+        [
+            str(archiver),
+            "--model-name",
+            "cnn",
+            "--version",
+            "1.0",
+            "--serialized-file",
+            str(pt),
+            "--handler",
+            str(root / "handler.py"),
+            "--export-path",
+            str(store),
+            "--force",
+        ],
+        check=True,
+    )
     return store
 
 
-def torchserve_server(root: Path, store: Path, other: str, *, workers: int, batch_size: int, threads: int,
-                      quiet: bool, omp_wait_policy: str) -> Server:
+def torchserve_server(
+    root: Path,
+    store: Path,
+    other: str,
+    *,
+    workers: int,
+    batch_size: int,
+    threads: int,
+    quiet: bool,
+    omp_wait_policy: str,
+) -> Server:
     """TorchServe 0.12 with ``workers`` fixed workers, ``batch_size``, 5 ms max batch delay."""
     bindir = Path(other).parent
     home = root / f"ts-w{workers}-b{batch_size}"
     (home / "tmp").mkdir(parents=True)
     port, mport, metrics = free_port(), free_port(), free_port()
-    models = {"cnn": {"1.0": {"defaultVersion": True, "marName": "cnn.mar", "minWorkers": workers,
-                              "maxWorkers": workers, "batchSize": batch_size, "maxBatchDelay": 5,
-                              "responseTimeout": 120}}}
+    models = {
+        "cnn": {
+            "1.0": {
+                "defaultVersion": True,
+                "marName": "cnn.mar",
+                "minWorkers": workers,
+                "maxWorkers": workers,
+                "batchSize": batch_size,
+                "maxBatchDelay": 5,
+                "responseTimeout": 120,
+            }
+        }
+    }
     vmargs = f"-Djava.io.tmpdir={home}/tmp"  # its own tmpdir: TorchServe caches unpacked archives there
     if quiet:
         (home / "log4j2.xml").write_text(TS_LOG4J2)
         vmargs += f" -Dlog4j.configurationFile=file://{home}/log4j2.xml"
-    (home / "config.properties").write_text(textwrap.dedent(f"""\
+    (home / "config.properties").write_text(
+        textwrap.dedent(f"""\
         inference_address=http://127.0.0.1:{port}
         management_address=http://127.0.0.1:{mport}
         metrics_address=http://127.0.0.1:{metrics}
@@ -292,12 +349,27 @@ def torchserve_server(root: Path, store: Path, other: str, *, workers: int, batc
         install_py_dep_per_model=false
         disable_system_metrics=true
         vmargs={vmargs}
-        """))
-    env = server_env(omp_wait_policy, PATH=f"{bindir}:{os.environ['PATH']}", OMP_NUM_THREADS=str(threads),
-                     TS_DISABLE_TOKEN_AUTHORIZATION="true", BENCH_TS_QUIET="1" if quiet else "0",
-                     TMPDIR=str(home / "tmp"))  # its pid file goes to TMPDIR: private to this run
-    argv = [str(bindir / "torchserve"), "--start", "--foreground", "--ncs", "--disable-token-auth",
-            "--ts-config", str(home / "config.properties"), "--model-store", str(store)]
+        """)
+    )
+    env = server_env(
+        omp_wait_policy,
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        OMP_NUM_THREADS=str(threads),
+        TS_DISABLE_TOKEN_AUTHORIZATION="true",
+        BENCH_TS_QUIET="1" if quiet else "0",
+        TMPDIR=str(home / "tmp"),
+    )  # its pid file goes to TMPDIR: private to this run
+    argv = [
+        str(bindir / "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--disable-token-auth",
+        "--ts-config",
+        str(home / "config.properties"),
+        "--model-store",
+        str(store),
+    ]
 
     def ready() -> bool:  # every worker READY, not just the first (a request could reach a loading one)
         with urllib.request.urlopen(f"http://127.0.0.1:{mport}/models/cnn", timeout=5) as r:
@@ -305,23 +377,41 @@ def torchserve_server(root: Path, store: Path, other: str, *, workers: int, batc
         states = [w["status"] for w in described[0]["workers"]]
         return len(states) == workers and set(states) == {"READY"}
 
-    return Server(f"torchserve-w{workers}-b{batch_size}", argv, ready,
-                  {"json": plain_request("/predictions/cnn", port)}, port, env, cwd=home,
-                  config={"workers": workers, "batch_size": batch_size, "max_batch_delay_ms": 5,
-                          "threads_per_worker": threads, "quiet_logging": quiet})
+    return Server(
+        f"torchserve-w{workers}-b{batch_size}",
+        argv,
+        ready,
+        {"json": plain_request("/predictions/cnn", port)},
+        port,
+        env,
+        cwd=home,
+        config={
+            "workers": workers,
+            "batch_size": batch_size,
+            "max_batch_delay_ms": 5,
+            "threads_per_worker": threads,
+            "quiet_logging": quiet,
+        },
+    )
 
 
-def script_server(name: str, code: str, root: Path, other: str, model_pt: Path, threads: int,
-                  omp_wait_policy: str) -> Server:
+def script_server(
+    name: str, code: str, root: Path, other: str, model_pt: Path, threads: int, omp_wait_policy: str
+) -> Server:
     """LitServe or FastAPI: a script (above) run by the peers' Python, answering POST /predict."""
     script = root / f"{name}_app.py"  # not fastapi.py: the script would shadow the package
     script.write_text(code)
     port = free_port()
     payload = plain_request("/predict", port)
-    return Server(name, [other, str(script), str(model_pt), str(port), str(threads)],
-                  answers(f"http://127.0.0.1:{port}/predict", "POST", payload.split(b"\r\n\r\n", 1)[1]),
-                  {"json": payload}, port, server_env(omp_wait_policy, OMP_NUM_THREADS=str(threads)),
-                  config={"threads": threads})
+    return Server(
+        name,
+        [other, str(script), str(model_pt), str(port), str(threads)],
+        answers(f"http://127.0.0.1:{port}/predict", "POST", payload.split(b"\r\n\r\n", 1)[1]),
+        {"json": payload},
+        port,
+        server_env(omp_wait_policy, OMP_NUM_THREADS=str(threads)),
+        config={"threads": threads},
+    )
 
 
 def torchship_server(art, runtime: str, workers: int, modes: list[str], omp_wait_policy: str) -> Server:
@@ -331,12 +421,29 @@ def torchship_server(art, runtime: str, workers: int, modes: list[str], omp_wait
     port = free_port()
     grpc_port = free_port() if "grpc" in modes else 0
     shape = list(art.manifest.input.shape)
-    payloads = {mode: grpc_request_bytes(art.manifest.name, shape) if mode == "grpc" else
-                request_bytes(art.manifest.name, shape, mode == "binary", port) for mode in modes}
-    argv = [sys.executable, "-c", TORCHSHIP_APP, str(art.path), str(port), runtime, str(workers),
-            str(grpc_port)]
-    return Server(f"torchship-{runtime}-w{workers}", argv, answers(f"http://127.0.0.1:{port}/v2/health/ready"),
-                  payloads, port, server_env(omp_wait_policy),
-                  config={"runtime": runtime, "workers": workers, "max_batch_size": 32,
-                          "max_queue_delay_ms": 2.0},
-                  grpc_port=grpc_port or None)
+    payloads = {
+        mode: grpc_request_bytes(art.manifest.name, shape)
+        if mode == "grpc"
+        else request_bytes(art.manifest.name, shape, mode == "binary", port)
+        for mode in modes
+    }
+    argv = [
+        sys.executable,
+        "-c",
+        TORCHSHIP_APP,
+        str(art.path),
+        str(port),
+        runtime,
+        str(workers),
+        str(grpc_port),
+    ]
+    return Server(
+        f"torchship-{runtime}-w{workers}",
+        argv,
+        answers(f"http://127.0.0.1:{port}/v2/health/ready"),
+        payloads,
+        port,
+        server_env(omp_wait_policy),
+        config={"runtime": runtime, "workers": workers, "max_batch_size": 32, "max_queue_delay_ms": 2.0},
+        grpc_port=grpc_port or None,
+    )

@@ -44,14 +44,17 @@ CASES = {
 
 
 def torchship_epochs(case: dict, epochs: int, out: Path) -> tuple[list[float], float]:
-    cfg = validate_config(TrainConfig, {
-        "out": str(out),
-        "model": case["model"],
-        "data": case["data"],
-        "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
-        "schedule": {"name": "constant"},
-        "train": {"epochs": epochs, "batch_size": case["batch_size"], "progress": False},
-    })
+    cfg = validate_config(
+        TrainConfig,
+        {
+            "out": str(out),
+            "model": case["model"],
+            "data": case["data"],
+            "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+            "schedule": {"name": "constant"},
+            "train": {"epochs": epochs, "batch_size": case["batch_size"], "progress": False},
+        },
+    )
     start = time.perf_counter()
     art = train(cfg, console=Console(quiet=True))
     wall_s = time.perf_counter() - start
@@ -66,7 +69,12 @@ def bare_epochs(case: dict, epochs: int) -> list[float]:
     data = load_data(DataConfig.model_validate(case["data"]))
     torch.manual_seed(0)
     shape = data.input["shape"]
-    kwargs = {"in_channels": shape[0], "num_classes": data.num_classes, "input_size": shape[1:], **case["model"]["kwargs"]}
+    kwargs = {
+        "in_channels": shape[0],
+        "num_classes": data.num_classes,
+        "input_size": shape[1:],
+        **case["model"]["kwargs"],
+    }
     model = build_model({"name": case["model"]["name"], "kwargs": kwargs})
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = data.train.x, data.train.y
@@ -104,22 +112,29 @@ def main() -> None:
                 rates, wall_s = torchship_epochs(case, args.epochs, Path(tmp))
             ours += rates[1:]
             walls.append(wall_s)
-        results.append({
-            "case": name,
-            "batch_size": case["batch_size"],
-            "bare_samples_per_s": statistics.median(bare),
-            "torchship_samples_per_s": statistics.median(ours),
-            "ratio": statistics.median(ours) / statistics.median(bare),
-            "bare_spread": [min(bare), max(bare)],
-            "torchship_spread": [min(ours), max(ours)],
-            "torchship_wall_s_per_run_incl_validation": statistics.median(walls),
-        })
+        results.append(
+            {
+                "case": name,
+                "batch_size": case["batch_size"],
+                "bare_samples_per_s": statistics.median(bare),
+                "torchship_samples_per_s": statistics.median(ours),
+                "ratio": statistics.median(ours) / statistics.median(bare),
+                "bare_spread": [min(bare), max(bare)],
+                "torchship_spread": [min(ours), max(ours)],
+                "torchship_wall_s_per_run_incl_validation": statistics.median(walls),
+            }
+        )
     table = Table(title=f"training throughput, {args.threads} threads, median of {args.rounds} rounds")
     for col in ("case", "batch", "bare loop samples/s", "torchship samples/s", "ratio"):
         table.add_column(col, justify="right" if col != "case" else "left")
     for r in results:
-        table.add_row(r["case"], str(r["batch_size"]), f"{r['bare_samples_per_s']:,.0f}",
-                      f"{r['torchship_samples_per_s']:,.0f}", f"{r['ratio']:.3f}")
+        table.add_row(
+            r["case"],
+            str(r["batch_size"]),
+            f"{r['bare_samples_per_s']:,.0f}",
+            f"{r['torchship_samples_per_s']:,.0f}",
+            f"{r['ratio']:.3f}",
+        )
     Console().print(table)
     doc = {
         "benchmark": "train_throughput",

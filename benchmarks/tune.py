@@ -72,11 +72,15 @@ def epochs_to_reach(curve: list[tuple[int, float | None]], target: float) -> int
 
 
 def default_run(out: Path, epochs: int, config: Path = DEFAULT) -> dict:
-    cfg = load_config(TrainConfig, config, [*HELD_OUT, f"train.epochs={epochs}", f"out={out}",
-                                             "train.progress=false"])
+    cfg = load_config(
+        TrainConfig, config, [*HELD_OUT, f"train.epochs={epochs}", f"out={out}", "train.progress=false"]
+    )
     artifact = train(cfg, console=Console(quiet=True))
-    return {"val_accuracy": artifact.manifest.metrics["val"]["accuracy"],
-            "test_accuracy": artifact.manifest.metrics["test"]["accuracy"], "epochs": epochs}
+    return {
+        "val_accuracy": artifact.manifest.metrics["val"]["accuracy"],
+        "test_accuracy": artifact.manifest.metrics["test"]["accuracy"],
+        "epochs": epochs,
+    }
 
 
 def main() -> None:
@@ -100,8 +104,12 @@ def main() -> None:
     reach_pruned = epochs_to_reach(pruned["curve"], target)
     doc = {
         "kind": "torchship.bench.tune",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "settings": vars(args) | {k: str(getattr(args, k)) for k in ("json", "default", "search")},
         "default": default,
         "search": plain,
@@ -110,20 +118,44 @@ def main() -> None:
         "epochs_saved_total": 1 - pruned["epochs_spent"] / plain["epochs_spent"],
         "epochs_saved_to_reach": (1 - reach_pruned / reach_plain) if reach_pruned and reach_plain else None,
     }
-    table = Table(title=f"tune {args.search.name} vs {args.default.name}: "
-                        f"{args.trials} trials x {args.epochs} epochs, seed {args.seed}")
-    columns = ("run", "val acc", "test acc", "epochs spent", f"epochs to val acc {target:.4f}", "pruned",
-               "wall s")
+    table = Table(
+        title=f"tune {args.search.name} vs {args.default.name}: "
+        f"{args.trials} trials x {args.epochs} epochs, seed {args.seed}"
+    )
+    columns = (
+        "run",
+        "val acc",
+        "test acc",
+        "epochs spent",
+        f"epochs to val acc {target:.4f}",
+        "pruned",
+        "wall s",
+    )
     for name in columns:
         table.add_column(name, justify="left" if name == "run" else "right")
-    table.add_row("default config", f"{default['val_accuracy']:.4f}", f"{default['test_accuracy']:.4f}",
-                  str(args.epochs), "", "", "")
-    for label, run, reach in (("search, no pruner", plain, reach_plain),
-                              (f"search, {args.pruner} pruner", pruned, reach_pruned)):
+    table.add_row(
+        "default config",
+        f"{default['val_accuracy']:.4f}",
+        f"{default['test_accuracy']:.4f}",
+        str(args.epochs),
+        "",
+        "",
+        "",
+    )
+    for label, run, reach in (
+        ("search, no pruner", plain, reach_plain),
+        (f"search, {args.pruner} pruner", pruned, reach_pruned),
+    ):
         test = run["best_test_accuracy"]
-        table.add_row(label, f"{run['best_val_accuracy']:.4f}", f"{test:.4f}" if test is not None else "–",
-                      str(run["epochs_spent"]), str(reach) if reach else "not reached",
-                      str(run["pruned"]), f"{run['wall_s']:.0f}")
+        table.add_row(
+            label,
+            f"{run['best_val_accuracy']:.4f}",
+            f"{test:.4f}" if test is not None else "–",
+            str(run["epochs_spent"]),
+            str(reach) if reach else "not reached",
+            str(run["pruned"]),
+            f"{run['wall_s']:.0f}",
+        )
     Console().print(table)
     text = json.dumps(doc)
     if args.json:

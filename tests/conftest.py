@@ -47,7 +47,10 @@ def run_subprocess():
     def run(*argv: str, cwd: Path | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "torchship", *map(str, argv)],
-            capture_output=True, text=True, cwd=cwd, timeout=timeout_s,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout_s,
         )
 
     return run

@@ -21,8 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS_1 = ("--set", "train.epochs=1")
-QUICK_OPTIMIZE = tuple(f"--set=timing.{k}" for k in ("warmup=1", "min_iterations=3", "min_time_s=0",
-                                                     "rounds=1"))
+QUICK_OPTIMIZE = tuple(
+    f"--set=timing.{k}" for k in ("warmup=1", "min_iterations=3", "min_time_s=0", "rounds=1")
+)
 
 # line of the block (comment stripped) -> ("run" | "slow", extra args) | ("help" | "skip", why)
 PLAN: dict[str, tuple] = {
@@ -31,33 +32,49 @@ PLAN: dict[str, tuple] = {
     "torchship train configs/digits-cnn.yaml --set optim.lr=1e-3": ("run", EPOCHS_1),
     "torchship validate configs/digits-cnn.yaml": ("run", ()),
     "torchship train configs/digits-cnn.yaml --set optim.lr=1e-3 --resume": (
-        "run", ("--set", "train.epochs=2")),
+        "run",
+        ("--set", "train.epochs=2"),
+    ),
     "torchship train configs/digits-cnn.yaml --nproc-per-node 2": (
-        "help", "starts two torchrun workers; DDP is tested in tests/train"),
+        "help",
+        "starts two torchrun workers; DDP is tested in tests/train",
+    ),
     "torchship inspect runs/digits-cnn/artifact": ("run", ()),
     "torchship evaluate runs/digits-cnn/artifact": ("run", ()),
     "torchship predict runs/digits-cnn/artifact digit.png": ("run", ()),
     "torchship export runs/digits-cnn/artifact --format onnx,torchscript,triton": (
-        "slow", ("--samples", "32")),
+        "slow",
+        ("--samples", "32"),
+    ),
     "torchship bench runs/digits-cnn/artifact --runtime all --batch-sizes 1,8,32": (
-        "help", "'all' compiles torch.compile and AOTInductor programs (minutes); see tests/bench"),
+        "help",
+        "'all' compiles torch.compile and AOTInductor programs (minutes); see tests/bench",
+    ),
     "torchship compress runs/digits-cnn/artifact prune --ratio 0.5 -o runs/pruned": ("run", ()),
     "torchship compress runs/digits-cnn/artifact quantize --mode static -o runs/int8": ("slow", ()),
     "torchship ensemble runs/x runs/pruned --mode mean -o runs/ab": ("run", ()),
     "torchship optimize runs/digits-cnn/artifact --max-accuracy-drop 0.01 -o runs/opt": (
-        "slow", ("--recipe", "int8-dynamic", "--set", "runtimes=[eager]", *QUICK_OPTIMIZE)),
+        "slow",
+        ("--recipe", "int8-dynamic", "--set", "runtimes=[eager]", *QUICK_OPTIMIZE),
+    ),
     "torchship serve runs/digits-cnn/artifact": ("help", "starts a server; serving is tested in tests/serve"),
     "torchship monitor check runs/digits-cnn/artifact --data npz:new.npz": ("run", ()),
     "torchship report runs/x runs/pruned/artifact -o report.html": ("run", ()),
     "torchship tune configs/digits-tune.yaml -o runs/digits-tune": (
-        "slow", ("--trials", "2", "--set", "train.epochs=1")),
+        "slow",
+        ("--trials", "2", "--set", "train.epochs=1"),
+    ),
     "torchship import model.pt2 -o runs/imported": (
-        "help", "needs a model trained elsewhere; import is tested in tests/importer"),
+        "help",
+        "needs a model trained elsewhere; import is tested in tests/importer",
+    ),
     "torchship keygen -o keys": ("run", ()),
     "torchship sign runs/digits-cnn/artifact --key keys/private.pem": ("run", ()),
     "torchship deploy kubernetes runs/digits-cnn/artifact -o deploy/digits": ("run", ()),
     "torchship federate configs/digits-mlp-federated.yaml --partition dirichlet:0.5 -o runs/fed": (
-        "slow", ("--rounds", "1", "--clients", "2")),
+        "slow",
+        ("--rounds", "1", "--clients", "2"),
+    ),
 }
 
 

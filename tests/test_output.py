@@ -55,8 +55,20 @@ def test_artifact_save_on_a_full_disk_is_one_error_and_no_temp_file(tmp_path, mo
 def test_train_into_a_path_under_a_file_is_one_line(run_cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    code, _, err = run_cli("train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--set",
-                           "data.limit=100", "-q", "--out", blocker / "run")
+    code, _, err = run_cli(
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--set",
+        "data.limit=100",
+        "-q",
+        "--out",
+        blocker / "run",
+    )
     assert code == 2, err
     assert err.count("\n") == 1
     assert "cannot write" in err

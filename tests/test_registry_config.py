@@ -30,7 +30,9 @@ class Outer(BaseModel):
 
 
 def test_overrides_parse_values_as_yaml():
-    data = apply_overrides({"inner": {"lr": 1}}, ["inner.lr=1e-3", "inner.epochs=7", "name=abc", "new.deep.key=[1, 2]"])
+    data = apply_overrides(
+        {"inner": {"lr": 1}}, ["inner.lr=1e-3", "inner.epochs=7", "name=abc", "new.deep.key=[1, 2]"]
+    )
     assert data == {"inner": {"lr": 1e-3, "epochs": 7}, "name": "abc", "new": {"deep": {"key": [1, 2]}}}
 
 
@@ -41,7 +43,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
         load_config(Outer, cfg)
     message = str(info.value)
     assert "3 problems" in message
-    assert "inner.lr" in message and "'fast'" in message
+    assert "inner.lr" in message
+    assert "'fast'" in message
     assert "inner.epoch: unknown key (did you mean 'epochs'?)" in message
     assert "naem: unknown key (did you mean 'name'?)" in message
     assert "\n" not in message
@@ -51,7 +54,8 @@ def test_flags_then_set_override_the_file(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("inner: {lr: 0.5, epochs: 9}\n")
     loaded = load_config(Outer, cfg, ["inner.lr=0.25"], flags={"inner": {"lr": 0.3, "epochs": 4}})
-    assert loaded.inner.lr == 0.25 and loaded.inner.epochs == 4
+    assert loaded.inner.lr == 0.25
+    assert loaded.inner.epochs == 4
 
 
 def test_bad_files(tmp_path):

@@ -24,7 +24,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is a one-line ConfigError."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"config file {file} does not exist", fix="check the path (example configs are in configs/)")
+        raise ConfigError(
+            f"config file {file} does not exist", fix="check the path (example configs are in configs/)"
+        )
     try:
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as exc:
@@ -44,7 +46,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form key.path=value", fix="e.g. --set optim.lr=0.01")
+            raise ConfigError(
+                f"override {item!r} is not of the form key.path=value", fix="e.g. --set optim.lr=0.01"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -97,8 +101,12 @@ def raise_problems(where: str, problems: list[str]) -> None:
         raise ConfigError(f"{where} has {count}: " + "; ".join(problems))
 
 
-def load_config(model: type[M], path: str | Path | None = None, overrides: Iterable[str] = (),
-                flags: dict[str, Any] | None = None) -> M:
+def load_config(
+    model: type[M],
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    flags: dict[str, Any] | None = None,
+) -> M:
     """YAML file <- ``flags`` (nested dict from CLI shortcuts) <- ``--set`` overrides, then validate."""
     data: dict[str, Any] = {}
     where = "config"
@@ -127,7 +135,9 @@ def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         if not fields or part not in fields:
             return ""
         annotation = fields[part].annotation
-        current = next((a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None)
+        current = next(
+            (a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")), None
+        )
         if current is None:
             return ""
     names = [info.alias or name for name, info in getattr(current, "model_fields", {}).items()]

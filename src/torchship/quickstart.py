@@ -79,8 +79,10 @@ def export_step(artifact: Artifact, result: QuickstartResult) -> Artifact:
     exported = export(artifact, ["onnx", "torchscript"])
     for fmt in ("onnx", "torchscript"):
         rec = exported.manifest.exports[fmt]
-        result.steps.append(f"exported {fmt}: max |Δ| {rec['max_abs_diff']:.2e} vs eager, "
-                            f"top-1 agreement {rec['top1_agreement']:.4f}")
+        result.steps.append(
+            f"exported {fmt}: max |Δ| {rec['max_abs_diff']:.2e} vs eager, "
+            f"top-1 agreement {rec['top1_agreement']:.4f}"
+        )
     return exported
 
 
@@ -94,8 +96,10 @@ def compress_step(artifact: Artifact, result: QuickstartResult, console: Console
     child = export(prune(artifact, cfg, out=result.out / "pruned", console=console), ["onnx", "torchscript"])
     before, after = artifact.manifest.metrics["val"]["accuracy"], child.manifest.metrics["val"]["accuracy"]
     size = child.path / "weights.safetensors", artifact.path / "weights.safetensors"
-    result.steps.append(f"pruned {QUICK_PRUNE:.0%} of the channels -> {child.path}: val accuracy {before:.4f} -> "
-                        f"{after:.4f}, weights {size[0].stat().st_size / size[1].stat().st_size:.0%} of the parent's")
+    result.steps.append(
+        f"pruned {QUICK_PRUNE:.0%} of the channels -> {child.path}: val accuracy {before:.4f} -> "
+        f"{after:.4f}, weights {size[0].stat().st_size / size[1].stat().st_size:.0%} of the parent's"
+    )
     return child
 
 
@@ -103,17 +107,31 @@ def bench_step(artifacts: list[Artifact], result: QuickstartResult, console: Con
     from torchship import bench as lib
 
     timing = lib.TimingConfig(**QUICK_TIMING)
-    result.bench = lib.bench(artifacts, list(QUICK_RUNTIMES), list(QUICK_BATCHES), timing=timing,
-                             progress=lambda message: console.print(f"  {message}", highlight=False))
-    path = lib.write_json(result.out / "bench.json", result.bench, timing=timing, command="torchship quickstart")
-    best = max((r for r in result.bench if r.status == "ok" and r.batch_size == max(QUICK_BATCHES)),
-               key=lambda r: r.throughput_sps, default=None)
+    result.bench = lib.bench(
+        artifacts,
+        list(QUICK_RUNTIMES),
+        list(QUICK_BATCHES),
+        timing=timing,
+        progress=lambda message: console.print(f"  {message}", highlight=False),
+    )
+    path = lib.write_json(
+        result.out / "bench.json", result.bench, timing=timing, command="torchship quickstart"
+    )
+    best = max(
+        (r for r in result.bench if r.status == "ok" and r.batch_size == max(QUICK_BATCHES)),
+        key=lambda r: r.throughput_sps,
+        default=None,
+    )
     if best is not None:
-        which = "pruned" if best.artifact_path == str(artifacts[-1].path) and len(artifacts) > 1 else "trained"
-        result.steps.append(f"measured {', '.join(QUICK_RUNTIMES)} at batch {', '.join(map(str, QUICK_BATCHES))}: "
-                            f"fastest at batch {best.batch_size} is the {which} model in {best.runtime} "
-                            f"({best.throughput_sps:,.0f} samples/s, {best.ratio:.2f}x the trained model "
-                            f"in eager) -> {path}")
+        which = (
+            "pruned" if best.artifact_path == str(artifacts[-1].path) and len(artifacts) > 1 else "trained"
+        )
+        result.steps.append(
+            f"measured {', '.join(QUICK_RUNTIMES)} at batch {', '.join(map(str, QUICK_BATCHES))}: "
+            f"fastest at batch {best.batch_size} is the {which} model in {best.runtime} "
+            f"({best.throughput_sps:,.0f} samples/s, {best.ratio:.2f}x the trained model "
+            f"in eager) -> {path}"
+        )
 
 
 def serve_step(artifact: Artifact, result: QuickstartResult) -> None:
@@ -123,15 +141,25 @@ def serve_step(artifact: Artifact, result: QuickstartResult) -> None:
     from torchship.export.parity import parity_inputs
 
     x = parity_inputs(artifact, None, max_samples=1).x[:1]
-    request = {"id": "quickstart", "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
-                                                "data": [round(float(v), 6) for v in x.reshape(-1)]}],
-               "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}]}
+    request = {
+        "id": "quickstart",
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": [round(float(v), 6) for v in x.reshape(-1)],
+            }
+        ],
+        "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}],
+    }
     path = result.out / "request.json"
     path.write_text(json.dumps(request) + "\n")
     m = artifact.manifest
     result.serve_command = f"torchship serve {artifact.path} --port 8000"
-    result.curl_command = (f"curl -s localhost:8000/v2/models/{m.name}/infer -H 'Content-Type: application/json' "
-                           f"-d @{path}")
+    result.curl_command = (
+        f"curl -s localhost:8000/v2/models/{m.name}/infer -H 'Content-Type: application/json' -d @{path}"
+    )
 
 
 def write_summary(result: QuickstartResult) -> Path:
@@ -140,9 +168,11 @@ def write_summary(result: QuickstartResult) -> Path:
     lines = [
         "# torchship quickstart",
         "",
-        f"Model: `{m.architecture.describe()}` on `{m.data.get('name', '?')}`, artifact `{result.artifact.path}`.",
+        f"Model: `{m.architecture.describe()}` on `{m.data.get('name', '?')}`, "
+        f"artifact `{result.artifact.path}`.",
         "",
-        f"Validation: accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 {val.get('f1_macro', float('nan')):.4f}, "
+        f"Validation: accuracy {val.get('accuracy', float('nan')):.4f}, "
+        f"macro-F1 {val.get('f1_macro', float('nan')):.4f}, "
         f"AUROC {val.get('auroc', float('nan')):.4f}.",
         "",
         "## Steps",
@@ -157,7 +187,8 @@ def write_summary(result: QuickstartResult) -> Path:
         f"- `torchship inspect {result.artifact.path}`",
         f"- `torchship evaluate {result.artifact.path}`",
         f"- `torchship bench {result.artifact.path} --runtime all --batch-sizes 1,8,32`",
-        f"- `torchship optimize {result.artifact.path} --max-accuracy-drop 0.01 -o {result.out / 'optimize'}`",
+        f"- `torchship optimize {result.artifact.path} --max-accuracy-drop 0.01 "
+        f"-o {result.out / 'optimize'}`",
         "",
     ]
     path = result.out / "summary.md"

@@ -22,9 +22,20 @@ def test_round_trip_gives_identical_outputs(tmp_path):
 
 def test_manifest_records_everything_the_design_names(tiny_cnn_artifact):
     raw = json.loads((tiny_cnn_artifact.path / "manifest.json").read_text())
-    for key in ("schema", "name", "version", "created", "task", "architecture", "signature", "labels",
-                "metrics",
-                "lineage", "files", "env"):
+    for key in (
+        "schema",
+        "name",
+        "version",
+        "created",
+        "task",
+        "architecture",
+        "signature",
+        "labels",
+        "metrics",
+        "lineage",
+        "files",
+        "env",
+    ):
         assert key in raw, key
     assert raw["schema"] == 2
     assert raw["signature"]["inputs"][0]["preprocessing"]["kind"] == "image"
@@ -120,7 +131,10 @@ def test_derive_records_lineage_and_carries_files(tiny_cnn_artifact, tmp_path):
 def test_weights_that_do_not_fit_the_architecture(tmp_path):
     art = tiny_artifact("cnn", path=tmp_path / "a")
     raw = json.loads((art.path / "manifest.json").read_text())
-    raw["architecture"] = {"name": "mlp", "kwargs": {"in_channels": 1, "input_size": [8, 8], "num_classes": 10}}
+    raw["architecture"] = {
+        "name": "mlp",
+        "kwargs": {"in_channels": 1, "input_size": [8, 8], "num_classes": 10},
+    }
     (art.path / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ArtifactError, match="do not fit"):
         Artifact.load(art.path).build_model()

@@ -22,28 +22,57 @@ from torchship.runtime.base import RuntimeError_
 from torchship.testing import tiny_artifact
 
 MEASURED = [
-    "threads", "iterations", "warmup", "measured_time_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
-    "latency_mean_ms", "latency_std_ms", "latency_iqr_ms", "latency_min_ms", "latency_max_ms", "first_call_ms",
-    "throughput_sps", "throughput_mean_sps", "ratio", "baseline", "load_time_s", "peak_rss_bytes",
-    "rss_delta_bytes", "peak_rss_scope", "file", "file_size_bytes",
+    "threads",
+    "iterations",
+    "warmup",
+    "measured_time_s",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_iqr_ms",
+    "latency_min_ms",
+    "latency_max_ms",
+    "first_call_ms",
+    "throughput_sps",
+    "throughput_mean_sps",
+    "ratio",
+    "baseline",
+    "load_time_s",
+    "peak_rss_bytes",
+    "rss_delta_bytes",
+    "peak_rss_scope",
+    "file",
+    "file_size_bytes",
 ]
 
 
 def test_one_row_per_combination_with_every_measurement(tiny_cnn_artifact, fast):
     rows = bench([tiny_cnn_artifact.path], "eager", [1, 4], threads=1, timing=fast)
     assert [(r.artifact, r.runtime, r.batch_size, r.status) for r in rows] == [
-        ("tiny-cnn", "eager", 1, "ok"), ("tiny-cnn", "eager", 4, "ok"),
+        ("tiny-cnn", "eager", 1, "ok"),
+        ("tiny-cnn", "eager", 4, "ok"),
     ]
     for row in rows:
         missing = [name for name in MEASURED if getattr(row, name) is None]
         assert not missing, missing
-        assert row.latency_min_ms <= row.latency_p50_ms <= row.latency_p90_ms <= row.latency_p99_ms <= row.latency_max_ms
-        assert row.iterations >= fast.min_iterations and row.warmup == fast.warmup
+        assert (
+            row.latency_min_ms
+            <= row.latency_p50_ms
+            <= row.latency_p90_ms
+            <= row.latency_p99_ms
+            <= row.latency_max_ms
+        )
+        assert row.iterations >= fast.min_iterations
+        assert row.warmup == fast.warmup
         assert row.threads == 1
-        assert row.accuracy is None and row.accuracy_samples is None  # no data given
+        assert row.accuracy is None
+        assert row.accuracy_samples is None
         assert row.file == "weights.safetensors"
         assert row.file_size_bytes == (tiny_cnn_artifact.path / "weights.safetensors").stat().st_size
-        assert row.peak_rss_bytes > 0 and row.load_time_s > 0
+        assert row.peak_rss_bytes > 0
+        assert row.load_time_s > 0
     assert rows[1].throughput_sps == pytest.approx(4e3 / rows[1].latency_p50_ms)
 
 
@@ -54,7 +83,8 @@ def test_ratios_are_against_the_first_artifact_per_batch_size(tmp_path, fast):
     by_key = {(r.artifact, r.batch_size): r for r in rows}
     for size in (1, 2):
         base, other = by_key[("tiny-cnn", size)], by_key[("tiny-mlp", size)]
-        assert base.ratio == 1.0 and base.baseline == "tiny-cnn/eager"
+        assert base.ratio == 1.0
+        assert base.baseline == "tiny-cnn/eager"
         assert other.baseline == "tiny-cnn/eager"
         assert other.ratio == pytest.approx(other.throughput_sps / base.throughput_sps)
 
@@ -63,8 +93,12 @@ def test_a_runtime_that_cannot_load_is_a_skipped_row(tiny_cnn_artifact, fast, fa
     rows = bench([tiny_cnn_artifact], ["cannot-load", "eager"], [1, 2], timing=fast)
     skipped = [r for r in rows if r.runtime == "cannot-load"]
     assert [r.status for r in skipped] == ["skipped", "skipped"]
-    assert skipped[0].reason == "cannot load: artifact has no file 'model.fake'; export it first (torchship export)"
-    assert skipped[0].latency_p50_ms is None and skipped[0].ratio is None
+    assert (
+        skipped[0].reason
+        == "cannot load: artifact has no file 'model.fake'; export it first (torchship export)"
+    )
+    assert skipped[0].latency_p50_ms is None
+    assert skipped[0].ratio is None
     # the baseline is the first *measured* row, so eager is the reference here
     assert all(r.ratio == 1.0 for r in rows if r.runtime == "eager")
     assert skipped_notes(rows) == [f"tiny-cnn/cannot-load skipped: {skipped[0].reason}"]
@@ -73,7 +107,8 @@ def test_a_runtime_that_cannot_load_is_a_skipped_row(tiny_cnn_artifact, fast, fa
 def test_a_batch_size_the_runtime_rejects_is_skipped_alone(tiny_cnn_artifact, fast, fake_runtimes, labelled):
     rows = bench([tiny_cnn_artifact], "small-only", [2, 8], timing=fast, data=labelled)
     ok, bad = rows
-    assert ok.ok and ok.accuracy == 1.0  # accuracy fed in chunks of the largest batch that ran
+    assert ok.ok
+    assert ok.accuracy == 1.0
     assert bad.status == "skipped"
     assert bad.reason == "cannot run batch 8: ValueError: batch 8 exceeds the compiled maximum of 4"
 
@@ -105,12 +140,21 @@ def test_isolate_worker_protocol_in_process(tiny_cnn_artifact, fast, labelled, m
     from torchship.bench import isolate
 
     np.savez(tmp_path / "data.npz", x=labelled[0], y=labelled[1])
-    job = {"artifact": str(tiny_cnn_artifact.path), "runtime": "eager", "batch_sizes": [2], "threads": None,
-           "timing": asdict(fast), "allow_import": [], "data": str(tmp_path / "data.npz")}
+    job = {
+        "artifact": str(tiny_cnn_artifact.path),
+        "runtime": "eager",
+        "batch_sizes": [2],
+        "threads": None,
+        "timing": asdict(fast),
+        "allow_import": [],
+        "data": str(tmp_path / "data.npz"),
+    }
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(job)))
     isolate._main()
     (row,) = [BenchResult.from_json(item) for item in json.loads(capsys.readouterr().out.splitlines()[-1])]
-    assert row.ok and row.accuracy == 1.0 and row.peak_rss_scope == "fresh process per artifact/runtime"
+    assert row.ok
+    assert row.accuracy == 1.0
+    assert row.peak_rss_scope == "fresh process per artifact/runtime"
 
 
 @pytest.mark.slow  # a subprocess that imports torch: seconds on an idle machine, a minute on a busy one
@@ -119,8 +163,10 @@ def test_isolate_measures_in_a_fresh_process(tiny_cnn_artifact, fast, labelled):
     (row,) = rows
     assert row.ok, row.reason
     assert row.peak_rss_scope == "fresh process per artifact/runtime"
-    assert row.accuracy == 1.0 and row.ratio == 1.0
-    assert row.peak_rss_bytes > 0 and row.file_size_bytes > 0
+    assert row.accuracy == 1.0
+    assert row.ratio == 1.0
+    assert row.peak_rss_bytes > 0
+    assert row.file_size_bytes > 0
 
 
 def test_isolate_needs_a_saved_artifact(fast):
@@ -151,12 +197,16 @@ def test_table_json_and_csv_carry_every_row(tiny_cnn_artifact, fast, fake_runtim
     console = Console(width=200, record=True)
     console.print(results_table(rows))
     text = console.export_text()
-    assert "small-only" in text and "skipped" in text and "1.00×" in text
+    assert "small-only" in text
+    assert "skipped" in text
+    assert "1.00×" in text
     document = json.loads(json.dumps(to_document(rows, timing=fast)))
-    assert document["kind"] == "torchship.bench" and len(document["results"]) == 6
+    assert document["kind"] == "torchship.bench"
+    assert len(document["results"]) == 6
     assert {"torch", "torchship"} <= set(document["versions"])
     assert document["machine"]["logical_cores"] >= 1
     names = [f.name for f in fields(BenchResult)]
     path = write_csv(tmp_path / "bench.csv", rows)
     lines = path.read_text().splitlines()
-    assert lines[0].split(",") == names and len(lines) == 1 + 6
+    assert lines[0].split(",") == names
+    assert len(lines) == 1 + 6

@@ -9,7 +9,9 @@ from torchship.bench import BenchError, TimingConfig, measure_latency, summarize
 def test_summarize_exact_statistics():
     # 1..100 ms: percentiles with linear interpolation are known in closed form
     stats = summarize([i * 1_000_000 for i in range(1, 101)], batch_size=4, warmup=2, first_call_ms=9.0)
-    assert stats.iterations == 100 and stats.batch_size == 4 and stats.warmup == 2
+    assert stats.iterations == 100
+    assert stats.batch_size == 4
+    assert stats.warmup == 2
     assert stats.p50_ms == pytest.approx(50.5)
     assert stats.p90_ms == pytest.approx(90.1)
     assert stats.p99_ms == pytest.approx(99.01)
@@ -21,7 +23,8 @@ def test_summarize_exact_statistics():
     assert stats.throughput_sps == pytest.approx(4 * 1000 / 50.5)
     assert stats.throughput_mean_sps == pytest.approx(4 * 1000 / 50.5)
     data = stats.to_json()
-    assert "samples_ns" not in data and data["throughput_sps"] == stats.throughput_sps
+    assert "samples_ns" not in data
+    assert data["throughput_sps"] == stats.throughput_sps
 
 
 def test_median_throughput_ignores_one_stall():
@@ -35,7 +38,9 @@ def test_warmup_calls_are_discarded_and_min_iterations_reached():
     calls = []
     stats = measure_latency(calls.append, [0, 0], warmup=3, min_iterations=25, min_time_s=0.0, max_time_s=5.0)
     assert len(calls) == 3 + 25
-    assert stats.iterations == 25 and stats.warmup == 3 and stats.batch_size == 2
+    assert stats.iterations == 25
+    assert stats.warmup == 3
+    assert stats.batch_size == 2
     assert stats.first_call_ms is not None
     assert len(stats.samples_ns) == 25
 
@@ -43,27 +48,34 @@ def test_warmup_calls_are_discarded_and_min_iterations_reached():
 def test_min_time_keeps_fast_calls_going():
     stats = measure_latency(lambda b: None, [0], warmup=0, min_iterations=1, min_time_s=0.02, max_time_s=1.0)
     assert stats.first_call_ms is None
-    assert stats.measured_time_s >= 0.02 and stats.iterations > 1
+    assert stats.measured_time_s >= 0.02
+    assert stats.iterations > 1
 
 
 def test_max_time_caps_slow_calls():
     import time
 
-    stats = measure_latency(lambda b: time.sleep(0.005), [0], warmup=0, min_iterations=10_000,
-                            min_time_s=0.0, max_time_s=0.03)
+    stats = measure_latency(
+        lambda b: time.sleep(0.005), [0], warmup=0, min_iterations=10_000, min_time_s=0.0, max_time_s=0.03
+    )
     assert 1 <= stats.iterations < 10_000
 
 
 def test_sync_runs_around_every_timed_call():
     syncs = []
-    measure_latency(lambda b: None, [0], warmup=1, min_iterations=5, min_time_s=0, sync=lambda: syncs.append(1))
+    measure_latency(
+        lambda b: None, [0], warmup=1, min_iterations=5, min_time_s=0, sync=lambda: syncs.append(1)
+    )
     assert len(syncs) == 1 + 2 * 5
 
 
 @pytest.mark.parametrize(
     ("kwargs", "word"),
-    [({"warmup": -1}, "warmup"), ({"min_iterations": 0}, "min_iterations"),
-     ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s")],
+    [
+        ({"warmup": -1}, "warmup"),
+        ({"min_iterations": 0}, "min_iterations"),
+        ({"min_time_s": 2.0, "max_time_s": 1.0}, "max_time_s"),
+    ],
 )
 def test_invalid_timing_is_one_error_naming_the_setting(kwargs, word):
     with pytest.raises(BenchError, match=word) as info:

@@ -23,13 +23,29 @@ def _column(rendered: str, index: int, bar: str = "│") -> str:
 def test_optimize_table_keeps_every_column_and_name_in_80_columns():
     names = ["fp32-onnxruntime", "quantize-static-int8-onnxruntime", "prune-structured-0.5-finetune-eager"]
     candidates = [
-        {"name": name, "status": "ok", "runtime": "onnxruntime", "accuracy": 0.97,
-         "accuracy_drop": -0.0123, "latency_p50_ms": 0.123, "size_bytes": 123_456, "speedup": 2.31,
-         "faster": True, "within_budget": True, "pareto": i == 1, "picked": i == 1, "baseline": i == 0}
+        {
+            "name": name,
+            "status": "ok",
+            "runtime": "onnxruntime",
+            "accuracy": 0.97,
+            "accuracy_drop": -0.0123,
+            "latency_p50_ms": 0.123,
+            "size_bytes": 123_456,
+            "speedup": 2.31,
+            "faster": True,
+            "within_budget": True,
+            "pareto": i == 1,
+            "picked": i == 1,
+            "baseline": i == 0,
+        }
         for i, name in enumerate(names)
     ]
-    document = {"name": "digits-cnn", "settings": {"objective": "latency", "batch_size": 32},
-                "baseline": {"runtime": "onnxruntime"}, "candidates": candidates}
+    document = {
+        "name": "digits-cnn",
+        "settings": {"objective": "latency", "batch_size": 32},
+        "baseline": {"runtime": "onnxruntime"},
+        "candidates": candidates,
+    }
     rendered = _render(optimize_table(document))
     assert "…" not in rendered
     assert _column(rendered, 0, "┃") == "candidate"
@@ -39,8 +55,14 @@ def test_optimize_table_keeps_every_column_and_name_in_80_columns():
 
 
 def test_exports_table_keeps_tolerance_in_80_columns():
-    record = {"file": "triton/digits-cnn/1/model.onnx", "max_abs_diff": 2.4e-7, "mean_abs_diff": 4.1e-8,
-              "top1_agreement": 1.0, "samples": 360, "tolerance": 1e-4}
+    record = {
+        "file": "triton/digits-cnn/1/model.onnx",
+        "max_abs_diff": 2.4e-7,
+        "mean_abs_diff": 4.1e-8,
+        "top1_agreement": 1.0,
+        "samples": 360,
+        "tolerance": 1e-4,
+    }
     rendered = _render(exports_table("digits-cnn: exports verified (runs/x)", {"triton": record}))
     assert "…" not in rendered
     assert _column(rendered, 6, "┃") == "tolerance"

@@ -23,8 +23,10 @@ def usage_line(code, err):
         (["inspect"], ["Missing argument", "'torchship inspect --help'"]),
         (["--bogus"], ["--bogus", "'torchship --help'"]),
         (["train", "--out"], ["'--out' requires an argument"]),
-        (["compress", "x", "prune", "--ratoi", "0.5"],
-         ["--ratoi", "'--ratio'", "'torchship compress ARTIFACT prune --help'"]),
+        (
+            ["compress", "x", "prune", "--ratoi", "0.5"],
+            ["--ratoi", "'--ratio'", "'torchship compress ARTIFACT prune --help'"],
+        ),
     ],
 )
 def test_usage_error_is_one_line(run_cli, argv, expected):

@@ -21,13 +21,21 @@ def checksums(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def resnet_parent(tmp_path_factory):
-    return tiny_artifact("resnet", shape=(3, 8, 8), depth=8, width=8, path=tmp_path_factory.mktemp("resnet") / "art")
+    return tiny_artifact(
+        "resnet", shape=(3, 8, 8), depth=8, width=8, path=tmp_path_factory.mktemp("resnet") / "art"
+    )
 
 
 @pytest.fixture(scope="module")
 def bn_cnn_parent(tmp_path_factory):
-    return tiny_artifact("cnn", shape=(1, 8, 8), channels=[8, 16], hidden=32, batch_norm=True,
-                         path=tmp_path_factory.mktemp("cnn") / "art")
+    return tiny_artifact(
+        "cnn",
+        shape=(1, 8, 8),
+        channels=[8, 16],
+        hidden=32,
+        batch_norm=True,
+        path=tmp_path_factory.mktemp("cnn") / "art",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +52,15 @@ def trained_cnn(tmp_path_factory):
     from torchship.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("trained")
-    cfg = validate_config(TrainConfig, {
-        "name": "digits-small", "out": str(out), "data": {"name": "digits"},
-        "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
-        "optim": {"name": "adamw", "lr": 1e-2}, "train": {"epochs": 4, "batch_size": 64, "progress": False},
-    })
+    cfg = validate_config(
+        TrainConfig,
+        {
+            "name": "digits-small",
+            "out": str(out),
+            "data": {"name": "digits"},
+            "model": {"name": "cnn", "kwargs": {"channels": [8, 16], "hidden": 32}},
+            "optim": {"name": "adamw", "lr": 1e-2},
+            "train": {"epochs": 4, "batch_size": 64, "progress": False},
+        },
+    )
     return train(cfg, console=Console(quiet=True))

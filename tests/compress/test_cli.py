@@ -12,14 +12,23 @@ from .conftest import checksums
 def one_line_error(code, err):
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
     return lines[0]
 
 
-@pytest.mark.parametrize("argv", [["compress", "--help"], ["compress", "ART", "prune", "--help"],
-                                  ["compress", "ART", "fuse", "--help"], ["compress", "ART", "distill", "--help"],
-                                  ["compress", "ART", "quantize", "--help"], ["ensemble", "--help"],
-                                  ["optimize", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compress", "--help"],
+        ["compress", "ART", "prune", "--help"],
+        ["compress", "ART", "fuse", "--help"],
+        ["compress", "ART", "distill", "--help"],
+        ["compress", "ART", "quantize", "--help"],
+        ["ensemble", "--help"],
+        ["optimize", "--help"],
+    ],
+)
 def test_every_help_ends_with_an_example(run_cli, argv):
     code, out, _ = run_cli(*argv)
     assert code == 0
@@ -47,10 +56,15 @@ def test_bad_input_gets_one_line_and_leaves_the_parent_alone(run_cli, tmp_path):
     before = checksums(parent.path)
     line = one_line_error(*run_cli("compress", parent.path, "prunee", "-o", tmp_path / "x")[::2])
     assert "unknown compression method 'prunee'; choose one of: distill, fuse, prune, quantize" in line
-    line = one_line_error(*run_cli("compress", parent.path, "prune", "--sparsity", "1.5", "-o", tmp_path / "x")[::2])
-    assert "ratio" in line and "less than 1" in line
+    line = one_line_error(
+        *run_cli("compress", parent.path, "prune", "--sparsity", "1.5", "-o", tmp_path / "x")[::2]
+    )
+    assert "ratio" in line
+    assert "less than 1" in line
     other = tiny_artifact("mlp", num_classes=3, path=tmp_path / "other")
-    line = one_line_error(*run_cli("ensemble", parent.path, other.path, "--data", "digits", "-o", tmp_path / "x")[::2])
+    line = one_line_error(
+        *run_cli("ensemble", parent.path, other.path, "--data", "digits", "-o", tmp_path / "x")[::2]
+    )
     assert "predict different labels" in line
     assert checksums(parent.path) == before
     assert not (tmp_path / "x").exists()
@@ -71,15 +85,43 @@ def test_out_is_a_run_directory_and_a_run_directory_stands_for_its_artifact(run_
 
 def test_prune_prints_parent_versus_child(run_cli, tmp_path):
     parent = tiny_artifact("cnn", channels=[8, 16], hidden=32, path=tmp_path / "parent")
-    code, out, err = run_cli("compress", parent.path, "prune", "--ratio", "0.5", "--data", "digits",
-                             "--set", "data.limit=200", "-o", tmp_path / "pruned")
+    code, out, err = run_cli(
+        "compress",
+        parent.path,
+        "prune",
+        "--ratio",
+        "0.5",
+        "--data",
+        "digits",
+        "--set",
+        "data.limit=200",
+        "-o",
+        tmp_path / "pruned",
+    )
     assert code == 0, err
     for row in ("parameters", "FLOPs", "weights size", "val accuracy", "artifact:"):
         assert row in out
-    code, out, _ = run_cli("compress", parent.path, "fuse", "-o", tmp_path / "fused", "--data", "digits", "--json")
+    code, out, _ = run_cli(
+        "compress", parent.path, "fuse", "-o", tmp_path / "fused", "--data", "digits", "--json"
+    )
     assert code == 2  # a cnn without batch norm has nothing to fold
-    code, out, err = run_cli("compress", parent.path, "prune", "--kind", "unstructured", "--ratio", "0.5",
-                             "--data", "digits", "--set", "data.limit=200", "--json", "-o", tmp_path / "sparse")
+    code, out, err = run_cli(
+        "compress",
+        parent.path,
+        "prune",
+        "--kind",
+        "unstructured",
+        "--ratio",
+        "0.5",
+        "--data",
+        "digits",
+        "--set",
+        "data.limit=200",
+        "--json",
+        "-o",
+        tmp_path / "sparse",
+    )
     assert code == 0, err
     result = json.loads(out)
-    assert result["op"] == "prune" and result["params"]["report"]["sparsity"]["classifier.1"] == pytest.approx(0.5, abs=0.01)
+    assert result["op"] == "prune"
+    assert result["params"]["report"]["sparsity"]["classifier.1"] == pytest.approx(0.5, abs=0.01)

@@ -12,15 +12,23 @@ from .conftest import DIGITS, checksums
 
 def test_distill_with_comparison_records_teacher_and_both_accuracies(bn_cnn_parent, tmp_path):
     before = checksums(bn_cnn_parent.path)
-    cfg = DistillConfig(student="mlp", student_kwargs={"hidden": [16]}, compare=True, data=DIGITS,
-                        train={"epochs": 1, "lr": 3e-3})
+    cfg = DistillConfig(
+        student="mlp",
+        student_kwargs={"hidden": [16]},
+        compare=True,
+        data=DIGITS,
+        train={"epochs": 1, "lr": 3e-3},
+    )
     child = distill(bn_cnn_parent, cfg, out=tmp_path / "student")
     lineage = Artifact.load(child.path).manifest.lineage
-    assert lineage.op == "distill" and lineage.parent == bn_cnn_parent.digest
+    assert lineage.op == "distill"
+    assert lineage.parent == bn_cnn_parent.digest
     assert lineage.params["teacher"]["digest"] == bn_cnn_parent.digest
     report = lineage.params["report"]
     assert {"teacher", "student without teacher", "distilled student"} <= set(report)
-    assert report["distilled student"]["val_accuracy"] == pytest.approx(child.manifest.metrics["val"]["accuracy"])
+    assert report["distilled student"]["val_accuracy"] == pytest.approx(
+        child.manifest.metrics["val"]["accuracy"]
+    )
     assert report["distilled student"]["params"] < report["teacher"]["params"]
     assert child.manifest.architecture.name == "mlp"
     assert Artifact.load(child.path).build_model()(torch.zeros(1, 1, 8, 8)).shape == (1, 10)

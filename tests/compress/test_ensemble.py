@@ -29,7 +29,8 @@ def test_mean_is_the_mean_of_member_logits(members, tmp_path):
     assert any(k.startswith("members.2.") for k in child.state_dict())
     params = child.manifest.lineage.params
     assert [m["digest"] for m in params["members"]] == [m.digest for m in members]
-    assert child.manifest.lineage.op == "ensemble" and "mean" in params["report"]
+    assert child.manifest.lineage.op == "ensemble"
+    assert "mean" in params["report"]
     assert [checksums(m.path) for m in members] == before
 
 
@@ -41,7 +42,7 @@ def test_vote_picks_the_majority_and_exports_as_one_graph(members, tmp_path):
         picks = torch.stack([m.build_model()(x).argmax(1) for m in members])  # (members, batch)
         scores = model(x)
     majority = [row.bincount(minlength=10) for row in picks.T]
-    for votes, score in zip(majority, scores):
+    for votes, score in zip(majority, scores, strict=False):
         if votes.max() >= 2:
             assert score.argmax() == votes.argmax()
     onnx = pytest.importorskip("onnxruntime")

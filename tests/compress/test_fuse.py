@@ -30,7 +30,8 @@ def test_fused_matches_unfused_within_1e_5(request, parent_fixture, tmp_path):
     child = fuse(parent, FuseConfig(data=data), out=tmp_path / "fused")
     params = child.manifest.lineage.params
     assert params["max_abs_diff"] <= 1e-5
-    assert child.manifest.lineage.op == "fuse" and child.manifest.lineage.parent == parent.digest
+    assert child.manifest.lineage.op == "fuse"
+    assert child.manifest.lineage.parent == parent.digest
     reloaded = Artifact.load(child.path).build_model()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in reloaded.modules())
     x = sample_inputs(parent, 32)
@@ -45,10 +46,14 @@ def test_prune_then_fuse_then_prune_rebuilds(resnet_parent, tmp_path):
     fused = fuse(pruned, FuseConfig(data=DIGITS3), out=tmp_path / "pf")
     again = prune(fused, PruneConfig(ratio=0.3, data=DIGITS3), out=tmp_path / "pfp")
     kwargs = Artifact.load(again.path).manifest.architecture.kwargs
-    assert kwargs["fused"] and kwargs["pruned_shapes"]
+    assert kwargs["fused"]
+    assert kwargs["pruned_shapes"]
     model = Artifact.load(again.path).build_model()
     assert model(torch.zeros(2, 3, 8, 8)).shape == (2, 10)
-    assert again.manifest.lineage.params["report"]["pruned"]["params"] < fused.manifest.lineage.params["report"]["fused"]["params"]
+    assert (
+        again.manifest.lineage.params["report"]["pruned"]["params"]
+        < fused.manifest.lineage.params["report"]["fused"]["params"]
+    )
 
 
 def test_model_without_batch_norm_has_nothing_to_fuse(mlp_parent, tmp_path):

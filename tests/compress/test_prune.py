@@ -7,8 +7,8 @@ import torch
 
 from torchship.artifact import Artifact
 from torchship.compress import CompressError, PruneConfig, prune
-from torchship.errors import ConfigError
 from torchship.compress.base import parse_config
+from torchship.errors import ConfigError
 
 from .conftest import DIGITS, DIGITS3, QUICK, checksums
 
@@ -33,7 +33,8 @@ def test_structured_pruning_shrinks_a_resnet(resnet_parent, pruned_resnet):
     assert len(child.manifest.curves) == 1  # the final fine-tuning epoch
     assert checksums(resnet_parent.path) == before  # the parent is never modified
     shapes = child.manifest.architecture.kwargs["pruned_shapes"]
-    assert shapes["stem.0.weight"][0] < 8 and "head.weight" in shapes  # head keeps its outputs, loses inputs
+    assert shapes["stem.0.weight"][0] < 8
+    assert "head.weight" in shapes
     assert shapes["head.weight"][0] == 10
 
 
@@ -62,7 +63,8 @@ def test_unstructured_global_pruning_reaches_the_target(mlp_parent, tmp_path):
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not model.head]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert zeros == pytest.approx(0.6, abs=0.01)
-    assert report["sparsity"]["head"] == 0.0 and report["sparsity"]["body.1"] > 0
+    assert report["sparsity"]["head"] == 0.0
+    assert report["sparsity"]["body.1"] > 0
     assert report["pruned"]["params"] == report["parent"]["params"]  # shapes stay
     assert report["pruned"]["nonzero_params"] < 0.6 * report["parent"]["nonzero_params"]
 
@@ -114,9 +116,13 @@ def test_model_torch_pruning_cannot_trace_is_one_line(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     arch = {"import": "hardcoded_net:HardCoded", "kwargs": {"in_channels": 1}}
     allow = ["hardcoded_net:HardCoded"]
-    parent = Art.create(name="hard", model=build_model(arch, allow_import=allow), architecture=arch,
-                        input={"shape": [1, 8, 8], "mean": [0.3], "std": [0.4]},
-                        labels=[str(i) for i in range(10)]).save(tmp_path / "parent")
+    parent = Art.create(
+        name="hard",
+        model=build_model(arch, allow_import=allow),
+        architecture=arch,
+        input={"shape": [1, 8, 8], "mean": [0.3], "std": [0.4]},
+        labels=[str(i) for i in range(10)],
+    ).save(tmp_path / "parent")
     with pytest.raises(CompressError, match="Torch-Pruning cannot trace hard") as info:
         prune(parent, PruneConfig(data=DIGITS, ignore=[]), out=tmp_path / "x", allow_import=allow)
     assert "\n" not in str(info.value)

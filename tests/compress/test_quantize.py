@@ -115,7 +115,8 @@ def test_auto_considers_only_runtimes_that_run_the_int8_program(trained_cnn, sta
     assert candidates(Artifact.load(child.path), include=("compile",)) == ["onnxruntime"]
     assert candidates(trained_cnn)[0] == "eager"
     auto = load_predictor(Artifact.load(child.path), "auto", warmup=0, batch_size=2, repeats=2)
-    assert auto.describe()["picked"] == "onnxruntime" and auto.describe()["file"] == "model.int8.onnx"
+    assert auto.describe()["picked"] == "onnxruntime"
+    assert auto.describe()["file"] == "model.int8.onnx"
 
 
 def test_dynamic_int8_never_quantizes_a_convolution(trained_cnn, tmp_path):

@@ -27,8 +27,13 @@ def run_dir(tmp_path: Path) -> Path:
     from torchship.bench import TimingConfig, bench, write_json
 
     artifact = tiny_artifact("cnn", path=tmp_path / "run" / "artifact")
-    rows = bench([artifact], "eager", [1, 4], threads=2,
-                 timing=TimingConfig(warmup=1, min_iterations=3, min_time_s=0, max_time_s=2))
+    rows = bench(
+        [artifact],
+        "eager",
+        [1, 4],
+        threads=2,
+        timing=TimingConfig(warmup=1, min_iterations=3, min_time_s=0, max_time_s=2),
+    )
     write_json(tmp_path / "run" / "bench.json", rows)
     return tmp_path / "run"
 
@@ -46,9 +51,15 @@ def test_every_manifest_validates_offline(tiny_cnn_artifact, tmp_path):
     out = tmp_path / "out"
     bundle = deploy_kubernetes(tiny_cnn_artifact.path, out, replicas=3, image="registry.example.com/tiny:1")
     docs = load(out)
-    assert set(docs) == {"kubernetes/deployment.yaml", "kubernetes/service.yaml", "kubernetes/hpa.yaml",
-                         "kubernetes/hpa-inflight.yaml", "kubernetes/pdb.yaml", "kserve/servingruntime.yaml",
-                         "kserve/inferenceservice.yaml"}
+    assert set(docs) == {
+        "kubernetes/deployment.yaml",
+        "kubernetes/service.yaml",
+        "kubernetes/hpa.yaml",
+        "kubernetes/hpa-inflight.yaml",
+        "kubernetes/pdb.yaml",
+        "kserve/servingruntime.yaml",
+        "kserve/inferenceservice.yaml",
+    }
     for file, doc in docs.items():
         if doc["kind"] in CORE_KINDS:
             for version in ("1.29", kubernetes_validate.latest_version()):
@@ -59,13 +70,21 @@ def test_every_manifest_validates_offline(tiny_cnn_artifact, tmp_path):
     assert (out / "artifact" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize(("file", "path", "value", "where"), [
-    ("kubernetes/deployment.yaml", ["spec", "replica"], 3, "spec"),  # misspelt key
-    ("kubernetes/service.yaml", ["spec", "ports", 0, "port"], "eighty", "spec/ports/0/port"),
-    ("kserve/inferenceservice.yaml", ["spec", "predictor", "model", "protocolVersion"], 2, "protocolVersion"),
-    ("kserve/inferenceservice.yaml", ["spec", "predictor", "model", "storageURI"], "s3://x", "model"),
-    ("kserve/servingruntime.yaml", ["spec", "supportedModelFormats", 0, "name"], None, "name"),
-])
+@pytest.mark.parametrize(
+    ("file", "path", "value", "where"),
+    [
+        ("kubernetes/deployment.yaml", ["spec", "replica"], 3, "spec"),  # misspelt key
+        ("kubernetes/service.yaml", ["spec", "ports", 0, "port"], "eighty", "spec/ports/0/port"),
+        (
+            "kserve/inferenceservice.yaml",
+            ["spec", "predictor", "model", "protocolVersion"],
+            2,
+            "protocolVersion",
+        ),
+        ("kserve/inferenceservice.yaml", ["spec", "predictor", "model", "storageURI"], "s3://x", "model"),
+        ("kserve/servingruntime.yaml", ["spec", "supportedModelFormats", 0, "name"], None, "name"),
+    ],
+)
 def test_validation_refuses_broken_manifests(tiny_cnn_artifact, tmp_path, file, path, value, where):
     deploy_kubernetes(tiny_cnn_artifact.path, tmp_path / "out")
     doc = load(tmp_path / "out")[file]
@@ -150,8 +169,10 @@ def test_resources_come_from_the_bench_beside_the_artifact(run_dir, tmp_path):
     deployment = load(tmp_path / "out")["kubernetes/deployment.yaml"]
     resources = container(deployment)["resources"]
     memory_mib = math.ceil((int(peak * 1.25) + SERVER_HEADROOM_BYTES) / MIB)
-    assert resources == {"requests": {"cpu": "3", "memory": f"{memory_mib}Mi"},
-                         "limits": {"memory": f"{2 * memory_mib}Mi"}}
+    assert resources == {
+        "requests": {"cpu": "3", "memory": f"{memory_mib}Mi"},
+        "limits": {"memory": f"{2 * memory_mib}Mi"},
+    }
     source = deployment["metadata"]["annotations"]["torchship.dev/resources-from"]
     assert "bench.json: eager peak RSS" in source
     assert bundle.plan.resources.threads == 2  # what the bench ran with
@@ -195,23 +216,37 @@ def test_a_repository_is_served_from_models(tmp_path):
     docs = load(out)
     assert container(docs["kubernetes/deployment.yaml"])["args"][1] == "/models"
     assert container(docs["kserve/servingruntime.yaml"])["args"][1] == "/mnt/models"
-    assert docs["kserve/inferenceservice.yaml"]["spec"]["predictor"]["model"]["storageUri"] == "s3://models/repo"
+    assert (
+        docs["kserve/inferenceservice.yaml"]["spec"]["predictor"]["model"]["storageUri"] == "s3://models/repo"
+    )
     assert (out / "repository" / "tabular" / "1" / "manifest.json").is_file()
     assert bundle.plan.name == "fleet"
 
 
 def test_cli_writes_and_refuses_in_one_line(run_cli, tiny_cnn_artifact, tmp_path):
     out = tmp_path / "out"
-    code, stdout, _ = run_cli("deploy", "kubernetes", tiny_cnn_artifact.path, "-o", out, "--replicas", "3",
-                              "--image", "registry.example.com/tiny:1", "--json")
+    code, stdout, _ = run_cli(
+        "deploy",
+        "kubernetes",
+        tiny_cnn_artifact.path,
+        "-o",
+        out,
+        "--replicas",
+        "3",
+        "--image",
+        "registry.example.com/tiny:1",
+        "--json",
+    )
     assert code == 0
     report = json.loads(stdout)
     assert report["image"] == "registry.example.com/tiny:1"
     assert report["files"]["kserve/inferenceservice.yaml"] == ["KServe inferenceservice-v1beta1.json"]
-    for argv, message in (([tiny_cnn_artifact.path, "-o", out], "is not empty"),
-                          ([tiny_cnn_artifact.path, "-o", tmp_path / "o2", "--name", "Bad_Name"], "--name"),
-                          ([tmp_path / "tiny-cnn", "-o", tmp_path / "tiny-cnn" / "o3"], "inside"),
-                          ([out / "kubernetes", "-o", tmp_path / "o4"], "neither an artifact nor a model")):
+    for argv, message in (
+        ([tiny_cnn_artifact.path, "-o", out], "is not empty"),
+        ([tiny_cnn_artifact.path, "-o", tmp_path / "o2", "--name", "Bad_Name"], "--name"),
+        ([tmp_path / "tiny-cnn", "-o", tmp_path / "tiny-cnn" / "o3"], "inside"),
+        ([out / "kubernetes", "-o", tmp_path / "o4"], "neither an artifact nor a model"),
+    ):
         code, _, err = run_cli("deploy", "kubernetes", *argv)
         assert code == 2
         assert err.count("\n") == 1

@@ -1,4 +1,7 @@
-"""Bring-your-own models for the export tests, imported as ``byo_models:Class`` (the test adds this folder to sys.path)."""
+"""Bring-your-own models for the export tests, imported as ``byo_models:Class``.
+
+The test adds this folder to sys.path.
+"""
 
 from __future__ import annotations
 

@@ -57,8 +57,11 @@ def byo_artifact(cls: str, path: Path, **kwargs) -> Artifact:
     architecture = {"import": f"byo_models:{cls}", "kwargs": {"in_channels": 1, "num_classes": 10, **kwargs}}
     model = build_model(architecture, allow_import=[f"byo_models:{cls}"])
     art = Artifact.create(
-        name=f"byo-{cls.lower()}", model=model, architecture=architecture,
-        input={"shape": [1, 8, 8], "mean": [0.5], "std": [0.25]}, labels=[str(i) for i in range(10)],
+        name=f"byo-{cls.lower()}",
+        model=model,
+        architecture=architecture,
+        input={"shape": [1, 8, 8], "mean": [0.5], "std": [0.25]},
+        labels=[str(i) for i in range(10)],
     )
     return art.save(path)
 
@@ -98,7 +101,9 @@ def exported(tmp_path_factory):
         if kind not in done:
             art = TINY[kind](tmp_path_factory.mktemp(kind) / "artifact")
             done[kind] = export(
-                art, FORMATS[kind], max_samples=SAMPLES,
+                art,
+                FORMATS[kind],
+                max_samples=SAMPLES,
                 allow_import=["byo_models:GatedNet"],
             )
         return done[kind]

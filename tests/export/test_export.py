@@ -41,7 +41,13 @@ def test_resnet_script_and_exported_match_eager(tmp_path):
 def test_exports_are_checksummed_and_reload(exported):
     art = exported("mlp")
     reloaded = Artifact.load(art.path)  # verifies every sha256
-    for name in ("model.onnx", "model.ts", "model.pt2", "triton/tiny-mlp/config.pbtxt", "triton/tiny-mlp/1/model.onnx"):
+    for name in (
+        "model.onnx",
+        "model.ts",
+        "model.pt2",
+        "triton/tiny-mlp/config.pbtxt",
+        "triton/tiny-mlp/1/model.onnx",
+    ):
         assert name in reloaded.manifest.files
     assert not list(art.path.glob("*.data")), "weights belong inside model.onnx for a small model"
     assert not list(art.path.glob(".export-*")), "the staging directory is removed"
@@ -123,7 +129,8 @@ def test_data_dependent_model_names_the_line(tmp_path, make_byo):
         export(art, ["exported"], allow_import=["byo_models:DataDependentNet"], max_samples=4)
     message = str(info.value)
     assert "torch.export cannot trace DataDependentNet" in message
-    assert "byo_models.py:" in message and "in forward" in message
+    assert "byo_models.py:" in message
+    assert "in forward" in message
     assert "\n" not in message
 
 

@@ -67,17 +67,21 @@ def test_init_schemes(scheme):
 
 @pytest.fixture
 def byo_module(tmp_path, monkeypatch):
-    (tmp_path / "mynets.py").write_text(textwrap.dedent("""
+    (tmp_path / "mynets.py").write_text(
+        textwrap.dedent("""
         import torch
         IMPORTED = []
         class Tiny(torch.nn.Module):
             def __init__(self, num_classes=10, hidden=8):
                 super().__init__()
                 IMPORTED.append(1)
-                self.fc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, hidden), torch.nn.Linear(hidden, num_classes))
+                self.fc = torch.nn.Sequential(
+                    torch.nn.Flatten(), torch.nn.Linear(64, hidden), torch.nn.Linear(hidden, num_classes)
+                )
             def forward(self, x):
                 return self.fc(x)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "mynets:Tiny"
     sys.modules.pop("mynets", None)

@@ -61,8 +61,11 @@ def _traffic(url: str, x, stop: threading.Event) -> None:
 def test_dashboard_shows_live_numbers_failures_and_manages_models(
     dashboard_repo, digits_artifact, digits_raw, tmp_path
 ):
-    config = ServeConfig(access_log=False, strict_readiness=False,  # broken/1 must not hold readiness
-                         monitor=MonitorConfig(min_rows=64, max_rows_per_s=1e6))
+    config = ServeConfig(
+        access_log=False,
+        strict_readiness=False,  # broken/1 must not hold readiness
+        monitor=MonitorConfig(min_rows=64, max_rows_per_s=1e6),
+    )
     x = normalized(digits_artifact, digits_raw[0][-400:])
     expect = sync_api.expect
     with sync_api.sync_playwright() as pw:

@@ -53,8 +53,10 @@ def test_live_drift_is_low_on_held_out_data_and_flags_a_brightness_shift(
         _send(url, normalized(digits_artifact, bright))
         deadline = time.monotonic() + 20
         # the monitor thread folds batches in as they come: wait until the bright rows dominate
-        while not ((drift := httpx.get(url + "/v1/models/digits/versions/1/drift").json())["status"] == "drift"
-                   and drift["max_input_psi"] > 1.0):
+        while not (
+            (drift := httpx.get(url + "/v1/models/digits/versions/1/drift").json())["status"] == "drift"
+            and drift["max_input_psi"] > 1.0
+        ):
             assert time.monotonic() < deadline, drift
             time.sleep(0.05)
         assert "input_psi:channel0" in drift["drift"]

@@ -64,8 +64,14 @@ def test_predict_and_evaluate_take_the_same_raw_digits(run_cli, digits_artifact,
     assert [r["top"][0]["label"] for r in json.loads(out)] == _model_predictions(digits_artifact, raw[:5])
 
     np.savez(tmp_path / "new.npz", x=raw, y=labels)
-    code, out, err = run_cli("evaluate", digits_artifact.path, "--data", f"npz:{tmp_path / 'new.npz'}",
-                             "--json", tmp_path / "m.json")
+    code, out, err = run_cli(
+        "evaluate",
+        digits_artifact.path,
+        "--data",
+        f"npz:{tmp_path / 'new.npz'}",
+        "--json",
+        tmp_path / "m.json",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["accuracy"] > 0.8
 

@@ -40,15 +40,18 @@ def sealed(artifact, aes_key_file, tmp_path):
 
 def test_weights_and_exports_are_encrypted_with_fresh_nonces(artifact, sealed, aes_key_file, tmp_path):
     manifest = json.loads((sealed / "manifest.json").read_text())
-    assert manifest["encryption"] == {"algorithm": "AES-256-GCM",
-                                      "files": ["model.onnx", "model.pt2", "model.ts", "weights.safetensors"]}
+    assert manifest["encryption"] == {
+        "algorithm": "AES-256-GCM",
+        "files": ["model.onnx", "model.pt2", "model.ts", "weights.safetensors"],
+    }
     assert aes_key_file.read_text().strip() not in (sealed / "manifest.json").read_text()
     for name in manifest["files"]:
         clear, stored = (artifact / name).read_bytes(), (sealed / name).read_bytes()
         assert clear[64:128] not in stored
         assert len(stored) == len(clear) + 12 + 16
-    again = encrypt_artifact(Artifact.load(artifact), tmp_path / "again",
-                             parse_key(aes_key_file.read_bytes(), "test"))
+    again = encrypt_artifact(
+        Artifact.load(artifact), tmp_path / "again", parse_key(aes_key_file.read_bytes(), "test")
+    )
     nonces = {(root / "weights.safetensors").read_bytes()[:12] for root in (again, sealed)}
     assert len(nonces) == 2
 
@@ -62,7 +65,7 @@ def test_loads_with_the_key_from_each_source(artifact, sealed, aes_key_file, mon
     monkeypatch.setenv(KEY_ENV, base64.b64encode(bytes.fromhex(aes_key_file.read_text().strip())).decode())
     assert Artifact.load(sealed).manifest.encryption is not None
     monkeypatch.delenv(KEY_ENV)
-    monkeypatch.setenv(KEY_COMMAND_ENV, f"{sys.executable} -c \"print(open({str(aes_key_file)!r}).read())\"")
+    monkeypatch.setenv(KEY_COMMAND_ENV, f'{sys.executable} -c "print(open({str(aes_key_file)!r}).read())"')
     assert Artifact.load(sealed).manifest.encryption is not None
 
 
@@ -81,7 +84,7 @@ def test_missing_wrong_or_malformed_key_is_one_clear_error(sealed, tmp_path, mon
     with pytest.raises(EncryptionError, match="is not 32 bytes"):
         parse_key(b"not a key", "test")
     monkeypatch.setenv(KEY_FILE_ENV, "")
-    monkeypatch.setenv(KEY_COMMAND_ENV, f"{sys.executable} -c \"raise SystemExit(3)\"")
+    monkeypatch.setenv(KEY_COMMAND_ENV, f'{sys.executable} -c "raise SystemExit(3)"')
     with pytest.raises(EncryptionError, match="exited 3"):
         Artifact.load(sealed)
 
@@ -111,8 +114,9 @@ def test_writing_from_an_encrypted_artifact_stays_encrypted(sealed, aes_key_file
         encrypt_artifact(parent, tmp_path / "twice", b"k" * 32)
 
 
-def test_cli_encrypt_then_inspect_and_bench_with_the_right_key_only(run_cli, artifact, aes_key_file, tmp_path,
-                                                                   monkeypatch):
+def test_cli_encrypt_then_inspect_and_bench_with_the_right_key_only(
+    run_cli, artifact, aes_key_file, tmp_path, monkeypatch
+):
     code, stdout, stderr = run_cli("encrypt", artifact, "--key-file", aes_key_file, "-o", tmp_path / "run")
     assert code == 0, stderr
     sealed = tmp_path / "run" / "artifact"
@@ -125,8 +129,9 @@ def test_cli_encrypt_then_inspect_and_bench_with_the_right_key_only(run_cli, art
     assert code == 0
     assert "AES-256-GCM" in stdout
     fast = ("--batch-sizes", "1", "--warmup", "1", "--min-iterations", "2", "--min-time-s", "0")
-    code, stdout, stderr = run_cli("bench", sealed, "--runtime", "eager,onnxruntime", *fast,
-                                   "--key-file", aes_key_file)
+    code, stdout, stderr = run_cli(
+        "bench", sealed, "--runtime", "eager,onnxruntime", *fast, "--key-file", aes_key_file
+    )
     assert code == 0, stderr
     assert "onnxruntime" in stdout
     assert "skipped" not in stdout.lower()

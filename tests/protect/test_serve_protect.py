@@ -52,8 +52,9 @@ def repo(exported, keys, tmp_path) -> Path:
 
 async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on_load(repo, keys, caplog):
     # strict readiness would keep the server unready while two startup models are refused
-    config = ServeConfig(default=ModelSettings(require_signature=str(keys["public"]), warmup=0),
-                         strict_readiness=False)
+    config = ServeConfig(
+        default=ModelSettings(require_signature=str(keys["public"]), warmup=0), strict_readiness=False
+    )
     with caplog.at_level(logging.ERROR, logger="torchship.serve"):
         async with in_process(repo, config) as c:
             index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
@@ -68,7 +69,8 @@ async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on
             np.testing.assert_allclose(logits, _expected(repo / "good" / "1"), atol=1e-5)
             assert (await c.get("/v2/models/tampered/ready")).status_code != 200
             r = await c.post("/v2/models/unsigned/infer", json=v2_body(X))
-            assert r.status_code == 503 and "signature unsigned" in r.json()["error"], r.text
+            assert r.status_code == 503, r.text
+            assert "signature unsigned" in r.json()["error"]
             # through the repository API: still refused, and the reason is in the answer
             r = await c.post("/v2/repository/models/tampered/load")
             assert r.status_code == 400
@@ -85,11 +87,13 @@ async def test_require_signature_refuses_unsigned_and_tampered_at_startup_and_on
 
 
 async def test_require_signature_per_model_and_wrong_key(repo, keys):
-    config = ServeConfig.model_validate({
-        "default": {"warmup": 0},
-        "models": {"good": {"require_signature": str(keys["other_public"])}},
-        "strict_readiness": False,  # 'good' is refused: strict readiness would never be ready
-    })
+    config = ServeConfig.model_validate(
+        {
+            "default": {"warmup": 0},
+            "models": {"good": {"require_signature": str(keys["other_public"])}},
+            "strict_readiness": False,  # 'good' is refused: strict readiness would never be ready
+        }
+    )
     async with in_process(repo, config) as c:
         index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
         assert index["good"]["state"] == "UNAVAILABLE"
@@ -119,7 +123,8 @@ def _same_bytes_on_disk(roots: list[Path], secrets: list[bytes]) -> list[Path]:
 
 @pytest.mark.parametrize("runtime", ["eager", "onnxruntime", "torchscript", "exported"])
 async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
-        exported, aes_key_file, tmp_path, monkeypatch, runtime):
+    exported, aes_key_file, tmp_path, monkeypatch, runtime
+):
     sealed = _sealed(exported, aes_key_file, tmp_path)
     work, scratch = tmp_path / "cwd", tmp_path / "tmp"
     work.mkdir()
@@ -128,8 +133,10 @@ async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     monkeypatch.setenv(KEY_FILE_ENV, str(aes_key_file))
-    secrets = [(exported / name).read_bytes() for name in ("weights.safetensors", "model.onnx", "model.ts",
-                                                           "model.pt2")]
+    secrets = [
+        (exported / name).read_bytes()
+        for name in ("weights.safetensors", "model.onnx", "model.ts", "model.pt2")
+    ]
     config = ServeConfig(default=ModelSettings(runtime=runtime, warmup=1))
     async with in_process(sealed, config) as c:
         r = await c.post("/v2/models/tiny-cnn/infer", json=v2_body(X))
@@ -141,8 +148,9 @@ async def test_encrypted_artifact_is_served_from_memory_with_the_right_key_only(
     assert len(_same_bytes_on_disk([exported], secrets)) == 4  # the scan does find clear files
 
 
-async def test_encrypted_artifact_with_a_wrong_key_never_becomes_ready(exported, aes_key_file, tmp_path,
-                                                                       monkeypatch):
+async def test_encrypted_artifact_with_a_wrong_key_never_becomes_ready(
+    exported, aes_key_file, tmp_path, monkeypatch
+):
     from torchship.artifact.encryption import generate_key
 
     sealed = _sealed(exported, aes_key_file, tmp_path)
@@ -161,8 +169,9 @@ def test_cli_serve_passes_require_signature_and_key_file(run_cli, repo, keys, ae
 
     seen = {}
     monkeypatch.setattr(torchship.serve, "serve", lambda path, **kw: seen.update(kw, path=path))
-    code, _, stderr = run_cli("serve", repo, "--require-signature", keys["public"],
-                              "--key-file", aes_key_file)
+    code, _, stderr = run_cli(
+        "serve", repo, "--require-signature", keys["public"], "--key-file", aes_key_file
+    )
     assert code == 0, stderr
     assert seen["config"].default.require_signature == str(keys["public"].resolve())
     assert os.environ[KEY_FILE_ENV] == str(aes_key_file.resolve())

@@ -140,8 +140,9 @@ def test_cli_bad_key_paths_are_one_line(run_cli, artifact, tmp_path, keys):
 
 
 def test_certificate_signing_verifies_against_the_ca_offline(run_cli, artifact, pki, tmp_path):
-    code, stdout, stderr = run_cli("sign", artifact, "--key", pki["private"],
-                                   "--certificate", pki["certificate"], "--chain", pki["ca"])
+    code, stdout, stderr = run_cli(
+        "sign", artifact, "--key", pki["private"], "--certificate", pki["certificate"], "--chain", pki["ca"]
+    )
     assert code == 0, stderr
     assert signature_info(artifact)["kind"] == "certificate"
     code, stdout, _ = run_cli("verify", artifact, "--chain", pki["ca"])

@@ -48,7 +48,9 @@ def test_auto_measures_and_says_what_it_picked(exported_mlp):
     assert description["picked"] == min(description["median_ms"], key=description["median_ms"].get)
     assert description["runtime"] == f"auto -> {description['picked']}"
     batch = _batches()[1]
-    np.testing.assert_allclose(predictor.predict(batch), load_predictor(art, "eager").predict(batch), atol=1e-5)
+    np.testing.assert_allclose(
+        predictor.predict(batch), load_predictor(art, "eager").predict(batch), atol=1e-5
+    )
 
 
 def test_onnxruntime_uses_threads_optimizations_and_cpu(exported_mlp):
@@ -80,11 +82,15 @@ def test_cuda_provider_missing_is_a_clear_error():
     assert session_providers(ort, "cpu") == ["CPUExecutionProvider"]
 
 
-@pytest.mark.parametrize(("runtime", "fmt"), [("onnxruntime", "onnx"), ("torchscript", "torchscript"),
-                                              ("exported", "exported"), ("aoti", "aoti")])
+@pytest.mark.parametrize(
+    ("runtime", "fmt"),
+    [("onnxruntime", "onnx"), ("torchscript", "torchscript"), ("exported", "exported"), ("aoti", "aoti")],
+)
 def test_missing_export_names_the_command(tmp_path, runtime, fmt):
     art = tiny_artifact("mlp", path=tmp_path / "art")
-    with pytest.raises(RuntimeError_, match=rf"has no {fmt} export; run: torchship export .*art --format {fmt}$"):
+    with pytest.raises(
+        RuntimeError_, match=rf"has no {fmt} export; run: torchship export .*art --format {fmt}$"
+    ):
         load_predictor(art, runtime)
 
 
@@ -95,7 +101,9 @@ def test_wrong_batch_shape_is_one_line(exported_mlp):
 
 
 def test_unknown_runtime_lists_choices():
-    with pytest.raises(RuntimeError_, match="unknown runtime 'onnx'; choose one of: aoti, auto, compile, eager"):
+    with pytest.raises(
+        RuntimeError_, match="unknown runtime 'onnx'; choose one of: aoti, auto, compile, eager"
+    ):
         load_predictor(tiny_artifact("mlp"), "onnx")
 
 
@@ -118,7 +126,9 @@ def test_pt2_with_pickled_payload_is_refused(exported_mlp, tmp_path):
                 next(iter(config["config"].values()))["use_pickle"] = True
                 data = json.dumps(config).encode()
             dst.writestr(item, data)
-    with pytest.raises(RuntimeError_, match="holds a pickled payload .*tensor marked use_pickle.*does not unpickle"):
+    with pytest.raises(
+        RuntimeError_, match="holds a pickled payload .*tensor marked use_pickle.*does not unpickle"
+    ):
         check_pt2_without_pickles(tampered)
     evil = tmp_path / "evil.pt2"
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(evil, "w") as dst:

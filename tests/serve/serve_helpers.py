@@ -45,8 +45,10 @@ for _name, _cls in (("test-slow", SlowPredictor), ("test-crash", CrashPredictor)
 
 
 def v2_body(x: np.ndarray, **extra) -> dict:
-    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
-            **extra}
+    return {
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        **extra,
+    }
 
 
 def reference(repo: Path, model: str, version: str, x: np.ndarray) -> np.ndarray:
@@ -98,8 +100,9 @@ def serve_app(app):
 
     from torchship.serve.server import uvicorn_config
 
-    server = uvicorn.Server(uvicorn_config(app, app.state.serve.config, host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn_config(app, app.state.serve.config, host="127.0.0.1", port=0, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

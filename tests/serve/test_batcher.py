@@ -51,7 +51,8 @@ def test_decision_invariants(rows, wait_ms, busy):
     if rows and (busy == 0 or wait_ms >= POLICY.max_queue_delay_ms):
         assert d.take >= 1  # nothing waits when the model is idle or the delay has passed
     if d.take == 0 and rows:
-        assert d.wait_ms is not None and 0 < d.wait_ms <= POLICY.max_queue_delay_ms
+        assert d.wait_ms is not None
+        assert 0 < d.wait_ms <= POLICY.max_queue_delay_ms
 
 
 class Echo:
@@ -71,7 +72,7 @@ def _run_batcher(requests, policy, instances=2):
         predictors = [Echo() for _ in range(instances)]
 
         def deliver(result):
-            for pending, out in zip(result.requests, result.outputs):
+            for pending, out in zip(result.requests, result.outputs, strict=False):
                 if not pending.future.done():
                     pending.future.set_result(out)
 
@@ -92,8 +93,12 @@ def _run_batcher(requests, policy, instances=2):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(requests=st.lists(st.tuples(st.integers(1, 6), st.floats(0, 3)), min_size=1, max_size=30),
-       max_rows=st.integers(1, 16), delay_ms=st.floats(0, 3), instances=st.integers(1, 3))
+@given(
+    requests=st.lists(st.tuples(st.integers(1, 6), st.floats(0, 3)), min_size=1, max_size=30),
+    max_rows=st.integers(1, 16),
+    delay_ms=st.floats(0, 3),
+    instances=st.integers(1, 3),
+)
 def test_every_request_gets_exactly_its_own_rows(requests, max_rows, delay_ms, instances):
     policy = BatchPolicy(max_batch_size=max(max_rows, 6), max_queue_delay_ms=delay_ms, queue_limit=1000)
     results, predictors = _run_batcher(requests, policy, instances)
@@ -122,8 +127,9 @@ def test_full_queue_refuses_at_once():
                 return x
 
         blocked = Blocked()
-        batcher = Batcher("b", BatchPolicy(max_batch_size=1, queue_limit=2), [blocked], Blocked, loop,
-                          lambda r: None)
+        batcher = Batcher(
+            "b", BatchPolicy(max_batch_size=1, queue_limit=2), [blocked], Blocked, loop, lambda r: None
+        )
         try:
             batcher.submit(np.zeros((1, 1)), 10)
             for _ in range(50):  # the instance takes the first request; then the queue holds two

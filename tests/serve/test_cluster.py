@@ -13,12 +13,19 @@ from torchship.serve.workers import _worker_config, split_threads
 
 def _entry(rows: int, batches: int, success_ns: int, sizes: dict[int, int], drift: str) -> dict:
     duration = {"count": batches, "ns": success_ns}
-    return {"name": "m", "version": "1", "last_inference": rows, "inference_count": rows,
-            "execution_count": batches, "instance_restarts": 0,
-            "inference_stats": {"success": {"count": rows, "ns": success_ns}, "queue": duration},
-            "batch_stats": [{"batch_size": size, "compute_infer": {"count": n, "ns": n * 10}}
-                            for size, n in sizes.items()],
-            "drift": {"status": drift}}
+    return {
+        "name": "m",
+        "version": "1",
+        "last_inference": rows,
+        "inference_count": rows,
+        "execution_count": batches,
+        "instance_restarts": 0,
+        "inference_stats": {"success": {"count": rows, "ns": success_ns}, "queue": duration},
+        "batch_stats": [
+            {"batch_size": size, "compute_infer": {"count": n, "ns": n * 10}} for size, n in sizes.items()
+        ],
+        "drift": {"status": drift},
+    }
 
 
 def test_stats_of_workers_are_added_version_by_version():

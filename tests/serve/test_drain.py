@@ -27,7 +27,9 @@ class Slow(EagerPredictor):
         return super().predict(batch)
 
 runtimes.register("drain-slow")(lambda art, opts: Slow(art, opts))
-config = ServeConfig(access_log=False, default=ModelSettings(runtime="drain-slow", max_batch_size=1, warmup=0))
+config = ServeConfig(
+    access_log=False, default=ModelSettings(runtime="drain-slow", max_batch_size=1, warmup=0)
+)
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning")
 """
 
@@ -46,8 +48,12 @@ def _in_flight(url: str) -> float:
 def test_sigterm_under_load_finishes_every_accepted_request(repo):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(repo / "mlp" / "1"), str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(repo / "mlp" / "1"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -56,11 +62,14 @@ def test_sigterm_under_load_finishes_every_accepted_request(repo):
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
             time.sleep(0.1)
         body = v2_body(np.ones((1, 16), np.float32))
         with httpx.Client(timeout=60) as http, cf.ThreadPoolExecutor(12) as pool:
-            futures = [pool.submit(http.post, url + "/v2/models/tiny-mlp/infer", json=body) for _ in range(12)]
+            futures = [
+                pool.submit(http.post, url + "/v2/models/tiny-mlp/infer", json=body) for _ in range(12)
+            ]
             busy_by = time.monotonic() + 10
             while (in_flight := _in_flight(url)) < 5 and time.monotonic() < busy_by:
                 time.sleep(0.01)

@@ -118,15 +118,18 @@ def test_every_rpc_gets_an_access_log_line(server, caplog):
         time.sleep(0.01)
     assert [(x["method"], x["path"], x["status"]) for x in lines] == [
         ("GRPC", "/inference.GRPCInferenceService/ServerLive", 200),
-        ("GRPC", "/inference.GRPCInferenceService/ModelMetadata", 404)]
+        ("GRPC", "/inference.GRPCInferenceService/ModelMetadata", 404),
+    ]
     assert lines[0]["request_id"] == "abc-1"
 
 
 def test_tritonclient_grpc_infer_matches_in_process(repo, server):
     _, target = server
     with triton(target) as client:
-        outputs = [grpcclient.InferRequestedOutput("logits"),
-                   grpcclient.InferRequestedOutput("probabilities", class_count=2)]
+        outputs = [
+            grpcclient.InferRequestedOutput("logits"),
+            grpcclient.InferRequestedOutput("probabilities", class_count=2),
+        ]
         result = client.infer("cnn", [infer_input(X)], outputs=outputs, request_id="r1")
         want = reference(repo, "cnn", "2", X)
         np.testing.assert_allclose(result.as_numpy("logits"), want, atol=1e-5)
@@ -144,8 +147,11 @@ def test_typed_contents_round_trip_and_raw_outputs(repo, server):
     _, target = server
     x_int = np.arange(2 * 64, dtype=np.int32).reshape(2, 1, 8, 8) % 5 - 2
     with stub(target) as api:
-        for datatype, field, x in (("FP32", "fp32_contents", X), ("INT32", "int_contents", x_int),
-                                   ("INT64", "int64_contents", x_int.astype(np.int64))):
+        for datatype, field, x in (
+            ("FP32", "fp32_contents", X),
+            ("INT32", "int_contents", x_int),
+            ("INT64", "int64_contents", x_int.astype(np.int64)),
+        ):
             request = service_pb2.ModelInferRequest(model_name="cnn", model_version="1")
             tensor = request.inputs.add(name="input", datatype=datatype, shape=list(x.shape))
             getattr(tensor.contents, field).extend(x.ravel().tolist())
@@ -176,8 +182,11 @@ def test_statistics_and_metrics_are_shared_with_http(server):
             client.infer("mlp", [inp])
         after = client.get_inference_statistics("mlp", "1", as_json=True)["model_stats"][0]
         assert int(after.get("inference_count", 0)) - int(before.get("inference_count", 0)) == 15
-        assert int(after["inference_stats"]["success"]["count"]) - int(
-            before["inference_stats"]["success"].get("count", 0)) == 5
+        assert (
+            int(after["inference_stats"]["success"]["count"])
+            - int(before["inference_stats"]["success"].get("count", 0))
+            == 5
+        )
         rows_after, requests_after = http_count()
         assert (rows_after - rows_before, requests_after - requests_before) == (15, 5)
         assert int(after.get("inference_count", 0)) == rows_after
@@ -231,6 +240,7 @@ def test_overload_is_unavailable_with_retry_info(repo):
     request = service_pb2.ModelInferRequest(model_name="mlp")
     request.inputs.add(name="input", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend([0.0] * 16)
     with grpc_server(repo, config) as (_, target), stub(target) as api, cf.ThreadPoolExecutor(12) as pool:
+
         def call(_):
             try:
                 api.ModelInfer(request, timeout=TIMEOUT_S)
@@ -273,8 +283,10 @@ def test_tokens_guard_inference_and_management(repo):
 def test_repository_index_unload_load(repo):
     with grpc_server(repo) as (_, target), triton(target) as client:
         index = client.get_model_repository_index(as_json=True)["models"]
-        assert {(m["name"], m.get("version"), m["state"]) for m in index} >= {("cnn", "1", "READY"),
-                                                                              ("mlp", "1", "READY")}
+        assert {(m["name"], m.get("version"), m["state"]) for m in index} >= {
+            ("cnn", "1", "READY"),
+            ("mlp", "1", "READY"),
+        }
         client.unload_model("mlp")
         assert not client.is_model_ready("mlp")
         mlp = [m for m in client.get_model_repository_index(as_json=True)["models"] if m["name"] == "mlp"]

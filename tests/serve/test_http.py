@@ -24,15 +24,19 @@ def test_tritonclient_json_binary_and_async_match_in_process(repo, server):
     httpclient = pytest.importorskip("tritonclient.http")
     client = httpclient.InferenceServerClient(server.removeprefix("http://"), network_timeout=30)
     try:
-        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("cnn")
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.is_model_ready("cnn")
         assert client.get_model_metadata("cnn")["inputs"][0]["shape"] == [-1, 1, 8, 8]
         assert client.get_model_config("cnn")["max_batch_size"] == 32
         want = reference(repo, "cnn", "2", X)
         for binary in (False, True):
             inp = httpclient.InferInput("input", list(X.shape), "FP32")
             inp.set_data_from_numpy(X, binary_data=binary)
-            outputs = [httpclient.InferRequestedOutput("logits", binary_data=binary),
-                       httpclient.InferRequestedOutput("probabilities", binary_data=binary, class_count=2)]
+            outputs = [
+                httpclient.InferRequestedOutput("logits", binary_data=binary),
+                httpclient.InferRequestedOutput("probabilities", binary_data=binary, class_count=2),
+            ]
             result = client.infer("cnn", [inp], outputs=outputs, request_id=f"b{binary}")
             np.testing.assert_allclose(result.as_numpy("logits"), want, atol=1e-5)
             assert result.get_response()["id"] == f"b{binary}"
@@ -41,8 +45,9 @@ def test_tritonclient_json_binary_and_async_match_in_process(repo, server):
             assert int(top.split(":")[1]) == int(np.argmax(want[0]))
         pending = [client.async_infer("cnn", [inp], model_version="1") for _ in range(4)]
         for p in pending:
-            np.testing.assert_allclose(p.get_result(timeout=30).as_numpy("logits"),
-                                       reference(repo, "cnn", "1", X), atol=1e-5)
+            np.testing.assert_allclose(
+                p.get_result(timeout=30).as_numpy("logits"), reference(repo, "cnn", "1", X), atol=1e-5
+            )
         stats = client.get_inference_statistics("cnn", "1")["model_stats"][0]
         assert stats["inference_count"] >= 16
     finally:
@@ -62,27 +67,39 @@ def test_concurrent_requests_are_merged_and_never_mixed(repo, server):
 
     before = histogram_count()
     with httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(16) as pool:
+
         def one(i):
             r = http.post(server + "/v2/models/cnn/infer", json=v2_body(inputs[i], id=str(i)))
             return i, r.json()
 
         for i, body in pool.map(one, range(64)):
             assert body["id"] == str(i)
-            np.testing.assert_allclose(np.array(body["outputs"][0]["data"]).reshape(1, 10), want[i : i + 1],
-                                       atol=1e-5)
+            np.testing.assert_allclose(
+                np.array(body["outputs"][0]["data"]).reshape(1, 10), want[i : i + 1], atol=1e-5
+            )
     batches = histogram_count() - before
     assert batches < 64  # some requests shared a batch
 
 
 def test_overload_sheds_with_503_and_retry_after(repo):
     config = settings(runtime="test-slow", max_batch_size=1, queue_limit=2)
-    with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(12) as pool:
-        responses = list(pool.map(lambda _: http.post(url + "/v2/models/mlp/infer",
-                                                      json=v2_body(np.ones((1, 16), np.float32))), range(24)))
+    with (
+        real_server(repo, config) as url,
+        httpx.Client(timeout=30) as http,
+        cf.ThreadPoolExecutor(12) as pool,
+    ):
+        responses = list(
+            pool.map(
+                lambda _: http.post(url + "/v2/models/mlp/infer", json=v2_body(np.ones((1, 16), np.float32))),
+                range(24),
+            )
+        )
         codes = [r.status_code for r in responses]
-        assert set(codes) == {200, 503} and codes.count(200) >= 3
+        assert set(codes) == {200, 503}
+        assert codes.count(200) >= 3
         shed = next(r for r in responses if r.status_code == 503)
-        assert shed.headers["retry-after"] == "1" and "overloaded" in shed.json()["error"]
+        assert shed.headers["retry-after"] == "1"
+        assert "overloaded" in shed.json()["error"]
 
 
 def test_a_full_queue_sheds_before_the_body_is_decoded(repo):
@@ -95,13 +112,18 @@ def test_a_full_queue_sheds_before_the_body_is_decoded(repo):
         while True:  # wait until one request computes and one waits in the queue
             # keep it full: a batch takes 50 ms, so on a loaded machine one poll can miss a short window
             fill += [pool.submit(http.post, url + "/v2/models/mlp/infer", json=good) for _ in range(2)]
-            depth = re.search(r'torchship_queue_depth\{model="mlp",version="1"\} (\S+)', http.get(url + "/metrics").text)
+            depth = re.search(
+                r'torchship_queue_depth\{model="mlp",version="1"\} (\S+)', http.get(url + "/metrics").text
+            )
             if depth and float(depth.group(1)) >= 1:
                 break
             assert time.monotonic() < deadline, "the queue never filled"
             time.sleep(0.005)
-        r = http.post(url + "/v2/models/mlp/infer", content=b"{not json", headers={"content-type": "application/json"})
-        assert r.status_code == 503 and "overloaded" in r.json()["error"]
+        r = http.post(
+            url + "/v2/models/mlp/infer", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 503
+        assert "overloaded" in r.json()["error"]
         assert {f.result().status_code for f in fill} <= {200, 503}
 
 
@@ -109,6 +131,9 @@ def test_request_timeout_parameter_expires_queued_requests(repo):
     config = settings(runtime="test-slow", max_batch_size=1)
     with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(8) as pool:
         body = v2_body(np.ones((1, 16), np.float32), parameters={"timeout": 20_000})  # 20 ms, in µs
-        codes = [r.status_code for r in pool.map(lambda _: http.post(url + "/v2/models/mlp/infer", json=body),
-                                                 range(8))]
-        assert 503 in codes and 200 in codes
+        codes = [
+            r.status_code
+            for r in pool.map(lambda _: http.post(url + "/v2/models/mlp/infer", json=body), range(8))
+        ]
+        assert 503 in codes
+        assert 200 in codes

@@ -39,8 +39,9 @@ class Heartbeat:
 
 
 async def test_a_700k_entry_shape_never_holds_the_event_loop(repo):
-    shape_bomb = orjson.dumps({"inputs": [{"name": "input", "shape": [2] * 700_000, "datatype": "FP32",
-                                           "data": [0.0]}]})
+    shape_bomb = orjson.dumps(
+        {"inputs": [{"name": "input", "shape": [2] * 700_000, "datatype": "FP32", "data": [0.0]}]}
+    )
     async with in_process(repo) as c:
         heartbeat = Heartbeat()
         beating = asyncio.ensure_future(heartbeat.run())
@@ -57,11 +58,14 @@ async def test_a_700k_entry_shape_never_holds_the_event_loop(repo):
     assert heartbeat.longest_gap_s < 1.0, heartbeat.longest_gap_s
 
 
-@pytest.mark.parametrize(("shape", "message"), [
-    ([0, 2**63], "is larger than a"),
-    ([2**40, 2**40, 1, 1], "is larger than a"),
-    ([1] * 9, "at most 8 dimensions"),
-])
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ([0, 2**63], "is larger than a"),
+        ([2**40, 2**40, 1, 1], "is larger than a"),
+        ([1] * 9, "at most 8 dimensions"),
+    ],
+)
 async def test_absurd_shapes_are_a_json_400(repo, shape, message):
     async with in_process(repo) as c:
         body = {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": []}]}
@@ -77,14 +81,30 @@ async def test_json_has_its_own_smaller_limit_and_binary_tensors_pass_it(repo):
         r = await c.post("/v2/models/mlp/infer", json=v2_body(x))
         assert r.status_code == 413
         assert "bytes exceeds the 4096-byte limit; send the tensors as binary data" in r.json()["error"]
-        head = orjson.dumps({"inputs": [{"name": "input", "shape": [32, 16], "datatype": "FP32",
-                                         "parameters": {"binary_data_size": x.nbytes}}]})
-        r = await c.post("/v2/models/mlp/infer", content=head + x.tobytes(),
-                         headers={"Inference-Header-Content-Length": str(len(head))})
+        head = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [32, 16],
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes},
+                    }
+                ]
+            }
+        )
+        r = await c.post(
+            "/v2/models/mlp/infer",
+            content=head + x.tobytes(),
+            headers={"Inference-Header-Content-Length": str(len(head))},
+        )
         assert r.status_code == 200
         padded = head[:-1] + b', "id": "' + b"p" * 5000 + b'"}'
-        r = await c.post("/v2/models/mlp/infer", content=padded + x.tobytes(),
-                         headers={"Inference-Header-Content-Length": str(len(padded))})
+        r = await c.post(
+            "/v2/models/mlp/infer",
+            content=padded + x.tobytes(),
+            headers={"Inference-Header-Content-Length": str(len(padded))},
+        )
         assert r.status_code == 413
         r = await c.post("/v1/models/mlp:predict", json={"instances": x.tolist()})
         assert r.status_code == 413
@@ -98,8 +118,11 @@ async def test_an_unexpected_failure_answers_json_500_on_every_kind_of_route(rep
         monkeypatch.setattr(ServedModel, "check_input", broken)
         monkeypatch.setattr(ServedModel, "metadata", broken)
         monkeypatch.setattr(ServedModel, "infer", broken)
-        for r in (await c.post("/v2/models/cnn/infer", json=v2_body(X)), await c.get("/v2/models/cnn"),
-                  await c.post("/v1/models/cnn:predict", json={"instances": X.tolist()})):
+        for r in (
+            await c.post("/v2/models/cnn/infer", json=v2_body(X)),
+            await c.get("/v2/models/cnn"),
+            await c.post("/v1/models/cnn:predict", json={"instances": X.tolist()}),
+        ):
             assert r.status_code == 500
             assert r.headers["content-type"] == "application/json"
             assert r.json()["error"].startswith("internal server error (RuntimeError)")
@@ -137,8 +160,10 @@ async def _call(app, scope: dict, receive) -> tuple[int, bytes]:
 async def test_a_multipart_upload_is_refused_as_soon_as_it_passes_the_limit(repo):
     limit, chunk = 64 * 1024, b"x" * 16 * 1024
     app = create_app(repo, ServeConfig(max_body_bytes=limit))
-    head = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-            b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n")
+    head = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n"
+    )
     received = [0]
 
     async def receive() -> dict:  # a 3.2 MB upload without a Content-Length, 16 KiB at a time
@@ -147,10 +172,20 @@ async def test_a_multipart_upload_is_refused_as_soon_as_it_passes_the_limit(repo
             return {"type": "http.request", "body": head, "more_body": True}
         return {"type": "http.request", "body": chunk, "more_body": received[0] < 200}
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/models/cnn:classify", "raw_path": b"",
-             "query_string": b"", "headers": [(b"content-type", b"multipart/form-data; boundary=B")],
-             "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http", "root_path": "",
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/cnn:classify",
+        "raw_path": b"",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=B")],
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     async with app.router.lifespan_context(app):
         for _ in range(400):
             if app.state.serve.started:
@@ -221,11 +256,14 @@ def strict_server(repo):
 
 
 @pytest.mark.anyio(False)
-@pytest.mark.parametrize("head", [
-    b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",  # a big header
-    b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 3000,  # one that never ends
-    b"GET /v2/health/live?" + b"q" * 4000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # a long request line
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",  # a big header
+        b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 3000,  # one that never ends
+        b"GET /v2/health/live?" + b"q" * 4000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # a long request line
+    ],
+)
 def test_a_request_head_over_the_limit_gets_431(strict_server, head):
     status, body = _status_and_json(_exchange(strict_server, head))
     assert status == 431
@@ -251,6 +289,11 @@ def test_a_stalled_request_body_gets_408(strict_server):
 
 @pytest.mark.anyio(False)
 def test_requests_within_the_limits_still_pass(strict_server):
-    ok = _exchange(strict_server, b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-                   + b"X-Fine: " + b"a" * 1500 + b"\r\n\r\n")
+    ok = _exchange(
+        strict_server,
+        b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        + b"X-Fine: "
+        + b"a" * 1500
+        + b"\r\n\r\n",
+    )
     assert ok.startswith(b"HTTP/1.1 200")

@@ -54,9 +54,11 @@ async def test_entries_that_cannot_load_are_unavailable_with_their_reason(mixed_
     async with started(mixed_repo) as c:
         index = {e["name"]: e for e in (await c.post("/v2/repository/index")).json()}
         assert index["good"]["state"] == "READY"
-        for name, why in (("empty", "has no version directories"),
-                          ("linked", "is a link to a place outside the repository"),
-                          ("broken", "checksum mismatch")):
+        for name, why in (
+            ("empty", "has no version directories"),
+            ("linked", "is a link to a place outside the repository"),
+            ("broken", "checksum mismatch"),
+        ):
             assert index[name]["state"] == "UNAVAILABLE", index[name]
             assert why in index[name]["reason"]
             r = await c.post(f"/v2/models/{name}/infer", json=v2_body(np.ones((1, 16), np.float32)))
@@ -112,7 +114,6 @@ def test_the_cli_passes_no_strict_readiness_to_the_server(run_cli, repo, monkeyp
     assert seen["config"].strict_readiness is False
     assert run_cli("serve", repo)[0] == 0
     assert seen["config"].strict_readiness is True
-
 
 
 async def test_a_run_directory_is_served_as_its_artifact(tmp_path):

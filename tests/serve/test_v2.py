@@ -10,7 +10,9 @@ from torchship.serve.v2 import DTYPES, OutputTensor, ServeError, classify, decod
 
 
 def _body(data, shape, datatype="FP32", **extra):
-    return orjson.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}], **extra})
+    return orjson.dumps(
+        {"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}], **extra}
+    )
 
 
 def test_flat_and_nested_data_decode_the_same():
@@ -30,9 +32,20 @@ def test_every_numeric_datatype_decodes(datatype):
 
 def test_binary_input_and_id_and_parameters():
     x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
-    head = orjson.dumps({"id": "abc", "parameters": {"timeout": 5000, "binary_data_output": True},
-                         "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": x.nbytes}}]})
+    head = orjson.dumps(
+        {
+            "id": "abc",
+            "parameters": {"timeout": 5000, "binary_data_output": True},
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [2, 3],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+        }
+    )
     req = decode_infer(head + x.tobytes(), str(len(head)))
     np.testing.assert_array_equal(req.inputs["input"], x)
     assert (req.id, req.timeout_us, req.binary_output) == ("abc", 5000, True)
@@ -41,21 +54,24 @@ def test_binary_input_and_id_and_parameters():
 _HEAD = b'{"inputs":[{"name":"input","shape":[4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}'
 
 
-@pytest.mark.parametrize(("body", "header", "message"), [
-    (b"{not json", None, "not valid JSON"),
-    (b"[1, 2]", None, "JSON object"),
-    (b'{"inputs": []}', None, "non-empty 'inputs'"),
-    (_body([1, 2], [3]), None, "needs 3"),
-    (_body(["a", "b"], [2]), None, "not all FP32"),
-    (_body([1, 2], [2], "BYTES"), None, "not supported"),
-    (_body([1, 2], [-2]), None, "non-negative"),
-    (_body([], [0, 2**63]), None, "larger than a"),
-    (_body([1], [1] * 9), None, "at most 8 dimensions"),
-    (_body([1], [1], parameters={"timeout": "soon"}), None, "timeout"),
-    (_HEAD + b"\0" * 8, str(len(_HEAD)), "truncated"),
-    (_HEAD + b"\0" * 20, str(len(_HEAD)), "beyond"),
-    (b"{}", "999", "does not fit"),
-])
+@pytest.mark.parametrize(
+    ("body", "header", "message"),
+    [
+        (b"{not json", None, "not valid JSON"),
+        (b"[1, 2]", None, "JSON object"),
+        (b'{"inputs": []}', None, "non-empty 'inputs'"),
+        (_body([1, 2], [3]), None, "needs 3"),
+        (_body(["a", "b"], [2]), None, "not all FP32"),
+        (_body([1, 2], [2], "BYTES"), None, "not supported"),
+        (_body([1, 2], [-2]), None, "non-negative"),
+        (_body([], [0, 2**63]), None, "larger than a"),
+        (_body([1], [1] * 9), None, "at most 8 dimensions"),
+        (_body([1], [1], parameters={"timeout": "soon"}), None, "timeout"),
+        (_HEAD + b"\0" * 8, str(len(_HEAD)), "truncated"),
+        (_HEAD + b"\0" * 20, str(len(_HEAD)), "beyond"),
+        (b"{}", "999", "does not fit"),
+    ],
+)
 def test_bad_requests_say_what_is_wrong(body, header, message):
     with pytest.raises(ServeError, match=message) as info:
         decode_infer(body, header)
@@ -72,7 +88,8 @@ def test_encode_json_and_binary():
     body, headers = encode_infer("m", "1", "rid", [OutputTensor("logits", y)])
     assert headers["content-type"] == "application/json"
     out = orjson.loads(body)
-    assert out["id"] == "rid" and out["outputs"][0]["data"] == y.ravel().tolist()
+    assert out["id"] == "rid"
+    assert out["outputs"][0]["data"] == y.ravel().tolist()
     body, headers = encode_infer("m", "1", None, [OutputTensor("logits", y, binary=True)])
     n = int(headers["inference-header-content-length"])
     head = orjson.loads(body[:n])

@@ -256,4 +256,3 @@ def test_a_taken_port_is_one_line_with_workers(run_cli, repo):
         code, _, err = run_cli("serve", str(repo), "--workers", "2", "--no-grpc", "--port", str(port))
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err
-

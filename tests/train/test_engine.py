@@ -30,12 +30,16 @@ def config(tmp_path, **sections):
 def test_cnn_on_digits_reaches_97_percent(trained_digits):
     assert trained_digits.manifest.metrics["val"]["accuracy"] >= 0.97
     m = trained_digits.manifest
-    assert m.architecture.name == "cnn" and m.input.shape == [1, 8, 8]
+    assert m.architecture.name == "cnn"
+    assert m.input.shape == [1, 8, 8]
     assert m.labels == [str(i) for i in range(10)]
-    assert m.lineage.op == "train" and m.lineage.params["optim"]["name"] == "adamw"
-    assert m.reference is not None and len(m.reference.class_freq) == 10
+    assert m.lineage.op == "train"
+    assert m.lineage.params["optim"]["name"] == "adamw"
+    assert m.reference is not None
+    assert len(m.reference.class_freq) == 10
     assert len(m.reference.prediction_freq) == 10
-    assert len(m.curves) >= 1 and "val.accuracy" in m.curves[0]
+    assert len(m.curves) >= 1
+    assert "val.accuracy" in m.curves[0]
     assert {"val", "train"} <= set(m.metrics)
     assert {"accuracy", "f1_macro", "auroc", "loss"} <= set(m.metrics["val"])
     evaluation = json.loads((trained_digits.path / "evaluation.json").read_text())
@@ -91,7 +95,8 @@ def test_resume_without_checkpoint(tmp_path):
 
 @pytest.fixture
 def nan_model(tmp_path, monkeypatch):
-    (tmp_path / "nanmod.py").write_text(textwrap.dedent("""
+    (tmp_path / "nanmod.py").write_text(
+        textwrap.dedent("""
         import torch
         class BlowsUp(torch.nn.Module):
             calls = 0
@@ -105,7 +110,8 @@ def nan_model(tmp_path, monkeypatch):
                     if BlowsUp.calls > 8:
                         out = out * float("nan")
                 return out
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "nanmod:BlowsUp"
 
@@ -125,7 +131,9 @@ def test_bring_your_own_model_needs_permission(tmp_path, nan_model):
 
 
 def test_model_that_does_not_fit_the_data(tmp_path):
-    cfg = config(tmp_path, model={"name": "cnn"}, data={"name": "synthetic", "synthetic": {"shape": [16], "size": 64}})
+    cfg = config(
+        tmp_path, model={"name": "cnn"}, data={"name": "synthetic", "synthetic": {"shape": [16], "size": 64}}
+    )
     with pytest.raises(ModelError, match="needs image input"):
         train(cfg, console=QUIET)
     cfg = config(tmp_path, model={"name": "mlp", "kwargs": {"in_channels": 3}})
@@ -154,14 +162,19 @@ def test_gradient_accumulation_equals_the_large_batch(tmp_path):
 @pytest.mark.parametrize("optim", ["sgd", "adam", "adamw", "adagrad", "rmsprop"])
 def test_every_optimizer_learns(tmp_path, optim):
     lr = {"sgd": 0.1, "adagrad": 0.05}.get(optim, 3e-3)
-    art = train(config(tmp_path, optim={"name": optim, "lr": lr, "nesterov": optim == "sgd"},
-                       train={"epochs": 3}), console=QUIET)
+    art = train(
+        config(tmp_path, optim={"name": optim, "lr": lr, "nesterov": optim == "sgd"}, train={"epochs": 3}),
+        console=QUIET,
+    )
     assert art.manifest.metrics["val"]["accuracy"] > 0.5
 
 
 def test_options_bf16_l1_smoothing_clip_tensorboard(tmp_path):
-    cfg = config(tmp_path, optim={"name": "adam", "lr": 3e-3},
-                 train={"bf16": True, "l1": 1e-5, "label_smoothing": 0.1, "grad_clip": 1.0, "tensorboard": True})
+    cfg = config(
+        tmp_path,
+        optim={"name": "adam", "lr": 3e-3},
+        train={"bf16": True, "l1": 1e-5, "label_smoothing": 0.1, "grad_clip": 1.0, "tensorboard": True},
+    )
     art = train(cfg, console=QUIET)
     assert art.manifest.metrics["val"]["accuracy"] > 0.3
     assert any((tmp_path / "run" / "tensorboard").iterdir())

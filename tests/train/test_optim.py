@@ -18,19 +18,26 @@ def lrs(name, epochs=10, steps=10, **kw):
 
 def test_warmup_ramps_then_cosine_decays():
     values, _ = lrs("cosine", warmup_epochs=2)
-    assert values[0] < 0.1 and values[19] == pytest.approx(1.0, abs=0.06)
-    assert values[20] == pytest.approx(1.0) and values[-1] < 0.01
-    assert all(a >= b for a, b in zip(values[20:], values[21:]))
+    assert values[0] < 0.1
+    assert values[19] == pytest.approx(1.0, abs=0.06)
+    assert values[20] == pytest.approx(1.0)
+    assert values[-1] < 0.01
+    assert all(a >= b for a, b in zip(values[20:], values[21:], strict=False))
 
 
 def test_step_exponential_onecycle():
     step, _ = lrs("step", step_size=3, gamma=0.5)
-    assert step[29] == 1.0 and step[30] == 0.5 and step[60] == 0.25
+    assert step[29] == 1.0
+    assert step[30] == 0.5
+    assert step[60] == 0.25
     expo, _ = lrs("exponential", gamma=0.5)
-    assert expo[10] == pytest.approx(0.5) and expo[20] == pytest.approx(0.25)
+    assert expo[10] == pytest.approx(0.5)
+    assert expo[20] == pytest.approx(0.25)
     one, _ = lrs("onecycle")
     peak = max(range(len(one)), key=one.__getitem__)
-    assert one[0] == pytest.approx(1 / 25) and one[peak] == pytest.approx(1.0, abs=1e-3) and one[-1] < 1e-3
+    assert one[0] == pytest.approx(1 / 25)
+    assert one[peak] == pytest.approx(1.0, abs=1e-3)
+    assert one[-1] < 1e-3
     assert 25 <= peak <= 32
 
 

@@ -6,14 +6,16 @@ from torchship.tune import parse_space  # noqa: E402
 
 
 def test_every_kind_of_param_suggests_values_inside_its_space():
-    params, problems = parse_space({
-        "optim.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
-        "model.dropout": {"uniform": [0.0, 0.5], "step": 0.1},
-        "train.batch_size": {"int": [16, 128], "step": 16},
-        "model.kwargs.hidden": {"int": [8, 512], "log": True},
-        "model.kwargs.channels": {"choice": [[16, 32], [32, 64]]},
-        "optim.name": {"choice": ["sgd", "adamw"]},
-    })
+    params, problems = parse_space(
+        {
+            "optim.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
+            "model.dropout": {"uniform": [0.0, 0.5], "step": 0.1},
+            "train.batch_size": {"int": [16, 128], "step": 16},
+            "model.kwargs.hidden": {"int": [8, 512], "log": True},
+            "model.kwargs.channels": {"choice": [[16, 32], [32, 64]]},
+            "optim.name": {"choice": ["sgd", "adamw"]},
+        }
+    )
     assert problems == []
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
@@ -55,16 +57,22 @@ def test_the_config_as_written_is_where_a_new_study_starts(tmp_path):
     from torchship.tune import load_tune
 
     config = tmp_path / "start.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
-        "optim": {"name": "adamw", "lr": 3.0e-3},
-        "train": {"batch_size": 64},
-        "tune": {"space": {
-            "optim.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
-            "optim.name": {"choice": ["sgd", "adamw"]},
-            "model.kwargs.hidden": {"choice": [[16], [32]]},
-            "train.batch_size": {"int": [16, 48], "step": 16},  # 64 is outside: Optuna samples it
-        }},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
+                "optim": {"name": "adamw", "lr": 3.0e-3},
+                "train": {"batch_size": 64},
+                "tune": {
+                    "space": {
+                        "optim.lr": {"log_uniform": [1.0e-4, 1.0e-1]},
+                        "optim.name": {"choice": ["sgd", "adamw"]},
+                        "model.kwargs.hidden": {"choice": [[16], [32]]},
+                        "train.batch_size": {"int": [16, 48], "step": 16},  # 64 is outside: Optuna samples it
+                    }
+                },
+            }
+        )
+    )
     start = load_tune(config).start_values()
     assert start == {"optim.lr": 3.0e-3, "optim.name": "adamw", "model.kwargs.hidden": "[32]"}

@@ -69,8 +69,10 @@ def parse_key(raw: bytes, where: str) -> bytes:
             continue
         if len(key) == 32:
             return key
-    raise EncryptionError(f"the key from {where} is not 32 bytes (raw, 64 hex digits or base64)",
-                          fix="make one with: torchship keygen -o keys --encryption-key")
+    raise EncryptionError(
+        f"the key from {where} is not 32 bytes (raw, 64 hex digits or base64)",
+        fix="make one with: torchship keygen -o keys --encryption-key",
+    )
 
 
 def use_key_file(path: str | os.PathLike[str]) -> None:
@@ -83,8 +85,9 @@ def use_key_file(path: str | os.PathLike[str]) -> None:
     try:
         parse_key(file.read_bytes(), str(file))
     except OSError as exc:
-        raise EncryptionError(f"cannot read key file {file} ({exc.strerror})",
-                              fix="check the --key-file path") from None
+        raise EncryptionError(
+            f"cannot read key file {file} ({exc.strerror})", fix="check the --key-file path"
+        ) from None
     os.environ[KEY_FILE_ENV] = str(file.resolve())
 
 
@@ -109,8 +112,9 @@ def resolve_key(needed_for: str) -> bytes:
         try:
             key = parse_key(Path(value).read_bytes(), value)
         except OSError as exc:
-            raise EncryptionError(f"cannot read key file {value} ({exc.strerror})",
-                                  fix=f"check {KEY_FILE_ENV}") from None
+            raise EncryptionError(
+                f"cannot read key file {value} ({exc.strerror})", fix=f"check {KEY_FILE_ENV}"
+            ) from None
     else:
         key = parse_key(_run_key_command(value), KEY_COMMAND_ENV)
     _cache[(env, value)] = key
@@ -119,15 +123,18 @@ def resolve_key(needed_for: str) -> bytes:
 
 def _run_key_command(command: str) -> bytes:
     try:
-        done = subprocess.run(shlex.split(command), capture_output=True, timeout=KEY_COMMAND_TIMEOUT_S,
-                              check=False)
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, timeout=KEY_COMMAND_TIMEOUT_S, check=False
+        )
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise EncryptionError(f"{KEY_COMMAND_ENV} {command!r} failed ({exc})",
-                              fix="check the command") from None
+        raise EncryptionError(
+            f"{KEY_COMMAND_ENV} {command!r} failed ({exc})", fix="check the command"
+        ) from None
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise EncryptionError(f"{KEY_COMMAND_ENV} {command!r} exited {done.returncode} {said[0][:200]}",
-                              fix="check the command")
+        raise EncryptionError(
+            f"{KEY_COMMAND_ENV} {command!r} exited {done.returncode} {said[0][:200]}", fix="check the command"
+        )
     return done.stdout
 
 
@@ -154,8 +161,10 @@ def unseal(key: bytes, name: str, blob: bytes, where: str) -> bytes:
     try:
         return _aesgcm()(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], name.encode())
     except InvalidTag:
-        raise EncryptionError(f"cannot decrypt {name} in {where}: wrong key (or the file was altered)",
-                              fix="give the key the artifact was encrypted with") from None
+        raise EncryptionError(
+            f"cannot decrypt {name} in {where}: wrong key (or the file was altered)",
+            fix="give the key the artifact was encrypted with",
+        ) from None
 
 
 class Sealer:

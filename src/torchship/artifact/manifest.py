@@ -184,7 +184,10 @@ def signature_from_input(spec: InputSpec | dict[str, Any], classes: int) -> dict
                 "dtype": spec.dtype,
                 "shape": [BATCH, *spec.shape],
                 "preprocessing": {
-                    "kind": spec.layout, "scale": spec.scale, "mean": spec.mean, "std": spec.std,
+                    "kind": spec.layout,
+                    "scale": spec.scale,
+                    "mean": spec.mean,
+                    "std": spec.std,
                 },
             }
         ],
@@ -280,11 +283,12 @@ class Manifest(_Strict):
             )
         pre = spec.preprocessing
         if pre is None:
-            return InputSpec(shape=list(sample), dtype=spec.dtype, layout="features", scale=1.0, mean=[0.0],
-                             std=[1.0])
-        return InputSpec(shape=list(sample), dtype=spec.dtype, layout=pre.kind, scale=pre.scale,
-                         mean=pre.mean,
-                         std=pre.std)
+            return InputSpec(
+                shape=list(sample), dtype=spec.dtype, layout="features", scale=1.0, mean=[0.0], std=[1.0]
+            )
+        return InputSpec(
+            shape=list(sample), dtype=spec.dtype, layout=pre.kind, scale=pre.scale, mean=pre.mean, std=pre.std
+        )
 
     @property
     def classes(self) -> int | None:

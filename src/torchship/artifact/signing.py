@@ -59,8 +59,9 @@ def _hashing(model_signing: Any):
 def _key_file(path: str | os.PathLike[str], what: str) -> Path:
     file = Path(path)
     if not file.is_file():
-        raise ArtifactError(f"{what} {file} does not exist",
-                            fix="make a key pair with: torchship keygen -o keys")
+        raise ArtifactError(
+            f"{what} {file} does not exist", fix="make a key pair with: torchship keygen -o keys"
+        )
     return file
 
 
@@ -83,14 +84,18 @@ def sign(
     config = model_signing.signing.Config().set_hashing_config(_hashing(model_signing))
     try:
         if certificate is not None:
-            config.use_certificate_signer(private_key=key, signing_certificate=Path(certificate),
-                                          certificate_chain=[Path(c) for c in chain])
+            config.use_certificate_signer(
+                private_key=key,
+                signing_certificate=Path(certificate),
+                certificate_chain=[Path(c) for c in chain],
+            )
         else:
             config.use_elliptic_key_signer(private_key=key, password=password)
     except (ValueError, TypeError) as exc:
-        raise ArtifactError(f"cannot sign with {key} ({' '.join(str(exc).split())[:200]})",
-                            fix="use a PEM EC private key (P-256, P-384 or P-521): torchship keygen -o keys",
-                            ) from None
+        raise ArtifactError(
+            f"cannot sign with {key} ({' '.join(str(exc).split())[:200]})",
+            fix="use a PEM EC private key (P-256, P-384 or P-521): torchship keygen -o keys",
+        ) from None
     (root / SIGNATURE).unlink(missing_ok=True)
     config.sign(root, root / SIGNATURE)
     return root / SIGNATURE
@@ -117,8 +122,12 @@ def verify(
         config.verify(root, root / SIGNATURE)
     except Exception as exc:  # the library raises ValueError, InvalidSignature, protobuf and JSON errors
         changed, added, removed = _diff(str(exc))
-        return Verdict("invalid", _explain(exc, changed, added, removed), info["fingerprint"],
-                       tuple(changed + added + removed))
+        return Verdict(
+            "invalid",
+            _explain(exc, changed, added, removed),
+            info["fingerprint"],
+            tuple(changed + added + removed),
+        )
     return Verdict("valid", f"signed by {info['fingerprint']}", info["fingerprint"])
 
 
@@ -137,8 +146,11 @@ def _diff(message: str) -> tuple[list[str], list[str], list[str]]:
 def _explain(exc: Exception, changed: list[str], added: list[str], removed: list[str]) -> str:
     message = " ".join(str(exc).split())
     if changed or added or removed:
-        parts = [f"{label}: {', '.join(names)}" for label, names in
-                 (("changed since signing", changed), ("added", added), ("removed", removed)) if names]
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (("changed since signing", changed), ("added", added), ("removed", removed))
+            if names
+        ]
         return "; ".join(parts)
     if message.startswith("Key mismatch"):
         return "signed by a different key than the one given"
@@ -155,8 +167,10 @@ def require_signature(path: str | os.PathLike[str], public_key: str | os.PathLik
     """
     verdict = verify(path, public_key)
     if verdict.status != "valid":
-        raise SignatureError(f"signature {verdict.status}: {verdict.detail}",
-                             fix=f"sign it: torchship sign ARTIFACT --key PRIVATE.pem (pair of {public_key})")
+        raise SignatureError(
+            f"signature {verdict.status}: {verdict.detail}",
+            fix=f"sign it: torchship sign ARTIFACT --key PRIVATE.pem (pair of {public_key})",
+        )
     return verdict
 
 
@@ -206,16 +220,19 @@ def keygen(out: str | os.PathLike[str]) -> tuple[Path, Path, str]:
     root = Path(out)
     private, public = root / "private.pem", root / "public.pem"
     if private.exists():
-        raise ArtifactError(f"{private} already exists",
-                            fix="choose another -o directory; keys are never overwritten")
+        raise ArtifactError(
+            f"{private} already exists", fix="choose another -o directory; keys are never overwritten"
+        )
     root.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     public.write_bytes(public_pem)
     return private, public, public_key_fingerprint(public_pem)

@@ -59,7 +59,11 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 def library_versions() -> dict[str, str]:
     import torchship
 
-    versions = {"torchship": torchship.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    versions = {
+        "torchship": torchship.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     for name in ("numpy", "onnx", "onnxruntime"):
         module = __import__("sys").modules.get(name)
         if module is not None:
@@ -121,7 +125,8 @@ class Artifact:
                 "name": name,
                 "created": _now(),
                 "architecture": architecture,
-                "signature": signature if isinstance(signature, dict)
+                "signature": signature
+                if isinstance(signature, dict)
                 else signature.model_dump(exclude_none=True),
                 "labels": labels or [],
                 "metrics": metrics or {},
@@ -147,15 +152,21 @@ class Artifact:
             {
                 "version": self.manifest.version + 1,
                 "created": _now(),
-                "lineage": {"parent": self.digest, "parent_signature": self._signature_digest(),
-                            "op": op, "params": params or {}},
+                "lineage": {
+                    "parent": self.digest,
+                    "parent_signature": self._signature_digest(),
+                    "op": op,
+                    "params": params or {},
+                },
                 "files": {},
                 "exports": {},
                 "env": library_versions(),
             }
         )
         for key, value in updates.items():
-            data[key] = value.model_dump(mode="json", by_alias=True) if hasattr(value, "model_dump") else value
+            data[key] = (
+                value.model_dump(mode="json", by_alias=True) if hasattr(value, "model_dump") else value
+            )
         state = _state_of(model) if model is not None else dict(self._state)
         return Artifact(Manifest.model_validate(data), state)
 
@@ -202,8 +213,9 @@ class Artifact:
                 with torch.device("meta"):
                     skeleton = build_model(arch)
             except ModelError as exc:
-                raise ArtifactError(f"{exc.what} (manifest architecture)",
-                                    fix="re-create the artifact") from None
+                raise ArtifactError(
+                    f"{exc.what} (manifest architecture)", fix="re-create the artifact"
+                ) from None
             _check_weights_fit(skeleton.state_dict(), self._state, arch.describe())
         model = build_model(arch, allow_import=allow_import)
         _check_weights_fit(model.state_dict(), self._state, arch.describe())
@@ -242,7 +254,9 @@ class Artifact:
             raw = json.loads(manifest_path.read_text())
         # RecursionError: nested deeper than the decoder's stack (a hostile manifest)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ArtifactError(f"{manifest_path} is not valid JSON ({exc})", fix="re-create the artifact") from None
+            raise ArtifactError(
+                f"{manifest_path} is not valid JSON ({exc})", fix="re-create the artifact"
+            ) from None
         manifest = parse_manifest(raw, str(manifest_path))
         if WEIGHTS not in manifest.files:
             raise ArtifactError(f"{manifest_path} lists no {WEIGHTS}", fix="re-create the artifact")
@@ -269,7 +283,9 @@ class Artifact:
         return cls(manifest, state, root)
 
     # ---------------------------------------------------------------- writing
-    def save(self, path: str | os.PathLike[str], extra_files: dict[str, Path | bytes] | None = None) -> Artifact:
+    def save(
+        self, path: str | os.PathLike[str], extra_files: dict[str, Path | bytes] | None = None
+    ) -> Artifact:
         """Write weights, extra files and the manifest (last) with fresh checksums.
 
         Files already listed in the manifest are carried over from the artifact's old
@@ -321,7 +337,9 @@ def _inside(root: Path, name: str) -> Path:
     """Resolve a manifest file name, refusing anything that escapes the artifact directory."""
     candidate = (root / name).resolve()
     if root.resolve() not in candidate.parents:
-        raise ArtifactError(f"manifest names a file outside the artifact: {name!r}", fix="the manifest was tampered with")
+        raise ArtifactError(
+            f"manifest names a file outside the artifact: {name!r}", fix="the manifest was tampered with"
+        )
     return candidate
 
 

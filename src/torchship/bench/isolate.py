@@ -67,7 +67,10 @@ def measure_isolated(
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "torchship.bench.isolate"],
-                input=json.dumps(job), capture_output=True, text=True, timeout=budget_s,
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                timeout=budget_s,
             )
         except subprocess.TimeoutExpired:
             return [_skip(r, f"isolated run took over {budget_s:.0f} s and was stopped") for r in rows]
@@ -91,8 +94,13 @@ def _main() -> None:
         print(_one_line(exc), file=sys.stderr)
         sys.exit(1)
     rows = measure_runtime(
-        artifact, job["runtime"], job["batch_sizes"], threads=job["threads"],
-        timing=TimingConfig(**job["timing"]), data=data, allow_import=job["allow_import"],
+        artifact,
+        job["runtime"],
+        job["batch_sizes"],
+        threads=job["threads"],
+        timing=TimingConfig(**job["timing"]),
+        data=data,
+        allow_import=job["allow_import"],
         peak_rss_scope=memory.SCOPE_ISOLATED,
     )
     print(json.dumps([r.to_json() for r in rows]))

@@ -97,8 +97,9 @@ class LatencyStats:
         return data
 
 
-def summarize(samples_ns: Sequence[int], batch_size: int, *, warmup: int = 0,
-              first_call_ms: float | None = None) -> LatencyStats:
+def summarize(
+    samples_ns: Sequence[int], batch_size: int, *, warmup: int = 0, first_call_ms: float | None = None
+) -> LatencyStats:
     """Percentiles, mean, std and IQR of per-call times given in nanoseconds."""
     if not samples_ns:
         raise BenchError("no timed calls to summarize", fix="raise max_time_s or min_iterations")

@@ -69,8 +69,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def to_document(results: list[BenchResult], *, timing: TimingConfig | None = None,
-                command: str | None = None) -> dict[str, Any]:
+def to_document(
+    results: list[BenchResult], *, timing: TimingConfig | None = None, command: str | None = None
+) -> dict[str, Any]:
     """The JSON document ``--json`` writes: settings, machine, versions and every row."""
     return {
         "schema": SCHEMA,
@@ -111,8 +112,20 @@ def results_table(results: list[BenchResult], title: str = "bench") -> Table:
     table = Table(title=title)
     table.add_column("artifact")
     table.add_column("runtime")
-    for name in ("batch", "p50 ms", "p90 ms", "p99 ms", "iqr/p50", "samples/s", "× base", "load s",
-                 "peak RSS MiB", "size MiB", "accuracy", "runs"):
+    for name in (
+        "batch",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "iqr/p50",
+        "samples/s",
+        "× base",
+        "load s",
+        "peak RSS MiB",
+        "size MiB",
+        "accuracy",
+        "runs",
+    ):
         table.add_column(name, justify="right")
     sizes = list(dict.fromkeys(r.batch_size for r in results))
     for i, size in enumerate(sizes):
@@ -144,11 +157,15 @@ def _cells(row: BenchResult) -> list[str | Text]:
     iqr = f"{100 * row.latency_iqr_ms / row.latency_p50_ms:.1f}%" if row.latency_p50_ms else ""
     return [
         *head,
-        _ms(row.latency_p50_ms), _ms(row.latency_p90_ms), _ms(row.latency_p99_ms), iqr,
+        _ms(row.latency_p50_ms),
+        _ms(row.latency_p90_ms),
+        _ms(row.latency_p99_ms),
+        iqr,
         f"{row.throughput_sps:,.0f}" if row.throughput_sps is not None else "",
         f"{row.ratio:.2f}×" if row.ratio is not None else "",
         f"{row.load_time_s:.2f}" if row.load_time_s is not None else "",
-        _mib(row.peak_rss_bytes), _mib(row.file_size_bytes),
+        _mib(row.peak_rss_bytes),
+        _mib(row.file_size_bytes),
         f"{row.accuracy:.4f}" if row.accuracy is not None else "–",
         str(row.iterations or ""),
     ]

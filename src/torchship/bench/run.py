@@ -26,8 +26,12 @@ from torchship.errors import TorchshipError
 # The runtime that picks another is a choice, not a runtime to compare.
 NOT_IN_ALL = ("auto",)
 # Where a runtime's model file lives when its predictor does not say (describe()["file"]).
-_EXPORT_OF_RUNTIME = {"onnxruntime": "onnx", "torchscript": "torchscript", "exported": "exported",
-                      "aoti": "aoti"}
+_EXPORT_OF_RUNTIME = {
+    "onnxruntime": "onnx",
+    "torchscript": "torchscript",
+    "exported": "exported",
+    "aoti": "aoti",
+}
 
 
 @dataclass
@@ -170,11 +174,26 @@ def bench(
             if isolate:
                 from torchship.bench.isolate import measure_isolated
 
-                rows = measure_isolated(artifact, name, sizes, threads=threads, timing=timing,
-                                        data=art_data, allow_import=allow_import)
+                rows = measure_isolated(
+                    artifact,
+                    name,
+                    sizes,
+                    threads=threads,
+                    timing=timing,
+                    data=art_data,
+                    allow_import=allow_import,
+                )
             else:
-                rows = measure_runtime(artifact, name, sizes, threads=threads, timing=timing,
-                                       data=art_data, allow_import=allow_import, dims=dims)
+                rows = measure_runtime(
+                    artifact,
+                    name,
+                    sizes,
+                    threads=threads,
+                    timing=timing,
+                    data=art_data,
+                    allow_import=allow_import,
+                    dims=dims,
+                )
             if same_name[artifact.manifest.name] > 1:  # a parent and its child: say which is which
                 m = artifact.manifest
                 for row in rows:
@@ -216,9 +235,14 @@ def measure_runtime(
             batch = example_batch(artifact, row.batch_size, dims=dims)
             try:
                 call = predictor.run if isinstance(batch, dict) else predictor.predict
-                stats = measure_latency(call, batch, warmup=timing.warmup,
-                                        min_iterations=timing.min_iterations,
-                                        min_time_s=timing.min_time_s, max_time_s=timing.max_time_s)
+                stats = measure_latency(
+                    call,
+                    batch,
+                    warmup=timing.warmup,
+                    min_iterations=timing.min_iterations,
+                    min_time_s=timing.min_time_s,
+                    max_time_s=timing.max_time_s,
+                )
             except Exception as exc:  # noqa: BLE001 - e.g. a static-shape export at another batch size
                 _skip(row, f"cannot run batch {row.batch_size}: {_one_line(exc)}")
                 continue
@@ -251,8 +275,9 @@ def add_ratios(results: list[BenchResult]) -> None:
             row.baseline = base.label
 
 
-def example_batch(artifact: Artifact, batch_size: int, seed: int = 0,
-                  dims: Mapping[str, int] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+def example_batch(
+    artifact: Artifact, batch_size: int, seed: int = 0, dims: Mapping[str, int] | None = None
+) -> np.ndarray | dict[str, np.ndarray]:
     """Seeded standard-normal inputs of the artifact's shape: (batch_size, *input.shape) float32.
 
     A model with several, integer or variable-size inputs gets named inputs generated from its

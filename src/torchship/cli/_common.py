@@ -15,7 +15,9 @@ err = Console(stderr=True)  # progress and notes (stderr)
 
 AllowImport = Annotated[
     list[str] | None,
-    typer.Option("--allow-import", help="Trust and import this bring-your-own model class (pkg.module:Class)."),
+    typer.Option(
+        "--allow-import", help="Trust and import this bring-your-own model class (pkg.module:Class)."
+    ),
 ]
 
 
@@ -51,8 +53,11 @@ def metrics_table(metrics: dict[str, dict[str, float]], title: str = "metrics"):
 
 KeyFile = Annotated[
     Path | None,
-    typer.Option("--key-file", help="Key of an encrypted artifact (also TORCHSHIP_KEY_FILE, TORCHSHIP_KEY, "
-                 "TORCHSHIP_KEY_COMMAND).", show_default=False),
+    typer.Option(
+        "--key-file",
+        help="Key of an encrypted artifact (also TORCHSHIP_KEY_FILE, TORCHSHIP_KEY, TORCHSHIP_KEY_COMMAND).",
+        show_default=False,
+    ),
 ]
 
 

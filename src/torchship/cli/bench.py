@@ -28,8 +28,9 @@ def parse_batch_sizes(value: str) -> list[int]:
     sizes = []
     for part in (p.strip() for p in value.split(",")):
         if not part.isdigit() or int(part) < 1:
-            raise BenchError(f"--batch-sizes {value!r}: {part!r} is not a positive integer",
-                             fix="use e.g. 1,8,32")
+            raise BenchError(
+                f"--batch-sizes {value!r}: {part!r} is not a positive integer", fix="use e.g. 1,8,32"
+            )
         sizes.append(int(part))
     return sizes
 
@@ -64,8 +65,12 @@ def bench(
     max_time_s: MaxTime = 10.0,
     allow_import: AllowImport = None,
     key_file: KeyFile = None,
-    dim: Annotated[list[str] | None, typer.Option(
-        "--dim", help="NAME=N: size of a named dynamic dim in the generated inputs (e.g. seq=128).")] = None,
+    dim: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dim", help="NAME=N: size of a named dynamic dim in the generated inputs (e.g. seq=128)."
+        ),
+    ] = None,
 ) -> None:
     """Time ARTIFACTS in each runtime at each batch size: latency percentiles, samples/s, load, memory, size.
 
@@ -83,20 +88,45 @@ def bench(
     source = lib.val_data_loader(data) if data is not None else None
     err.print(f"bench: {len(artifacts)} artifact(s) × {', '.join(names)} × batch {batch_sizes}")
     dims = parse_dims(dim or [])
-    results = lib.bench(artifacts, names, sizes, threads=threads, data=source, timing=timing,
-                        isolate=isolate, allow_import=allow_import or [], dims=dims or None,
-                        progress=lambda message: err.print(f"  {message}", highlight=False))
+    results = lib.bench(
+        artifacts,
+        names,
+        sizes,
+        threads=threads,
+        data=source,
+        timing=timing,
+        isolate=isolate,
+        allow_import=allow_import or [],
+        dims=dims or None,
+        progress=lambda message: err.print(f"  {message}", highlight=False),
+    )
     table = lib.results_table(results, title="torchship bench (samples/s = batch / p50)")
     print_unsqueezed(table)
     for note in lib.skipped_notes(results):
         out.print(note, style="yellow", highlight=False)
-    command = shlex.join([
-        "torchship", "bench", *map(str, artifacts), "--runtime", runtime, "--batch-sizes", batch_sizes,
-        *(["--threads", str(threads)] if threads else []), *(["--data", data] if data else []),
-        *(["--isolate"] if isolate else []), "--warmup", str(warmup), "--min-iterations", str(min_iterations),
-        "--min-time-s", str(min_time_s), "--max-time-s", str(max_time_s),
-        *[arg for d in dim or [] for arg in ("--dim", d)],
-    ])
+    command = shlex.join(
+        [
+            "torchship",
+            "bench",
+            *map(str, artifacts),
+            "--runtime",
+            runtime,
+            "--batch-sizes",
+            batch_sizes,
+            *(["--threads", str(threads)] if threads else []),
+            *(["--data", data] if data else []),
+            *(["--isolate"] if isolate else []),
+            "--warmup",
+            str(warmup),
+            "--min-iterations",
+            str(min_iterations),
+            "--min-time-s",
+            str(min_time_s),
+            "--max-time-s",
+            str(max_time_s),
+            *[arg for d in dim or [] for arg in ("--dim", d)],
+        ]
+    )
     if json_out is not None:
         out.print(f"wrote {lib.write_json(json_out, results, timing=timing, command=command)}")
     if csv_out is not None:

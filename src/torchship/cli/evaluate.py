@@ -17,10 +17,16 @@ from torchship.output import write_atomic
 @app.command(epilog="Example: torchship evaluate runs/digits-cnn/artifact --split val --json metrics.json")
 def evaluate(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory.")],
-    data: Annotated[str | None, typer.Option(help="Dataset NAME[:PATH]; default: the one it was trained on.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Dataset NAME[:PATH]; default: the one it was trained on.")
+    ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "val",
-    runtime: Annotated[str, typer.Option(help="Runtime to evaluate through (eager, onnxruntime, ...).")] = "eager",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics + confusion matrix here.")] = None,
+    runtime: Annotated[
+        str, typer.Option(help="Runtime to evaluate through (eager, onnxruntime, ...).")
+    ] = "eager",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write metrics + confusion matrix here.")
+    ] = None,
     allow_import: AllowImport = None,
     key_file: KeyFile = None,
 ) -> None:
@@ -33,12 +39,16 @@ def evaluate(
     title = f"evaluating {art.manifest.name} on {data or 'its dataset'} ({split} split, {runtime})"
     with progress_lines(title, in_log=False):
         result = run_evaluation(art, data, split, runtime, allow_import or [])
-    out.print(metrics_table({result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"))
+    out.print(
+        metrics_table(
+            {result.split: result.metrics}, title=f"{art.manifest.name} ({result.samples} samples, {runtime})"
+        )
+    )
     table = Table(title="confusion matrix (rows: true, columns: predicted)")
     table.add_column("")
     for label in result.labels:
         table.add_column(label, justify="right")
-    for label, row in zip(result.labels, result.confusion):
+    for label, row in zip(result.labels, result.confusion, strict=False):
         table.add_row(label, *[str(v) if v else "." for v in row])
     out.print(table)
     if json_out is not None:
@@ -56,7 +66,7 @@ def predict(
     allow_import: AllowImport = None,
     key_file: KeyFile = None,
 ) -> None:
-    """Top-k labels with probabilities; preprocessing (size, channels, normalization) comes from the manifest."""
+    """Top-k labels with probabilities; preprocessing (size, channels, normalization) is the manifest's."""
     from torchship.artifact import Artifact
     from torchship.evaluate import predict_files
 
@@ -64,7 +74,10 @@ def predict(
     art = Artifact.load(artifact)
     results = predict_files(art, files, top_k, runtime, allow_import or [])
     if as_json:
-        results_json = [{"file": r.file, "top": [{"label": l, "probability": p} for l, p in r.top]} for r in results]
+        results_json = [
+            {"file": r.file, "top": [{"label": label, "probability": p} for label, p in r.top]}
+            for r in results
+        ]
         print(json.dumps(results_json, allow_nan=False))  # strict JSON; predict_files refuses NaN
         return
     table = Table()

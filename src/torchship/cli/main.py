@@ -40,7 +40,17 @@ app = typer.Typer(
 )
 
 # One module per command (group); each does `@app.command()` on import.
-COMMAND_MODULES = ("train", "artifact", "evaluate", "quickstart", "compress", "monitor", "protect", "tune", "import_")
+COMMAND_MODULES = (
+    "train",
+    "artifact",
+    "evaluate",
+    "quickstart",
+    "compress",
+    "monitor",
+    "protect",
+    "tune",
+    "import_",
+)
 _optional = ("export", "bench", "serve", "report", "deploy", "federate")
 
 

@@ -13,7 +13,8 @@ from torchship.cli._common import AllowImport, KeyFile, out, use_key_file
 from torchship.cli.main import app
 
 monitor_app = typer.Typer(
-    help="Drift monitoring: compare new data with the training reference.", no_args_is_help=True,
+    help="Drift monitoring: compare new data with the training reference.",
+    no_args_is_help=True,
     rich_markup_mode="markdown",
 )
 app.add_typer(monitor_app, name="monitor")

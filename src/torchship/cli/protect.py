@@ -36,8 +36,10 @@ def keygen(
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(generate_key().hex() + "\n")
-        out.print(f"encryption key {key_path} (keep it secret; torchship encrypt ART --key-file {key_path})",
-                  soft_wrap=True)
+        out.print(
+            f"encryption key {key_path} (keep it secret; torchship encrypt ART --key-file {key_path})",
+            soft_wrap=True,
+        )
 
 
 @app.command(epilog="Example: torchship sign runs/digits-cnn/artifact --key keys/private.pem")
@@ -55,8 +57,9 @@ def sign(
 
     signature = sign_artifact(artifact, key, certificate=certificate, chain=chain or ())
     info = signature_info(artifact) or {}
-    out.print(f"signed {artifact} -> {signature} ({info.get('kind')} {info.get('fingerprint')})",
-              soft_wrap=True)
+    out.print(
+        f"signed {artifact} -> {signature} ({info.get('kind')} {info.get('fingerprint')})", soft_wrap=True
+    )
 
 
 @app.command(epilog="Example: torchship verify runs/digits-cnn/artifact --key keys/public.pem")
@@ -74,20 +77,31 @@ def verify(
     from torchship.errors import ConfigError
 
     if (key is None) == (not chain):
-        raise ConfigError("give exactly one of --key PUBLIC.pem or --chain CA.pem",
-                          fix="see torchship verify --help")
+        raise ConfigError(
+            "give exactly one of --key PUBLIC.pem or --chain CA.pem", fix="see torchship verify --help"
+        )
     verdict = verify_artifact(artifact, key, chain=chain or ())
     if as_json:
-        print(json.dumps({"status": verdict.status, "detail": verdict.detail,
-                          "fingerprint": verdict.fingerprint, "changed": list(verdict.changed)}))
+        print(
+            json.dumps(
+                {
+                    "status": verdict.status,
+                    "detail": verdict.detail,
+                    "fingerprint": verdict.fingerprint,
+                    "changed": list(verdict.changed),
+                }
+            )
+        )
     else:
-        (out if verdict.status == "valid" else err).print(f"{verdict.status}: {artifact}: {verdict.detail}",
-                                                          highlight=False, markup=False, soft_wrap=True)
+        (out if verdict.status == "valid" else err).print(
+            f"{verdict.status}: {artifact}: {verdict.detail}", highlight=False, markup=False, soft_wrap=True
+        )
     return {"valid": 0, "invalid": 1, "unsigned": 2}[verdict.status]
 
 
-_ENCRYPT_EXAMPLE = ("Example: torchship encrypt runs/digits-cnn/artifact --key-file keys/artifact.key "
-                    "-o runs/sealed")
+_ENCRYPT_EXAMPLE = (
+    "Example: torchship encrypt runs/digits-cnn/artifact --key-file keys/artifact.key -o runs/sealed"
+)
 
 
 @app.command(epilog=_ENCRYPT_EXAMPLE)
@@ -106,5 +120,8 @@ def encrypt(
     key = resolve_key(f"torchship encrypt {artifact}")
     art = Artifact.load(artifact)
     written = encrypt_artifact(art, out_dir / "artifact", key)
-    out.print(f"encrypted {len(art.manifest.files)} files of {artifact} -> {written} (AES-256-GCM; "
-              "manifest.json stays readable; the copy is unsigned: sign it again)", soft_wrap=True)
+    out.print(
+        f"encrypted {len(art.manifest.files)} files of {artifact} -> {written} (AES-256-GCM; "
+        "manifest.json stays readable; the copy is unsigned: sign it again)",
+        soft_wrap=True,
+    )

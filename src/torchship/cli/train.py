@@ -14,13 +14,27 @@ from torchship.cli._common import AllowImport, err, metrics_table, out
 from torchship.cli.main import app
 from torchship.config import load_config
 
-DataOpt = Annotated[str | None, typer.Option("--data", help="Dataset NAME[:PATH], e.g. digits, mnist:~/data/mnist.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")]
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="Dataset NAME[:PATH], e.g. digits, mnist:~/data/mnist.")
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: --set optim.lr=1e-3 (repeatable).")
+]
 
 
-def _flags(data: str | None, model: str | None, epochs: int | None, batch_size: int | None, lr: float | None,
-           optimizer: str | None, out_dir: Path | None, seed: int | None, device: str | None,
-           name: str | None, quiet: bool) -> dict[str, Any]:
+def _flags(
+    data: str | None,
+    model: str | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    optimizer: str | None,
+    out_dir: Path | None,
+    seed: int | None,
+    device: str | None,
+    name: str | None,
+    quiet: bool,
+) -> dict[str, Any]:
     """CLI shortcuts as a nested config dict (they override the YAML; --set overrides them)."""
     flags: dict[str, Any] = {}
 
@@ -57,7 +71,9 @@ def _flags(data: str | None, model: str | None, epochs: int | None, batch_size: 
 def train(
     config: Annotated[Path | None, typer.Argument(help="YAML config (see configs/); optional.")] = None,
     data: DataOpt = None,
-    model: Annotated[str | None, typer.Option(help="Zoo model: mlp, cnn, lenet, resnet, resnet8/18/20.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Zoo model: mlp, cnn, lenet, resnet, resnet8/18/20.")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (train.epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (train.batch_size).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (optim.lr).")] = None,
@@ -67,12 +83,16 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (train.device).")] = None,
     name: Annotated[str | None, typer.Option(help="Artifact name.")] = None,
     set_: SetOpt = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint.")
+    ] = False,
     allow_import: AllowImport = None,
-    nproc_per_node: Annotated[int | None, typer.Option(help="Train with N local DDP processes (via torchrun).")] = None,
+    nproc_per_node: Annotated[
+        int | None, typer.Option(help="Train with N local DDP processes (via torchrun).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-epoch lines.")] = False,
 ) -> None:
-    """Train a model and write an artifact to OUT/artifact (checkpoints, log.jsonl, summary.json beside it)."""
+    """Train a model and write its artifact to OUT/artifact (checkpoints, logs, summary.json beside it)."""
     from torchship.train import TrainConfig
     from torchship.train import train as run_training
 
@@ -134,8 +154,11 @@ def validate(
 
         run = load_federated(config, set_ or [], {}, None, None)
         check_references(run.train, str(config))
-        out.print(yaml.safe_dump({**run.train.resolved(), "federate": run.federate.model_dump(mode="json")},
-                                 sort_keys=False).rstrip())
+        out.print(
+            yaml.safe_dump(
+                {**run.train.resolved(), "federate": run.federate.model_dump(mode="json")}, sort_keys=False
+            ).rstrip()
+        )
         out.print(f"[green]config {config} is valid (federated: {run.federate.clients} clients)")
         return
     cfg = load_config(TrainConfig, config, set_ or [])

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
 from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.config import validate_config
@@ -42,7 +50,8 @@ class Finetune(Strict):
     seed: int = 0
     threads: PositiveInt | None = None
     work_dir: str | None = Field(
-        default=None, description="keep checkpoints and logs here; default: a temporary directory, removed after"
+        default=None,
+        description="keep checkpoints and logs here; default: a temporary directory, removed after",
     )
 
 

@@ -66,8 +66,10 @@ class DistillLoss:
             teacher_logits = self.teacher.to(x.device)(self.adapt(x) if self.adapt else x).float()
         t = self.temperature
         soft = F.kl_div(
-            F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-            log_target=True, reduction="batchmean",
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher_logits / t, dim=1),
+            log_target=True,
+            reduction="batchmean",
         ) * (t * t)
         hard = F.cross_entropy(logits, y)
         return self.alpha * soft + (1.0 - self.alpha) * hard
@@ -97,17 +99,38 @@ def distill(
     teacher_stats = model_stats(teacher_model, shape, val_metrics(teacher_model, val))
     loss_fn = DistillLoss(teacher_model, cfg.temperature, cfg.alpha, _adapter(val, teacher))
     architecture = {"name": cfg.student, "kwargs": dict(cfg.student_kwargs)}
-    params = cfg.model_dump(mode="json") | {"teacher": {"digest": teacher.digest, "name": teacher.manifest.name}}
+    params = cfg.model_dump(mode="json") | {
+        "teacher": {"digest": teacher.digest, "name": teacher.manifest.name}
+    }
     report: dict[str, Any] = {"teacher": teacher_stats}
     with work_dir(cfg.train) as root:
         if cfg.compare:
-            baseline = finetune(None, architecture, parent=teacher, data=val.config, settings=cfg.train,
-                                epochs=cfg.train.epochs, out=root / "without-teacher", op="train",
-                                params=params | {"teacher": None}, console=console)
+            baseline = finetune(
+                None,
+                architecture,
+                parent=teacher,
+                data=val.config,
+                settings=cfg.train,
+                epochs=cfg.train.epochs,
+                out=root / "without-teacher",
+                op="train",
+                params=params | {"teacher": None},
+                console=console,
+            )
             report["student without teacher"] = _stats(baseline, val)
-        student = finetune(None, architecture, parent=teacher, data=val.config, settings=cfg.train,
-                           epochs=cfg.train.epochs, out=root / "distilled", op="distill", params=params,
-                           loss_fn=loss_fn, console=console)
+        student = finetune(
+            None,
+            architecture,
+            parent=teacher,
+            data=val.config,
+            settings=cfg.train,
+            epochs=cfg.train.epochs,
+            out=root / "distilled",
+            op="distill",
+            params=params,
+            loss_fn=loss_fn,
+            console=console,
+        )
         report["distilled student"] = _stats(student, val)
         metrics = {**student.manifest.metrics, "val": report["distilled student"].pop("_val")}
         report.get("student without teacher", {}).pop("_val", None)

@@ -45,7 +45,9 @@ def ensemble(
     """
     cfg = cfg or EnsembleConfig()
     if len(members) < 2:
-        raise CompressError(f"an ensemble needs at least two members, got {len(members)}", fix="list more artifacts")
+        raise CompressError(
+            f"an ensemble needs at least two members, got {len(members)}", fix="list more artifacts"
+        )
     target = check_out(out, *members)
     check_compatible(members)
     allowed = tuple(allow_import)
@@ -55,7 +57,7 @@ def ensemble(
     models = [m.build_model(allowed) for m in members]
     report: dict[str, Any] = {
         f"{i}: {m.manifest.name}": model_stats(net, shape, val_metrics(net, val))
-        for i, (m, net) in enumerate(zip(members, models))
+        for i, (m, net) in enumerate(zip(members, models, strict=False))
     }
     archs = [m.manifest.architecture.model_dump(by_alias=True, exclude_none=True) for m in members]
     if cfg.mode == "soup":
@@ -68,8 +70,15 @@ def ensemble(
         "members": [{"name": m.manifest.name, "digest": m.digest} for m in members],
         "report": report,
     }
-    child = first.derive(op="ensemble", params=params, model=model, architecture=architecture, metrics=metrics,
-                         name=f"{first.manifest.name}-{cfg.mode}{len(members)}", curves=[])
+    child = first.derive(
+        op="ensemble",
+        params=params,
+        model=model,
+        architecture=architecture,
+        metrics=metrics,
+        name=f"{first.manifest.name}-{cfg.mode}{len(members)}",
+        curves=[],
+    )
     return child.save(target)
 
 
@@ -79,7 +88,9 @@ def check_compatible(members: Sequence[Artifact]) -> None:
     for i, other in enumerate(m.manifest for m in members[1:]):
         where = f"member {i + 1} ({other.name}) and member 0 ({first.name})"
         if other.labels != first.labels:
-            raise CompressError(f"{where} predict different labels", fix="ensemble models trained on the same classes")
+            raise CompressError(
+                f"{where} predict different labels", fix="ensemble models trained on the same classes"
+            )
         a, b = first.input, other.input
         same = a.shape == b.shape and a.layout == b.layout and _close(a.mean, b.mean) and _close(a.std, b.std)
         if not same or not math.isclose(a.scale, b.scale, rel_tol=1e-6):
@@ -90,7 +101,9 @@ def check_compatible(members: Sequence[Artifact]) -> None:
 
 
 def _close(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-7) for x, y in zip(a, b))
+    return len(a) == len(b) and all(
+        math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-7) for x, y in zip(a, b, strict=False)
+    )
 
 
 def _combine(members, models, archs, mode: str):
@@ -102,7 +115,7 @@ def _combine(members, models, archs, mode: str):
             )
     architecture = {"name": "ensemble", "kwargs": {"members": archs, "mode": mode}}
     model = build_model(architecture)
-    for slot, net in zip(model.members, models):
+    for slot, net in zip(model.members, models, strict=False):
         slot.load_state_dict(net.state_dict())
     return architecture, model.eval()
 

@@ -31,8 +31,14 @@ def work_dir(settings: Finetune) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def train_config(settings: Finetune, data: DataConfig, out: Path, epochs: int, name: str,
-                 model: dict[str, Any] | None = None) -> TrainConfig:
+def train_config(
+    settings: Finetune,
+    data: DataConfig,
+    out: Path,
+    epochs: int,
+    name: str,
+    model: dict[str, Any] | None = None,
+) -> TrainConfig:
     """The engine config for ``epochs`` epochs of fine-tuning with ``settings``."""
     raw: dict[str, Any] = {
         "name": name,
@@ -40,8 +46,12 @@ def train_config(settings: Finetune, data: DataConfig, out: Path, epochs: int, n
         "data": data.model_dump(mode="json"),
         "optim": {"name": settings.optimizer, "lr": settings.lr, "weight_decay": settings.weight_decay},
         "schedule": {"name": settings.schedule},
-        "train": {"epochs": epochs, "batch_size": settings.batch_size, "seed": settings.seed,
-                  "threads": settings.threads},
+        "train": {
+            "epochs": epochs,
+            "batch_size": settings.batch_size,
+            "seed": settings.seed,
+            "threads": settings.threads,
+        },
     }
     if model is not None:
         raw["model"] = {"name": model["name"], "kwargs": model.get("kwargs", {})}
@@ -62,13 +72,19 @@ def finetune(
     loss_fn: LossFn | None = None,
     console: Console | None = None,
 ) -> Artifact:
-    """Train ``model`` in place for ``epochs`` epochs (best validation weights kept); returns the run's artifact.
+    """Train ``model`` in place for ``epochs`` epochs, keeping the best validation weights.
 
     With ``model=None`` the engine builds ``architecture`` itself, seeded by ``settings.seed``.
-    The artifact's lineage names ``parent`` with ``op`` and ``params``.
+    Returns the run's artifact; its lineage names ``parent`` with ``op`` and ``params``.
     """
-    cfg = train_config(settings, data, out, epochs, f"{parent.manifest.name}-{op}",
-                       model=architecture if model is None else None)
+    cfg = train_config(
+        settings,
+        data,
+        out,
+        epochs,
+        f"{parent.manifest.name}-{op}",
+        model=architecture if model is None else None,
+    )
     return train(
         cfg,
         model=model,

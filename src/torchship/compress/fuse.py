@@ -64,14 +64,18 @@ def fuse(
     before = model_stats(model, shape, val_metrics(model, val))
     pairs = find_fusable_pairs(model, name)
     if not pairs:
-        raise CompressError(f"{name} has no batch norm after a conv or linear layer to fold",
-                            fix="fusion only changes models with batch norm; nothing to do")
+        raise CompressError(
+            f"{name} has no batch norm after a conv or linear layer to fold",
+            fix="fusion only changes models with batch norm; nothing to do",
+        )
     reference = artifact.build_model(allowed)
     fuse_pairs_(model, pairs)
     max_abs_diff = _max_abs_diff(reference, model, val.x)
     if max_abs_diff > cfg.tolerance:
-        raise CompressError(f"fused {name} differs from its parent by {max_abs_diff:.3g} (tolerance {cfg.tolerance:g})",
-                            fix="raise --tolerance if that is acceptable, or report the model as a bug")
+        raise CompressError(
+            f"fused {name} differs from its parent by {max_abs_diff:.3g} (tolerance {cfg.tolerance:g})",
+            fix="raise --tolerance if that is acceptable, or report the model as a bug",
+        )
     base_arch = artifact.manifest.architecture.model_dump(by_alias=True, exclude_none=True)
     architecture = rebuildable_architecture(model, base_arch, fused=pairs, allow_import=allowed)
     metrics = {**artifact.manifest.metrics, "val": val_metrics(model, val)}
@@ -94,8 +98,10 @@ def find_fusable_pairs(model: nn.Module, name: str = "model") -> list[tuple[str,
         graph = fx.symbolic_trace(model).graph
     except Exception as exc:  # noqa: BLE001 - any tracer failure means the same to the user
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CompressError(f"torch.fx cannot trace {name} to find fusable layers ({first})",
-                            fix="fusion needs a model without data-dependent control flow") from None
+        raise CompressError(
+            f"torch.fx cannot trace {name} to find fusable layers ({first})",
+            fix="fusion needs a model without data-dependent control flow",
+        ) from None
     modules = dict(model.named_modules())
     pairs: list[tuple[str, str]] = []
     for node in graph.nodes:
@@ -105,15 +111,21 @@ def find_fusable_pairs(model: nn.Module, name: str = "model") -> list[tuple[str,
         if not isinstance(source, fx.Node) or source.op != "call_module" or len(source.users) != 1:
             continue
         layer, norm = modules[source.target], modules[node.target]
-        if fusable(layer) and norm.track_running_stats and norm.running_mean is not None:
-            if _fits(layer, norm):
-                pairs.append((source.target, node.target))
+        if (
+            fusable(layer)
+            and norm.track_running_stats
+            and norm.running_mean is not None
+            and _fits(layer, norm)
+        ):
+            pairs.append((source.target, node.target))
     return pairs
 
 
 def _fits(layer: nn.Module, norm: nn.Module) -> bool:
     out_features = layer.weight.shape[0]
-    return norm.num_features == out_features and (not isinstance(layer, nn.Linear) or isinstance(norm, nn.BatchNorm1d))
+    return norm.num_features == out_features and (
+        not isinstance(layer, nn.Linear) or isinstance(norm, nn.BatchNorm1d)
+    )
 
 
 def fuse_pairs_(model: nn.Module, pairs: Iterable[tuple[str, str]]) -> nn.Module:
@@ -121,14 +133,20 @@ def fuse_pairs_(model: nn.Module, pairs: Iterable[tuple[str, str]]) -> nn.Module
     model.eval()
     for layer_name, norm_name in pairs:
         layer, norm = model.get_submodule(layer_name), model.get_submodule(norm_name)
-        folded = fuse_linear_bn_eval(layer, norm) if isinstance(layer, nn.Linear) else fuse_conv_bn_eval(layer, norm)
+        folded = (
+            fuse_linear_bn_eval(layer, norm)
+            if isinstance(layer, nn.Linear)
+            else fuse_conv_bn_eval(layer, norm)
+        )
         set_module_(model, layer_name, folded)
         set_module_(model, norm_name, nn.Identity())
     return model
 
 
 @torch.inference_mode()
-def _max_abs_diff(reference: nn.Module, candidate: nn.Module, x: torch.Tensor, batch_size: int = 512) -> float:
+def _max_abs_diff(
+    reference: nn.Module, candidate: nn.Module, x: torch.Tensor, batch_size: int = 512
+) -> float:
     """Largest |Δ| between the two models' logits over ``x`` and a batch of random inputs."""
     reference.eval(), candidate.eval()
     # random inputs (normalized scale, like x) also exercise channels the data leaves quiet

@@ -62,15 +62,18 @@ class OptimizeConfig(Strict):
     objective: Literal["latency", "size", "throughput"] = "latency"
     batch_size: PositiveInt = 1
     min_speedup: float = Field(
-        default=1.05, ge=1.0, description="faster means at least this throughput ratio; less is noise")
+        default=1.05, ge=1.0, description="faster means at least this throughput ratio; less is noise"
+    )
     time_budget_min: PositiveFloat | None = Field(default=None, description="start no candidate after this")
     recipes: list[str] | None = Field(default=None, description="recipes to try; default: all that apply")
     prune_ratios: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(default_factory=lambda: [0.25, 0.5])
     finetune_epochs: NonNegativeInt = 2
     student: str | None = Field(default=None, description="zoo model to distill into")
     student_kwargs: dict[str, Any] = Field(default_factory=dict)
-    runtimes: list[str] = Field(default_factory=lambda: ["eager", "onnxruntime", "torchscript"],
-                                description="fp32 runtimes the baseline and float candidates are measured in")
+    runtimes: list[str] = Field(
+        default_factory=lambda: ["eager", "onnxruntime", "torchscript"],
+        description="fp32 runtimes the baseline and float candidates are measured in",
+    )
     threads: PositiveInt | None = None
     data: str | dict[str, Any] | None = None
     timing: Timing = Field(default_factory=Timing)
@@ -169,8 +172,9 @@ def optimize(
             results[recipe.name] = _entry(recipe, "skipped", reason)
             continue
         say(f"start {recipe.name}")
-        results[recipe.name] = _candidate(recipe, artifact, cfg, home, results, baseline, measure, console,
-                                          allowed)
+        results[recipe.name] = _candidate(
+            recipe, artifact, cfg, home, results, baseline, measure, console, allowed
+        )
         results[recipe.name]["key"] = key
         _write_json(done, results[recipe.name])  # the done marker: never recomputed after this
         computed.append(recipe.name)
@@ -205,8 +209,15 @@ class _Measurer:
         data = self.data
         rows = {}
         for name in runtimes:
-            row = measure_runtime(artifact, name, [self.cfg.batch_size], threads=self.cfg.threads,
-                                  timing=self.timing, data=data, allow_import=self.allowed)[0]
+            row = measure_runtime(
+                artifact,
+                name,
+                [self.cfg.batch_size],
+                threads=self.cfg.threads,
+                timing=self.timing,
+                data=data,
+                allow_import=self.allowed,
+            )[0]
             rows[name] = row
         ok = {n: r for n, r in rows.items() if r.ok}
         if not ok:
@@ -215,14 +226,28 @@ class _Measurer:
         name, row = min(ok.items(), key=lambda item: item[1].latency_p50_ms)
         if row.accuracy is None:
             raise CompressError(
-                f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})")
+                f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})"
+            )
         return {
-            "runtime": name, "accuracy": row.accuracy, "latency_p50_ms": row.latency_p50_ms,
-            "latency_p90_ms": row.latency_p90_ms, "throughput_sps": row.throughput_sps,
-            "size_bytes": row.file_size_bytes, "file": row.file,
-            "runtimes": {n: ({"latency_p50_ms": r.latency_p50_ms, "throughput_sps": r.throughput_sps,
-                              "accuracy": r.accuracy} if r.ok else {"skipped": r.reason})
-                         for n, r in rows.items()},
+            "runtime": name,
+            "accuracy": row.accuracy,
+            "latency_p50_ms": row.latency_p50_ms,
+            "latency_p90_ms": row.latency_p90_ms,
+            "throughput_sps": row.throughput_sps,
+            "size_bytes": row.file_size_bytes,
+            "file": row.file,
+            "runtimes": {
+                n: (
+                    {
+                        "latency_p50_ms": r.latency_p50_ms,
+                        "throughput_sps": r.throughput_sps,
+                        "accuracy": r.accuracy,
+                    }
+                    if r.ok
+                    else {"skipped": r.reason}
+                )
+                for n, r in rows.items()
+            },
         }
 
 
@@ -231,8 +256,11 @@ def _exported_for(artifact: Artifact, runtimes: list[str], allowed: tuple[str, .
     from torchship.export import export
     from torchship.runtime.auto import FORMAT_RUNTIMES
 
-    formats = [fmt for fmt, (runtime, _) in FORMAT_RUNTIMES.items()
-               if runtime in runtimes and fmt not in artifact.manifest.exports]
+    formats = [
+        fmt
+        for fmt, (runtime, _) in FORMAT_RUNTIMES.items()
+        if runtime in runtimes and fmt not in artifact.manifest.exports
+    ]
     for fmt in formats:  # one format failing (say, TorchScript) must not cost the others
         try:
             artifact = export(artifact, [fmt], allow_import=allowed)
@@ -249,8 +277,10 @@ def _key(cfg: OptimizeConfig, parent: Artifact, recipe: Recipe | None = None) ->
     """
     import hashlib
 
-    parts: dict[str, Any] = {"parent": parent.digest, **cfg.model_dump(
-        mode="json", include={"batch_size", "threads", "runtimes", "data", "timing"})}
+    parts: dict[str, Any] = {
+        "parent": parent.digest,
+        **cfg.model_dump(mode="json", include={"batch_size", "threads", "runtimes", "data", "timing"}),
+    }
     if recipe is not None:
         parts.update(steps=[[m, c] for m, c in recipe.steps], base=recipe.base)
         if any(m == "quantize" for m, _ in recipe.steps):
@@ -267,8 +297,15 @@ def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Mea
     shutil.rmtree(home, ignore_errors=True)
     copy = artifact.derive(op="optimize.baseline").save(home / "artifact")
     copy = _exported_for(copy, cfg.runtimes, measure.allowed)
-    result = {"name": "fp32", "baseline": True, "status": "ok", "recipe": [], "artifact": str(copy.path),
-              **measure.best(copy, cfg.runtimes), "key": key}
+    result = {
+        "name": "fp32",
+        "baseline": True,
+        "status": "ok",
+        "recipe": [],
+        "artifact": str(copy.path),
+        **measure.best(copy, cfg.runtimes),
+        "key": key,
+    }
     _write_json(done, result)
     return result
 
@@ -288,8 +325,9 @@ def _time_together(rows: list[dict[str, Any]], cfg: OptimizeConfig, allowed: tup
     try:
         for row in rows:
             art = Artifact.load(row["artifact"])
-            predictor = load_predictor(art, row["runtime"], threads=cfg.threads, warmup=0,
-                                       allow_import=allowed)
+            predictor = load_predictor(
+                art, row["runtime"], threads=cfg.threads, warmup=0, allow_import=allowed
+            )
             loaded.append((row, predictor, example_batch(art, cfg.batch_size)))
         timing = cfg.timing.model_dump(exclude={"rounds"})
         p50s: dict[int, list[float]] = {id(row): [] for row in rows}
@@ -320,9 +358,17 @@ def _judge_(candidate: dict[str, Any], baseline: dict[str, Any], cfg: OptimizeCo
     candidate["within_budget"] = candidate["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
 
 
-def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path,
-               results: dict[str, dict[str, Any]], baseline: dict[str, Any], measure: _Measurer, console: Any,
-               allowed: tuple[str, ...]) -> dict[str, Any]:
+def _candidate(
+    recipe: Recipe,
+    parent: Artifact,
+    cfg: OptimizeConfig,
+    home: Path,
+    results: dict[str, dict[str, Any]],
+    baseline: dict[str, Any],
+    measure: _Measurer,
+    console: Any,
+    allowed: tuple[str, ...],
+) -> dict[str, Any]:
     shutil.rmtree(home, ignore_errors=True)  # a half-made candidate from an interrupted run starts over
     home.mkdir(parents=True)
     start = time.monotonic()
@@ -358,12 +404,19 @@ def _candidate(recipe: Recipe, parent: Artifact, cfg: OptimizeConfig, home: Path
 
 def _entry(recipe: Recipe, status: str, reason: str | None, time_s: float | None = None) -> dict[str, Any]:
     steps = [{"method": m, **c} for m, c in recipe.steps]
-    return {"name": recipe.name, "status": status, "reason": reason, "base": recipe.base, "recipe": steps,
-            "time_s": time_s}
+    return {
+        "name": recipe.name,
+        "status": status,
+        "reason": reason,
+        "base": recipe.base,
+        "recipe": steps,
+        "time_s": time_s,
+    }
 
 
-def _document(artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any],
-              candidates: list[dict[str, Any]]) -> dict[str, Any]:
+def _document(
+    artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any], candidates: list[dict[str, Any]]
+) -> dict[str, Any]:
     for c in candidates:
         _judge_(c, baseline, cfg)
     # the reference row, in the candidates' terms (readers such as the report need no special case)
@@ -371,29 +424,44 @@ def _document(artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any],
     rows = [baseline, *candidates]
     mark_pareto_(rows)
     eligible = [c for c in candidates if c["status"] == "ok" and c["faster"] and c["within_budget"]]
-    key = {"latency": lambda c: c["latency_p50_ms"], "throughput": lambda c: -c["throughput_sps"],
-           "size": lambda c: (c["size_bytes"], c["latency_p50_ms"])}[cfg.objective]
+    key = {
+        "latency": lambda c: c["latency_p50_ms"],
+        "throughput": lambda c: -c["throughput_sps"],
+        "size": lambda c: (c["size_bytes"], c["latency_p50_ms"]),
+    }[cfg.objective]
     best = min(eligible, key=key) if eligible else None
     for c in rows:
         c["picked"] = c is best
     if best is not None:
-        verdict = (f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 "
-                   f"{baseline['runtime']} at batch {cfg.batch_size}, "
-                   f"accuracy drop {best['accuracy_drop'] * 100:+.2f} pt")
+        verdict = (
+            f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 "
+            f"{baseline['runtime']} at batch {cfg.batch_size}, "
+            f"accuracy drop {best['accuracy_drop'] * 100:+.2f} pt"
+        )
     else:
-        verdict = (f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} "
-                   f"and within the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt")
+        verdict = (
+            f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} "
+            f"and within the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt"
+        )
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     return {
-        "kind": "torchship.optimize", "schema": SCHEMA,
+        "kind": "torchship.optimize",
+        "schema": SCHEMA,
         "created": now.isoformat().replace("+00:00", "Z"),
-        "artifact": str(artifact.path) if artifact.path else None, "parent": artifact.digest,
-        "name": artifact.manifest.name, "settings": cfg.model_dump(mode="json"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "platform": platform.platform()},
-        "baseline": baseline, "candidates": rows,
+        "artifact": str(artifact.path) if artifact.path else None,
+        "parent": artifact.digest,
+        "name": artifact.manifest.name,
+        "settings": cfg.model_dump(mode="json"),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "baseline": baseline,
+        "candidates": rows,
         "pareto": [c["name"] for c in rows if c.get("pareto")],
-        "picked": best["name"] if best else None, "picked_artifact": best["artifact"] if best else None,
+        "picked": best["name"] if best else None,
+        "picked_artifact": best["artifact"] if best else None,
         "verdict": verdict,
     }
 
@@ -415,13 +483,17 @@ def mark_pareto_(rows: list[dict[str, Any]]) -> None:
 def to_markdown(document: dict[str, Any]) -> str:
     """The candidate table as Markdown, baseline first, with the verdict under it."""
     base, settings = document["baseline"], document["settings"]
-    lines = [f"# optimize {document['name']}", "",
-             f"objective **{settings['objective']}** at batch {settings['batch_size']}, "
-             f"accuracy budget {settings['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
-             f"{base['runtime']} ({base['latency_p50_ms']:.3f} ms p50)", "",
-             "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up "
-             "| faster | in budget | Pareto | picked |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |"]
+    lines = [
+        f"# optimize {document['name']}",
+        "",
+        f"objective **{settings['objective']}** at batch {settings['batch_size']}, "
+        f"accuracy budget {settings['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
+        f"{base['runtime']} ({base['latency_p50_ms']:.3f} ms p50)",
+        "",
+        "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up "
+        "| faster | in budget | Pareto | picked |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
+    ]
     for c in document["candidates"]:
         if c["status"] != "ok":
             lines.append(f"| {c['name']} | {c['status']}: {c['reason']} | | | | | | | | | | | |")
@@ -430,8 +502,15 @@ def to_markdown(document: dict[str, Any]) -> str:
         speed = "1.00x" if c.get("baseline") else f"{c['speedup']:.2f}x"
         judged = ["", ""] if c.get("baseline") else [_yes(c["faster"]), _yes(c["within_budget"])]
         flags = [*judged, _yes(c["pareto"]), "★" if c["picked"] else ""]
-        figures = [f"{c['accuracy']:.4f}", drop, f"{c['latency_p50_ms']:.3f}", f"{c['throughput_sps']:,.0f}",
-                   f"{c['size_bytes']:,}", speed, *flags]
+        figures = [
+            f"{c['accuracy']:.4f}",
+            drop,
+            f"{c['latency_p50_ms']:.3f}",
+            f"{c['throughput_sps']:,.0f}",
+            f"{c['size_bytes']:,}",
+            speed,
+            *flags,
+        ]
         lines.append(f"| {c['name']} | ok | {c['runtime']} | " + " | ".join(figures) + " |")
     return "\n".join([*lines, "", document["verdict"], ""])
 

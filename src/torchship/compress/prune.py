@@ -36,10 +36,16 @@ class PruneConfig(Strict):
     """How much to prune, how, and how to recover accuracy afterwards."""
 
     kind: Literal["structured", "unstructured"] = "structured"
-    ratio: float = Field(default=0.5, ge=0.0, lt=1.0, description="share of channels (structured) or weights removed")
+    ratio: float = Field(
+        default=0.5, ge=0.0, lt=1.0, description="share of channels (structured) or weights removed"
+    )
     scope: Literal["layer", "global"] = "layer"
-    importance: Literal["l1", "l2"] = Field(default="l2", description="channel norm; unstructured ranks by |w|")
-    ignore: list[str] = Field(default_factory=lambda: ["head"], description="layers (and their children) kept whole")
+    importance: Literal["l1", "l2"] = Field(
+        default="l2", description="channel norm; unstructured ranks by |w|"
+    )
+    ignore: list[str] = Field(
+        default_factory=lambda: ["head"], description="layers (and their children) kept whole"
+    )
     steps: PositiveInt = 1
     step_epochs: NonNegativeInt = 0
     round_to: PositiveInt | None = Field(default=None, description="keep channel counts multiples of this")
@@ -87,10 +93,23 @@ def prune(
             if epochs:
                 # unstructured masks keep the shapes (and hold weight_orig/weight_mask until finish)
                 structured = cfg.kind == "structured"
-                arch = rebuildable_architecture(model, base_arch, allow_import=allowed) if structured else base_arch
-                tuned = finetune(model, arch, parent=artifact, data=val.config, settings=cfg.finetune,
-                                 epochs=epochs, out=root / f"step-{step}", op="prune", params=params,
-                                 console=console)
+                arch = (
+                    rebuildable_architecture(model, base_arch, allow_import=allowed)
+                    if structured
+                    else base_arch
+                )
+                tuned = finetune(
+                    model,
+                    arch,
+                    parent=artifact,
+                    data=val.config,
+                    settings=cfg.finetune,
+                    epochs=epochs,
+                    out=root / f"step-{step}",
+                    op="prune",
+                    params=params,
+                    console=console,
+                )
                 model = model.cpu()
         pruner.finish()
     model.eval()
@@ -100,7 +119,9 @@ def prune(
     params["report"] = {"parent": before, "pruned": after, "sparsity": layer_sparsity(model)}
     fields: dict[str, Any] = {"metrics": metrics}
     if tuned is not None:
-        fields.update(reference=tuned.manifest.reference, curves=tuned.manifest.curves, data=tuned.manifest.data)
+        fields.update(
+            reference=tuned.manifest.reference, curves=tuned.manifest.curves, data=tuned.manifest.data
+        )
     child = artifact.derive(op="prune", params=params, model=model, architecture=architecture, **fields)
     return child.save(target)
 
@@ -120,8 +141,10 @@ def _match_ignored(model: nn.Module, patterns: list[str], name: str) -> list[nn.
     for pattern in patterns:
         hits = [m for n, m in model.named_modules() if n and (n == pattern or n.startswith(pattern + "."))]
         if not hits:
-            raise CompressError(f"--ignore {pattern!r} names no layer of {name}",
-                                fix=f"choose among: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
+            raise CompressError(
+                f"--ignore {pattern!r} names no layer of {name}",
+                fix=f"choose among: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''}",
+            )
         ignored += hits
     return ignored
 
@@ -129,7 +152,9 @@ def _match_ignored(model: nn.Module, patterns: list[str], name: str) -> list[nn.
 class _Structured:
     """Torch-Pruning's BasePruner driven one step at a time, with checks that the result still runs."""
 
-    def __init__(self, model: nn.Module, cfg: PruneConfig, shape: list[int], ignored: list[nn.Module], name: str):
+    def __init__(
+        self, model: nn.Module, cfg: PruneConfig, shape: list[int], ignored: list[nn.Module], name: str
+    ):
         tp = require("torch_pruning", "compress")
         self.model, self.name = model, name
         self.example = torch.zeros(2, *shape)
@@ -148,13 +173,18 @@ class _Structured:
                 ignored_layers=self.ignored,
                 round_to=cfg.round_to,
             )
-            groups = list(self.pruner.DG.get_all_groups(ignored_layers=self.pruner.ignored_layers,
-                                                         root_module_types=self.pruner.root_module_types))
+            groups = list(
+                self.pruner.DG.get_all_groups(
+                    ignored_layers=self.pruner.ignored_layers, root_module_types=self.pruner.root_module_types
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - any failure inside the tracer means "cannot trace"
             raise self._untraceable(exc) from None
         if not groups:
-            raise CompressError(f"Torch-Pruning found no prunable channels in {name}",
-                                fix="check --ignore, or use --kind unstructured")
+            raise CompressError(
+                f"Torch-Pruning found no prunable channels in {name}",
+                fix="check --ignore, or use --kind unstructured",
+            )
 
     def step(self, step: int) -> None:
         try:

@@ -56,12 +56,16 @@ class QuantizeConfig(Strict):
 
     mode: Literal["static", "dynamic", "pt2e"] = "static"
     calibration: Literal["minmax", "entropy", "percentile"] | None = Field(
-        default=None, description="static only; default minmax")
+        default=None, description="static only; default minmax"
+    )
     calibration_size: PositiveInt = Field(default=256, description="training-split inputs to calibrate on")
     per_channel: bool = True
     max_accuracy_drop: float | None = Field(
-        default=None, ge=0.0, le=1.0,
-        description="keep sensitive layers float until val accuracy drops at most this")
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="keep sensitive layers float until val accuracy drops at most this",
+    )
     qat_epochs: NonNegativeInt = Field(default=0, description="pt2e only: quantization-aware training epochs")
     finetune: Finetune = Field(default_factory=lambda: Finetune(lr=1e-4), description="QAT settings")
     data: str | dict[str, Any] | None = None
@@ -72,8 +76,9 @@ class QuantizeConfig(Strict):
         mode = info.data.get("mode")
         if value is not None and mode != "static":
             how = "calibrates at run time" if mode == "dynamic" else "uses histogram observers"
-            raise PydanticCustomError("mode", "applies to --mode static only ({mode} {how})",
-                                      {"mode": mode, "how": how})
+            raise PydanticCustomError(
+                "mode", "applies to --mode static only ({mode} {how})", {"mode": mode, "how": how}
+            )
         return value
 
     @field_validator("qat_epochs")
@@ -107,12 +112,16 @@ def quantize(
     target = check_out(out, artifact)
     if artifact.manifest.lineage.op == "quantize":
         mode = artifact.manifest.lineage.params.get("mode")
-        raise CompressError(f"{artifact.manifest.name} is already int8 ({mode})",
-                            fix="quantize its float parent instead (lineage.parent)")
+        raise CompressError(
+            f"{artifact.manifest.name} is already int8 ({mode})",
+            fix="quantize its float parent instead (lineage.parent)",
+        )
     if artifact.manifest.encryption is not None:
         # ONNX Runtime's quantizer reads and writes graphs as files: it would put the model on disk in clear
-        raise CompressError(f"{artifact.manifest.name} is encrypted and quantization works on files on disk",
-                            fix="quantize the clear artifact, then torchship encrypt the result")
+        raise CompressError(
+            f"{artifact.manifest.name} is encrypted and quantization works on files on disk",
+            fix="quantize the clear artifact, then torchship encrypt the result",
+        )
     allowed = tuple(allow_import)
     from torchship.export.signed import uses_signature
 
@@ -141,8 +150,15 @@ def calibration_inputs(artifact: Artifact, val: ValData, size: int, seed: int = 
 
 
 # ------------------------------------------------------------------------------ ONNX Runtime
-def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: Path, val: ValData,
-                   calib: np.ndarray, allowed: tuple[str, ...]) -> Artifact:
+def _quantize_onnx(
+    artifact: Artifact,
+    cfg: QuantizeConfig,
+    tmp: Path,
+    target: Path,
+    val: ValData,
+    calib: np.ndarray,
+    allowed: tuple[str, ...],
+) -> Artifact:
     require("onnxruntime", "onnx")
     from torchship.export import export
 
@@ -157,7 +173,8 @@ def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
             if cfg.mode == "dynamic"
             else f"{artifact.manifest.name} has no Conv/MatMul/Gemm node to quantize",
             fix="use --mode static for convolutional models (ONNX Runtime has no dynamic int8 Conv on CPU)"
-            if cfg.mode == "dynamic" else "quantization only pays off for conv and linear layers",
+            if cfg.mode == "dynamic"
+            else "quantization only pays off for conv and linear layers",
         )
     judge = _Judge(fp32_path, val)
     job = _OnnxJob(cfg, graph, calib, tmp)
@@ -165,31 +182,39 @@ def _quantize_onnx(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     scores = judge.score(q_path)
     fallback: dict[str, Any] = {}
     if cfg.max_accuracy_drop is not None and scores["drop"] > cfg.max_accuracy_drop + 1e-6:
-        q_path, scores, fallback = _fall_back(job, judge, quantizable, scores, cfg.max_accuracy_drop,
-                                              artifact.manifest.name)
+        q_path, scores, fallback = _fall_back(
+            job, judge, quantizable, scores, cfg.max_accuracy_drop, artifact.manifest.name
+        )
         float_nodes.update({n: "accuracy budget (most sensitive)" for n in fallback["kept_float"]})
     shape = artifact.manifest.input.shape
     model = artifact.build_model(allowed)
     stats = model_stats(model, shape, {"accuracy": judge.fp32_accuracy})
     record = {
-        "file": ONNX_INT8, "precision": "int8", "mode": cfg.mode,
+        "file": ONNX_INT8,
+        "precision": "int8",
+        "mode": cfg.mode,
         "format": "QDQ" if cfg.mode == "static" else "QOperator",
         "activations": "uint8" if cfg.mode == "static" else "uint8, quantized at run time",
         "weights": "int8 per-channel" if cfg.per_channel else "int8 per-tensor",
-        "quantized_nodes": [n for n in quantizable if n not in float_nodes], "float_nodes": float_nodes,
-        "max_abs_diff": scores["max_abs_diff"], "top1_agreement": scores["top1_agreement"],
-        "samples": len(val.x), "reference": "fp32 ONNX Runtime, validation split",
+        "quantized_nodes": [n for n in quantizable if n not in float_nodes],
+        "float_nodes": float_nodes,
+        "max_abs_diff": scores["max_abs_diff"],
+        "top1_agreement": scores["top1_agreement"],
+        "samples": len(val.x),
+        "reference": "fp32 ONNX Runtime, validation split",
     }
     params = cfg.model_dump(mode="json") | {
-        "backend": "onnxruntime", "calibration": _calibration_name(cfg),
+        "backend": "onnxruntime",
+        "calibration": _calibration_name(cfg),
         "calibration_size": len(calib) if cfg.mode == "static" else 0,
         "calibration_split": "train" if cfg.mode == "static" else None,
-        "float_nodes": float_nodes, "fallback": fallback,
+        "float_nodes": float_nodes,
+        "fallback": fallback,
         "accuracy_drop": scores["drop"],
         "report": {
             "fp32 onnx": stats | {"weights_bytes": fp32_path.stat().st_size},
-            "int8 onnx": stats | {"weights_bytes": q_path.stat().st_size,
-                                  "val_accuracy": scores["metrics"]["accuracy"]},
+            "int8 onnx": stats
+            | {"weights_bytes": q_path.stat().st_size, "val_accuracy": scores["metrics"]["accuracy"]},
         },
     }
     exports = {"onnx": exported.manifest.exports["onnx"], INT8_EXPORT: record}
@@ -227,8 +252,11 @@ def _unquantizable(graph: Any, mode: str) -> dict[str, str]:
     """Weighted nodes this mode leaves float by design (dynamic int8 Conv has no ORT CPU kernel)."""
     if mode != "dynamic":
         return {}
-    return {n.name: "dynamic int8 Conv has no ONNX Runtime CPU kernel"
-            for n in graph.graph.node if n.op_type in ("Conv", "ConvTranspose")}
+    return {
+        n.name: "dynamic int8 Conv has no ONNX Runtime CPU kernel"
+        for n in graph.graph.node
+        if n.op_type in ("Conv", "ConvTranspose")
+    }
 
 
 class _OnnxJob:
@@ -251,18 +279,36 @@ class _OnnxJob:
         self.count += 1
         dst = self.tmp / f"int8-{self.count}.onnx"
         if self.cfg.mode == "dynamic":
-            quantize_dynamic(str(self.source), str(dst), op_types_to_quantize=list(DYNAMIC_OPS),
-                             per_channel=self.cfg.per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_quantize=only, nodes_to_exclude=excluded)
+            quantize_dynamic(
+                str(self.source),
+                str(dst),
+                op_types_to_quantize=list(DYNAMIC_OPS),
+                per_channel=self.cfg.per_channel,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=only,
+                nodes_to_exclude=excluded,
+            )
             return dst
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[self.cfg.calibration or "minmax"]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[self.cfg.calibration or "minmax"]
         with _quiet():  # the entropy/percentile calibrators print progress
-            quantize_static(str(self.source), str(dst), _reader(self.calib), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(STATIC_OPS), per_channel=self.cfg.per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=method, nodes_to_quantize=only, nodes_to_exclude=excluded,
-                            calibration_providers=["CPUExecutionProvider"])
+            quantize_static(
+                str(self.source),
+                str(dst),
+                _reader(self.calib),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(STATIC_OPS),
+                per_channel=self.cfg.per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method,
+                nodes_to_quantize=only,
+                nodes_to_exclude=excluded,
+                calibration_providers=["CPUExecutionProvider"],
+            )
         return dst
 
 
@@ -295,15 +341,17 @@ class _Judge:
 
         predictor = OnnxRuntimePredictor(path, RuntimeOptions(), list(self.val.x.shape[1:]))
         try:
-            return np.concatenate([predictor.predict(self.val.x[i : i + 512].numpy())
-                                   for i in range(0, len(self.val.x), 512)])
+            return np.concatenate(
+                [predictor.predict(self.val.x[i : i + 512].numpy()) for i in range(0, len(self.val.x), 512)]
+            )
         finally:
             predictor.close()
 
     def score(self, path: Path) -> dict[str, Any]:
         logits = self.logits(path)
-        metrics, _ = evaluate_logits(lambda t: t, torch.from_numpy(logits), self.val.y,
-                                     self.val.dataset.num_classes)
+        metrics, _ = evaluate_logits(
+            lambda t: t, torch.from_numpy(logits), self.val.y, self.val.dataset.num_classes
+        )
         accuracy = float((logits.argmax(1) == self.val.y.numpy()).mean())
         return {
             "metrics": metrics,
@@ -314,15 +362,17 @@ class _Judge:
         }
 
 
-def _fall_back(job: _OnnxJob, judge: _Judge, nodes: list[str], scores: dict[str, Any], budget: float,
-               name: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+def _fall_back(
+    job: _OnnxJob, judge: _Judge, nodes: list[str], scores: dict[str, Any], budget: float, name: str
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """Keep the most sensitive nodes float, greedily, until the accuracy drop fits ``budget``."""
     sensitivity = {}
     for node in nodes:
         alone = judge.score(job.run(excluded=[], only=[node]))
         sensitivity[node] = {"accuracy_drop": round(alone["drop"], 6), "mse": alone["mse"]}
-    order = sorted(nodes, key=lambda n: (sensitivity[n]["accuracy_drop"], sensitivity[n]["mse"]),
-                   reverse=True)
+    order = sorted(
+        nodes, key=lambda n: (sensitivity[n]["accuracy_drop"], sensitivity[n]["mse"]), reverse=True
+    )
     steps = [{"kept_float": [], "accuracy_drop": scores["drop"]}]
     for count in range(1, len(order)):
         kept = order[:count]
@@ -335,7 +385,7 @@ def _fall_back(job: _OnnxJob, judge: _Judge, nodes: list[str], scores: dict[str,
         f"int8 {name} loses {steps[-1]['accuracy_drop']:.2%} accuracy even with {len(order) - 1} of "
         f"{len(order)} layers kept float (budget {budget:.2%})",
         fix="raise --max-accuracy-drop, try another --calibration, or quantization-aware training "
-            "(--mode pt2e --qat-epochs N)",
+        "(--mode pt2e --qat-epochs N)",
     )
 
 
@@ -360,12 +410,26 @@ def _torchao() -> dict[str, Any]:
     finally:
         for lg, level in zip(loggers, levels, strict=False):
             lg.setLevel(level)
-    return {"prepare": prepare_pt2e, "prepare_qat": prepare_qat_pt2e, "convert": convert_pt2e, "x86": x86,
-            "to_train": move_exported_model_to_train, "to_eval": move_exported_model_to_eval}
+    return {
+        "prepare": prepare_pt2e,
+        "prepare_qat": prepare_qat_pt2e,
+        "convert": convert_pt2e,
+        "x86": x86,
+        "to_train": move_exported_model_to_train,
+        "to_eval": move_exported_model_to_eval,
+    }
 
 
-def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: Path, val: ValData,
-                   calib: np.ndarray, allowed: tuple[str, ...], console: Console | None) -> Artifact:
+def _quantize_pt2e(
+    artifact: Artifact,
+    cfg: QuantizeConfig,
+    tmp: Path,
+    target: Path,
+    val: ValData,
+    calib: np.ndarray,
+    allowed: tuple[str, ...],
+    console: Console | None,
+) -> Artifact:
     from torchship.export.capture import batch_dim, capture_program
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.exported import ExportedPredictor, check_pt2_without_pickles
@@ -382,16 +446,27 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     # QAT captures batch norm and dropout in training form; prepare_qat_pt2e folds conv + bn for training
     graph = _capture(model.train(qat), example, capture_program, batch_dim).module()
     model.eval()
-    params = cfg.model_dump(mode="json") | {"backend": "torchao pt2e (X86InductorQuantizer)",
-                                            "calibration": _calibration_name(cfg)}
+    params = cfg.model_dump(mode="json") | {
+        "backend": "torchao pt2e (X86InductorQuantizer)",
+        "calibration": _calibration_name(cfg),
+    }
     curves: list[dict[str, Any]] = []
     if qat:
         prepared = ao["prepare_qat"](graph, quantizer)
         arch = artifact.manifest.architecture.model_dump(by_alias=True, exclude_none=True)
         with work_dir(cfg.finetune) as root:
-            tuned = finetune(_Trainable(prepared, ao), arch, parent=artifact, data=val.config,
-                             settings=cfg.finetune, epochs=cfg.qat_epochs, out=root / "qat", op="quantize",
-                             params=params, console=console)
+            tuned = finetune(
+                _Trainable(prepared, ao),
+                arch,
+                parent=artifact,
+                data=val.config,
+                settings=cfg.finetune,
+                epochs=cfg.qat_epochs,
+                out=root / "qat",
+                op="quantize",
+                params=params,
+                console=console,
+            )
         curves = tuned.manifest.curves
         ao["to_eval"](prepared)
         model = _float_weights(model, prepared)
@@ -407,8 +482,9 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
     check_pt2_without_pickles(path)
     predictor = ExportedPredictor(path, RuntimeOptions(), shape)
     try:
-        metrics, _ = evaluate_logits(lambda xb: torch.from_numpy(predictor.predict(xb.numpy())), val.x, val.y,
-                                     val.dataset.num_classes)
+        metrics, _ = evaluate_logits(
+            lambda xb: torch.from_numpy(predictor.predict(xb.numpy())), val.x, val.y, val.dataset.num_classes
+        )
         fp32_logits = model(val.x).detach().numpy() if not qat else None
         int8_logits = predictor.predict(val.x.numpy())
     finally:
@@ -420,18 +496,37 @@ def _quantize_pt2e(artifact: Artifact, cfg: QuantizeConfig, tmp: Path, target: P
             f"(budget {cfg.max_accuracy_drop:.2%})",
             fix="add --qat-epochs N, or use --mode static, which keeps the most sensitive layers float",
         )
-    record = {"file": PT2_INT8, "precision": "int8", "mode": "pt2e", "dynamic_batch": True,
-              "quantizer": "X86InductorQuantizer", "torch": torch.__version__}
+    record = {
+        "file": PT2_INT8,
+        "precision": "int8",
+        "mode": "pt2e",
+        "dynamic_batch": True,
+        "quantizer": "X86InductorQuantizer",
+        "torch": torch.__version__,
+    }
     if fp32_logits is not None:
-        record.update(max_abs_diff=float(np.abs(int8_logits - fp32_logits).max()),
-                      top1_agreement=float((int8_logits.argmax(1) == fp32_logits.argmax(1)).mean()))
-    params |= {"calibration_size": 0 if qat else len(calib), "calibration_split": None if qat else "train",
-               "float_nodes": {}, "accuracy_drop": drop,
-               "report": {"parent": before, "int8 pt2e": before | {"weights_bytes": path.stat().st_size,
-                                                                   "val_accuracy": metrics["accuracy"]}}}
-    child = artifact.derive(op="quantize", params=params, model=model, exports={"exported": record},
-                            metrics={**artifact.manifest.metrics, "val": metrics},
-                            **({"curves": curves} if curves else {}))
+        record.update(
+            max_abs_diff=float(np.abs(int8_logits - fp32_logits).max()),
+            top1_agreement=float((int8_logits.argmax(1) == fp32_logits.argmax(1)).mean()),
+        )
+    params |= {
+        "calibration_size": 0 if qat else len(calib),
+        "calibration_split": None if qat else "train",
+        "float_nodes": {},
+        "accuracy_drop": drop,
+        "report": {
+            "parent": before,
+            "int8 pt2e": before | {"weights_bytes": path.stat().st_size, "val_accuracy": metrics["accuracy"]},
+        },
+    }
+    child = artifact.derive(
+        op="quantize",
+        params=params,
+        model=model,
+        exports={"exported": record},
+        metrics={**artifact.manifest.metrics, "val": metrics},
+        **({"curves": curves} if curves else {}),
+    )
     return child.save(target, extra_files={PT2_INT8: path})
 
 

@@ -60,8 +60,15 @@ def read_npz(cfg: DataConfig) -> RawData:
         y_int, labels = encode_labels(y)
     else:
         y_int, labels = _indexed_labels(y, names, path)
-    return RawData(x, y_int, labels, scale=scale, layout=layout, source={"origin": "npz", "path": str(path)},
-                   unitless=True)
+    return RawData(
+        x,
+        y_int,
+        labels,
+        scale=scale,
+        layout=layout,
+        source={"origin": "npz", "path": str(path)},
+        unitless=True,
+    )
 
 
 def _npz_layout(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:

@@ -52,8 +52,10 @@ def _model_source(path: Path) -> tuple[Path, str, str, str | None]:
     found = sorted(path.glob(f"*/*/{MANIFEST}")) if path.is_dir() else []
     versions = [m for m in found if m.parent.name.isdigit()]  # REPO/<model>/<version>/, as serve reads it
     if not versions:
-        raise ConfigError(f"{path} is neither an artifact nor a model repository REPO/<model>/<version>/",
-                          fix="pass an artifact directory or a repository")
+        raise ConfigError(
+            f"{path} is neither an artifact nor a model repository REPO/<model>/<version>/",
+            fix="pass an artifact directory or a repository",
+        )
     for manifest in versions:
         Artifact.load(manifest.parent)
     return path, "repository", path.resolve().name, None
@@ -103,10 +105,19 @@ _HEADERS = {
 }
 
 
-def deploy_kubernetes(path: str | Path, out: str | Path, *, replicas: int = 2,
-                      max_replicas: int | None = None, image: str | None = None, name: str | None = None,
-                      runtime: str = "eager", bench: str | Path | None = None, storage_uri: str | None = None,
-                      max_batch_size: int = 32) -> Bundle:
+def deploy_kubernetes(
+    path: str | Path,
+    out: str | Path,
+    *,
+    replicas: int = 2,
+    max_replicas: int | None = None,
+    image: str | None = None,
+    name: str | None = None,
+    runtime: str = "eager",
+    bench: str | Path | None = None,
+    storage_uri: str | None = None,
+    max_batch_size: int = 32,
+) -> Bundle:
     """Write the Dockerfile, the model and validated Kubernetes and KServe manifests to ``out``.
 
     Raises:
@@ -119,8 +130,10 @@ def deploy_kubernetes(path: str | Path, out: str | Path, *, replicas: int = 2,
     if out.resolve().is_relative_to(source.resolve()):
         raise ConfigError(f"{out} is inside {source}, which is copied into it", fix="choose -o elsewhere")
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
-        raise ConfigError(f"replicas {replicas}..{max_replicas} is not a range",
-                          fix="use --replicas >= 1 and --max-replicas >= --replicas")
+        raise ConfigError(
+            f"replicas {replicas}..{max_replicas} is not a range",
+            fix="use --replicas >= 1 and --max-replicas >= --replicas",
+        )
     if bench is not None:
         bench_file: Path | None = Path(bench)
     else:
@@ -128,8 +141,16 @@ def deploy_kubernetes(path: str | Path, out: str | Path, *, replicas: int = 2,
     resources = from_bench(bench_file, runtime, artifact_name)
     app_name = k8s.check_name(name) if name else k8s.object_name(model_name)
     model_path = f"{IMAGE_ROOT}/{model_name}" if context_dir == "artifact" else IMAGE_ROOT
-    plan = k8s.Plan(app_name, image or f"{app_name}:latest", replicas, max_replicas or 4 * replicas,
-                    model_path, runtime, resources, storage_uri)
+    plan = k8s.Plan(
+        app_name,
+        image or f"{app_name}:latest",
+        replicas,
+        max_replicas or 4 * replicas,
+        model_path,
+        runtime,
+        resources,
+        storage_uri,
+    )
     documents = manifests(plan, max_batch_size)
     checked = {file: validate_manifest(doc) for file, doc in documents.items()}  # before writing anything
 

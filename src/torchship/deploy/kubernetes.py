@@ -45,8 +45,11 @@ class Plan:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "inference-server",
-                "app.kubernetes.io/managed-by": "torchship"}
+        return {
+            "app.kubernetes.io/name": self.name,
+            "app.kubernetes.io/component": "inference-server",
+            "app.kubernetes.io/managed-by": "torchship",
+        }
 
 
 def object_name(raw: str) -> str:
@@ -64,8 +67,10 @@ def object_name(raw: str) -> str:
 
 def check_name(name: str) -> str:
     if not _DNS_LABEL.match(name):
-        raise ConfigError(f"--name {name!r} is not a valid Kubernetes name",
-                          fix="use lowercase letters, digits and '-', starting with a letter, at most 63")
+        raise ConfigError(
+            f"--name {name!r} is not a valid Kubernetes name",
+            fix="use lowercase letters, digits and '-', starting with a letter, at most 63",
+        )
     return name
 
 
@@ -77,30 +82,44 @@ def serve_args(plan: Plan, model_path: str, http_port: int, grpc_port: int | Non
 
 
 def _probe(path: str, port: str | int, period_s: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period_s, "timeoutSeconds": 5,
-            "failureThreshold": failures}
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period_s,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
 
 
 def _probes(port: str | int) -> dict[str, Any]:
     # startup allows 10 minutes of model loading and warm-up before liveness starts counting
-    return {"startupProbe": _probe(LIVE_PATH, port, 5, 120),
-            "readinessProbe": _probe(READY_PATH, port, 5, 2),
-            "livenessProbe": _probe(LIVE_PATH, port, 10, 3)}
+    return {
+        "startupProbe": _probe(LIVE_PATH, port, 5, 120),
+        "readinessProbe": _probe(READY_PATH, port, 5, 2),
+        "livenessProbe": _probe(LIVE_PATH, port, 10, 3),
+    }
 
 
 def _env(plan: Plan) -> list[dict[str, Any]]:
     threads = str(plan.resources.threads)
     # tokens come from a Secret the platform team creates; without it the server is open inside the cluster
-    token = [{"name": env, "valueFrom": {"secretKeyRef": {"name": f"{plan.name}-tokens", "key": key,
-                                                          "optional": True}}}
-             for env, key in (("TORCHSHIP_TOKEN", "inference"), ("TORCHSHIP_MANAGEMENT_TOKEN", "management"))]
+    token = [
+        {
+            "name": env,
+            "valueFrom": {"secretKeyRef": {"name": f"{plan.name}-tokens", "key": key, "optional": True}},
+        }
+        for env, key in (("TORCHSHIP_TOKEN", "inference"), ("TORCHSHIP_MANAGEMENT_TOKEN", "management"))
+    ]
     omp = [{"name": "OMP_NUM_THREADS", "value": threads}, {"name": "OMP_WAIT_POLICY", "value": "PASSIVE"}]
     return omp + token
 
 
 def _container_security() -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": RUN_AS_UID, "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_UID,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def deployment(plan: Plan) -> dict[str, Any]:
@@ -108,8 +127,10 @@ def deployment(plan: Plan) -> dict[str, Any]:
         "name": "torchship",
         "image": plan.image,
         "args": serve_args(plan, plan.model_path, HTTP_PORT, GRPC_PORT),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-                  {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "env": _env(plan),
         "resources": plan.resources.to_kubernetes(),
         **_probes("http"),
@@ -119,19 +140,29 @@ def deployment(plan: Plan) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": plan.name, "labels": plan.labels,
-                     "annotations": {"torchship.dev/resources-from": plan.resources.source}},
+        "metadata": {
+            "name": plan.name,
+            "labels": plan.labels,
+            "annotations": {"torchship.dev/resources-from": plan.resources.source},
+        },
         "spec": {
             "replicas": plan.replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": plan.name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": plan.labels, "annotations": {
-                    "prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT),
-                    "prometheus.io/path": "/metrics"}},
-                "spec": {"terminationGracePeriodSeconds": GRACE_PERIOD_S, "containers": [container],
-                         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_UID,
-                                             "fsGroup": RUN_AS_UID}},
+                "metadata": {
+                    "labels": plan.labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": GRACE_PERIOD_S,
+                    "containers": [container],
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_UID, "fsGroup": RUN_AS_UID},
+                },
             },
         },
     }
@@ -142,10 +173,19 @@ def service(plan: Plan) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": plan.name, "labels": plan.labels},
-        "spec": {"selector": {"app.kubernetes.io/name": plan.name},
-                 "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
-                           {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
-                            "appProtocol": "kubernetes.io/h2c"}]},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": plan.name},
+            "ports": [
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "grpc",
+                    "port": GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
+        },
     }
 
 
@@ -154,16 +194,28 @@ def _hpa(plan: Plan, metric: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": plan.name, "labels": plan.labels},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name},
-                 "minReplicas": plan.replicas, "maxReplicas": plan.max_replicas, "metrics": [metric],
-                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}}},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": plan.name},
+            "minReplicas": plan.replicas,
+            "maxReplicas": plan.max_replicas,
+            "metrics": [metric],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+        },
     }
 
 
 def hpa_cpu(plan: Plan) -> dict[str, Any]:
     """Scale on CPU: works with metrics-server alone (the requests above are what 100 % means)."""
-    return _hpa(plan, {"type": "Resource", "resource": {"name": "cpu", "target": {
-        "type": "Utilization", "averageUtilization": CPU_UTILIZATION_PCT}}})
+    return _hpa(
+        plan,
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": CPU_UTILIZATION_PCT},
+            },
+        },
+    )
 
 
 def hpa_inflight(plan: Plan, target_per_pod: int) -> dict[str, Any]:
@@ -173,9 +225,16 @@ def hpa_inflight(plan: Plan, target_per_pod: int) -> dict[str, Any]:
     docs/deploy.md has its rule. ``target_per_pod`` is the model's largest batch: at that
     many concurrent requests a pod forms full batches, beyond it requests queue.
     """
-    return _hpa(plan, {"type": "Pods", "pods": {"metric": {"name": "torchship_inflight_requests"},
-                                                "target": {"type": "AverageValue",
-                                                           "averageValue": str(target_per_pod)}}})
+    return _hpa(
+        plan,
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "torchship_inflight_requests"},
+                "target": {"type": "AverageValue", "averageValue": str(target_per_pod)},
+            },
+        },
+    )
 
 
 def pod_disruption_budget(plan: Plan) -> dict[str, Any]:
@@ -205,21 +264,34 @@ def serving_runtime(plan: Plan) -> dict[str, Any]:
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
         "metadata": {"name": f"{plan.name}-runtime", "labels": plan.labels},
-        "spec": {"supportedModelFormats": [{"name": "torchship", "version": "1", "autoSelect": True}],
-                 "protocolVersions": ["v2"], "multiModel": False, "containers": [container]},
+        "spec": {
+            "supportedModelFormats": [{"name": "torchship", "version": "1", "autoSelect": True}],
+            "protocolVersions": ["v2"],
+            "multiModel": False,
+            "containers": [container],
+        },
     }
 
 
 def inference_service(plan: Plan) -> dict[str, Any]:
-    model: dict[str, Any] = {"modelFormat": {"name": "torchship", "version": "1"},
-                             "runtime": f"{plan.name}-runtime", "protocolVersion": "v2",
-                             "resources": plan.resources.to_kubernetes()}
+    model: dict[str, Any] = {
+        "modelFormat": {"name": "torchship", "version": "1"},
+        "runtime": f"{plan.name}-runtime",
+        "protocolVersion": "v2",
+        "resources": plan.resources.to_kubernetes(),
+    }
     if plan.storage_uri:
         model["storageUri"] = plan.storage_uri
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": plan.name, "labels": plan.labels},
-        "spec": {"predictor": {"minReplicas": plan.replicas, "maxReplicas": plan.max_replicas,
-                               "terminationGracePeriodSeconds": GRACE_PERIOD_S, "model": model}},
+        "spec": {
+            "predictor": {
+                "minReplicas": plan.replicas,
+                "maxReplicas": plan.max_replicas,
+                "terminationGracePeriodSeconds": GRACE_PERIOD_S,
+                "model": model,
+            }
+        },
     }

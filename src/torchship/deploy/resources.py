@@ -41,8 +41,10 @@ class Resources:
 
     def to_kubernetes(self) -> dict[str, Any]:
         # cpu: no limit (see the module docstring); memory: the limit is twice the request
-        return {"requests": {"cpu": str(self.cpu_cores), "memory": f"{_mib(self.memory_bytes)}Mi"},
-                "limits": {"memory": f"{2 * _mib(self.memory_bytes)}Mi"}}
+        return {
+            "requests": {"cpu": str(self.cpu_cores), "memory": f"{_mib(self.memory_bytes)}Mi"},
+            "limits": {"memory": f"{2 * _mib(self.memory_bytes)}Mi"},
+        }
 
 
 def _mib(size_bytes: int) -> int:
@@ -64,30 +66,48 @@ def from_bench(bench_file: Path | None, runtime: str, artifact_name: str | None)
         ConfigError: The file is not a bench document, or has no measured row for ``runtime``.
     """
     if bench_file is None:
-        return Resources(DEFAULT_CPU_CORES, DEFAULT_MEMORY_BYTES,
-                         f"defaults ({DEFAULT_CPU_CORES} cores, {_mib(DEFAULT_MEMORY_BYTES)} MiB): no bench "
-                         "results found; run torchship bench ART --runtime R --json RUN/bench.json")
+        return Resources(
+            DEFAULT_CPU_CORES,
+            DEFAULT_MEMORY_BYTES,
+            f"defaults ({DEFAULT_CPU_CORES} cores, {_mib(DEFAULT_MEMORY_BYTES)} MiB): no bench "
+            "results found; run torchship bench ART --runtime R --json RUN/bench.json",
+        )
     try:
         document = json.loads(bench_file.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read bench results {bench_file} ({exc})",
-                          fix="pass the file `torchship bench --json` wrote") from None
+        raise ConfigError(
+            f"cannot read bench results {bench_file} ({exc})",
+            fix="pass the file `torchship bench --json` wrote",
+        ) from None
     if not isinstance(document, dict) or document.get("kind") != "torchship.bench":
-        raise ConfigError(f"{bench_file} is not a torchship bench document",
-                          fix="pass the file `torchship bench --json` wrote")
-    rows = [r for r in document.get("results", []) if isinstance(r, dict) and r.get("status") == "ok"
-            and r.get("runtime") == runtime and r.get("peak_rss_bytes")]
+        raise ConfigError(
+            f"{bench_file} is not a torchship bench document",
+            fix="pass the file `torchship bench --json` wrote",
+        )
+    rows = [
+        r
+        for r in document.get("results", [])
+        if isinstance(r, dict)
+        and r.get("status") == "ok"
+        and r.get("runtime") == runtime
+        and r.get("peak_rss_bytes")
+    ]
     named = [r for r in rows if r.get("artifact") == artifact_name]
     rows = named or rows
     if not rows:
         measured = sorted({str(r.get("runtime")) for r in document.get("results", []) if isinstance(r, dict)})
-        raise ConfigError(f"{bench_file} has no measured row for runtime {runtime!r} (it has: "
-                          f"{', '.join(measured) or 'none'})",
-                          fix=f"choose --runtime from those, or bench with --runtime {runtime}")
+        raise ConfigError(
+            f"{bench_file} has no measured row for runtime {runtime!r} (it has: "
+            f"{', '.join(measured) or 'none'})",
+            fix=f"choose --runtime from those, or bench with --runtime {runtime}",
+        )
     peak = max(rows, key=lambda r: r["peak_rss_bytes"])
     threads = int(peak.get("threads") or 1)
     memory_bytes = int(peak["peak_rss_bytes"] * 1.25) + SERVER_HEADROOM_BYTES
-    return Resources(threads + 1, memory_bytes,
-                     f"{bench_file.name}: {runtime} peak RSS {_mib(peak['peak_rss_bytes'])} MiB at batch "
-                     f"{peak.get('batch_size')} ({peak.get('peak_rss_scope') or 'scope unknown'}), "
-                     f"threads={threads}")
+    return Resources(
+        threads + 1,
+        memory_bytes,
+        f"{bench_file.name}: {runtime} peak RSS {_mib(peak['peak_rss_bytes'])} MiB at batch "
+        f"{peak.get('batch_size')} ({peak.get('peak_rss_scope') or 'scope unknown'}), "
+        f"threads={threads}",
+    )

@@ -19,8 +19,10 @@ from torchship.errors import ConfigError, require
 
 SCHEMAS = Path(__file__).parent / "schemas"
 KUBERNETES_VERSIONS = ("1.29", None)  # None: the newest the installed kubernetes-validate has
-KSERVE_SCHEMAS = {("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntime-v1alpha1.json",
-                  ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice-v1beta1.json"}
+KSERVE_SCHEMAS = {
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "servingruntime-v1alpha1.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice-v1beta1.json",
+}
 
 
 def validate_manifest(doc: dict[str, Any]) -> list[str]:
@@ -45,15 +47,18 @@ def validate_manifest(doc: dict[str, Any]) -> list[str]:
         try:
             checked.append(f"Kubernetes {kubernetes_validate.validate(doc, version, strict=True)}")
         except kubernetes_validate.ValidationError as exc:  # a jsonschema.ValidationError
-            raise _invalid(doc, "/".join(map(str, exc.absolute_path)), exc.message,
-                           f"Kubernetes {version}") from None
+            raise _invalid(
+                doc, "/".join(map(str, exc.absolute_path)), exc.message, f"Kubernetes {version}"
+            ) from None
     return checked
 
 
 def _invalid(doc: dict[str, Any], where: str, message: str, schema: str) -> ConfigError:
-    return ConfigError(f"{doc.get('kind')} {doc.get('metadata', {}).get('name')!r} is invalid at "
-                       f"{where or '(root)'} against {schema}: {message}",
-                       fix="this is a torchship bug; please report it with the command line")
+    return ConfigError(
+        f"{doc.get('kind')} {doc.get('metadata', {}).get('name')!r} is invalid at "
+        f"{where or '(root)'} against {schema}: {message}",
+        fix="this is a torchship bug; please report it with the command line",
+    )
 
 
 @cache

@@ -29,8 +29,12 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "split": self.split, "samples": self.samples, "runtime": self.runtime,
-            "metrics": self.metrics, "labels": self.labels, "confusion_matrix": self.confusion,
+            "split": self.split,
+            "samples": self.samples,
+            "runtime": self.runtime,
+            "metrics": self.metrics,
+            "labels": self.labels,
+            "confusion_matrix": self.confusion,
         }
 
 
@@ -62,7 +66,9 @@ def evaluate(
             metrics.update(torch.from_numpy(np.asarray(logits)), y[start : start + batch_size])
     finally:
         predictor.close()
-    return Evaluation(split, len(x), metrics.compute(), artifact.manifest.labels, metrics.confusion_matrix(), runtime)
+    return Evaluation(
+        split, len(x), metrics.compute(), artifact.manifest.labels, metrics.confusion_matrix(), runtime
+    )
 
 
 def predict_files(
@@ -99,6 +105,6 @@ def predict_files(
     values, indices = probs.topk(k, dim=1)
     labels = artifact.manifest.labels
     return [
-        Prediction(str(f), [(labels[i], float(p)) for p, i in zip(v.tolist(), ix.tolist())])
-        for f, v, ix in zip(files, values, indices)
+        Prediction(str(f), [(labels[i], float(p)) for p, i in zip(v.tolist(), ix.tolist(), strict=False)])
+        for f, v, ix in zip(files, values, indices, strict=False)
     ]

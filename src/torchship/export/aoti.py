@@ -24,8 +24,12 @@ def export_aoti(ctx: ExportContext) -> Staged:
     Raises:
         ExportError: If no C++ compiler is found or Inductor cannot compile the graph.
     """
-    if ctx.options.device == "cpu" and not (shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")):
-        raise ExportError("AOTInductor needs a C++ compiler and none is on PATH", fix="install g++ (apt install g++)")
+    if ctx.options.device == "cpu" and not (
+        shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    ):
+        raise ExportError(
+            "AOTInductor needs a C++ compiler and none is on PATH", fix="install g++ (apt install g++)"
+        )
     program = ctx.program()
     path = ctx.staging / FILE
     try:
@@ -38,6 +42,8 @@ def export_aoti(ctx: ExportContext) -> Staged:
     from torchship.runtime.aoti import AotiPredictor
     from torchship.runtime.base import RuntimeOptions
 
-    predictor = AotiPredictor(path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape)
+    predictor = AotiPredictor(
+        path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape
+    )
     record = {"file": FILE, "dynamic_batch": True, "device": ctx.options.device, "torch": torch.__version__}
     return Staged({FILE: path}, record, predictor)

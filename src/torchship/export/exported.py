@@ -25,6 +25,8 @@ def export_program(ctx: ExportContext) -> Staged:
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.exported import ExportedPredictor
 
-    predictor = ExportedPredictor(path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape)
+    predictor = ExportedPredictor(
+        path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape
+    )
     record = {"file": FILE, "dynamic_batch": True, "torch": torch.__version__}
     return Staged({FILE: path}, record, predictor)

@@ -9,7 +9,6 @@ Weights go into a separate ``model.onnx.data`` file only when the model is over 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,7 +35,9 @@ def export_onnx(ctx: ExportContext) -> Staged:
     onnx = require("onnx", "onnx")
     require("onnxscript", "onnx")
     if ctx.options.opset < MIN_OPSET:
-        raise ExportError(f"ONNX opset {ctx.options.opset} is too old", fix=f"use --opset {MIN_OPSET} or newer")
+        raise ExportError(
+            f"ONNX opset {ctx.options.opset} is too old", fix=f"use --opset {MIN_OPSET} or newer"
+        )
     path = ctx.staging / FILE
     external = _weight_bytes(ctx.model) > MAX_EMBEDDED_BYTES
     program = translate(ctx)
@@ -59,7 +60,9 @@ def export_onnx(ctx: ExportContext) -> Staged:
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.onnxruntime import OnnxRuntimePredictor
 
-    predictor = OnnxRuntimePredictor(path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape)
+    predictor = OnnxRuntimePredictor(
+        path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape
+    )
     record: dict[str, Any] = {
         "file": FILE,
         "opset": ctx.options.opset,
@@ -95,7 +98,9 @@ def translate(ctx: ExportContext) -> Any:
                 opset_version=ctx.options.opset,
                 dynamo=True,
                 external_data=False,
-                dynamic_shapes=None if source == "ExportedProgram" else ({0: torch.export.Dim("batch", min=1)},),
+                dynamic_shapes=None
+                if source == "ExportedProgram"
+                else ({0: torch.export.Dim("batch", min=1)},),
                 optimize=True,
                 verbose=False,
             )
@@ -127,7 +132,9 @@ class _quiet_exporter:  # noqa: N801 - used as a context manager
         import contextlib
         import io
 
-        self._loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.onnx._internal.exporter._registration")]
+        self._loggers = [
+            logging.getLogger(name) for name in ("torch.onnx", "torch.onnx._internal.exporter._registration")
+        ]
         self._levels = [lg.level for lg in self._loggers]
         for lg in self._loggers:
             lg.setLevel(logging.ERROR)
@@ -136,5 +143,5 @@ class _quiet_exporter:  # noqa: N801 - used as a context manager
 
     def __exit__(self, *exc: object) -> None:
         self._stdout.__exit__(*exc)
-        for lg, level in zip(self._loggers, self._levels):
+        for lg, level in zip(self._loggers, self._levels, strict=False):
             lg.setLevel(level)

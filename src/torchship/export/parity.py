@@ -143,7 +143,8 @@ def check(fmt: str, parity: Parity, tolerance: float) -> None:
     """
     if not parity.max_abs_diff <= tolerance:  # written so NaN fails too
         raise ExportParityError(
-            f"{fmt} export differs from eager PyTorch: max |Δ| {parity.max_abs_diff:.3g} > tolerance {tolerance:.3g} "
+            f"{fmt} export differs from eager PyTorch: "
+            f"max |Δ| {parity.max_abs_diff:.3g} > tolerance {tolerance:.3g} "
             f"(mean |Δ| {parity.mean_abs_diff:.3g}, top-1 agreement {parity.top1_agreement:.2%} "
             f"on {parity.samples} samples); nothing was written",
             fix="report the model to torchship, or pass --tolerance if this difference is acceptable",

@@ -31,7 +31,9 @@ def resolve_formats(formats: str | Iterable[str]) -> list[str]:
     Raises:
         ExportError: For an unknown format, listing the known ones.
     """
-    names = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [f.strip() for f in formats]
+    names = (
+        [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [f.strip() for f in formats]
+    )
     names = [n for n in names if n]
     if not names:
         raise ExportError("no export format given", fix=f"choose from: {', '.join(FORMAT_ORDER)}")
@@ -97,12 +99,20 @@ def export(
     int8_triton = int8 is not None and set(names) <= {"onnx", "triton"} and "triton" in names
     if uses_signature(artifact) or int8_triton:
         if out is None and artifact.path is None:
-            raise ExportError("the artifact has not been saved, so there is nowhere to write exports",
-                              fix="pass out=DIR")
+            raise ExportError(
+                "the artifact has not been saved, so there is nowhere to write exports", fix="pass out=DIR"
+            )
         dest = Path(out) if out is not None else Path(artifact.path)  # type: ignore[arg-type]
-        return export_signed(artifact, names, dest, tolerance=tolerance, opset=opset,
-                             max_batch_size=max_batch_size,
-                             device=device, allow_import=allow_import)
+        return export_signed(
+            artifact,
+            names,
+            dest,
+            tolerance=tolerance,
+            opset=opset,
+            max_batch_size=max_batch_size,
+            device=device,
+            allow_import=allow_import,
+        )
     if int8 is not None:
         raise ExportError(
             f"{artifact.manifest.name} is an int8 artifact ({int8}); exporting it would export the float "
@@ -110,7 +120,9 @@ def export(
             fix="export the parent artifact, then quantize that export's artifact",
         )
     if out is None and artifact.path is None:
-        raise ExportError("the artifact has not been saved, so there is nowhere to write exports", fix="pass out=DIR")
+        raise ExportError(
+            "the artifact has not been saved, so there is nowhere to write exports", fix="pass out=DIR"
+        )
     dest = Path(out) / RUN_ARTIFACT if out is not None else Path(artifact.path)  # type: ignore[arg-type]
     from torchship.runtime import load_predictor
 
@@ -138,7 +150,11 @@ def export(
 
 
 def _produce_and_verify(
-    ctx: ExportContext, name: str, reference: np.ndarray, inputs: Any, tolerance: float | Mapping[str, float] | None
+    ctx: ExportContext,
+    name: str,
+    reference: np.ndarray,
+    inputs: Any,
+    tolerance: float | Mapping[str, float] | None,
 ) -> dict[str, Any]:
     staged = exporters.get(name)(ctx)
     ctx.staged[name] = staged

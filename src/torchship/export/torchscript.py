@@ -43,6 +43,8 @@ def export_torchscript(ctx: ExportContext) -> Staged:
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.torchscript import TorchScriptPredictor
 
-    predictor = TorchScriptPredictor(path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape)
+    predictor = TorchScriptPredictor(
+        path, RuntimeOptions(device=ctx.options.device), ctx.artifact.manifest.input.shape
+    )
     record = {"file": FILE, "method": method, "frozen": True, "optimize_for_inference": "on load"}
     return Staged({FILE: path}, record, predictor)

@@ -19,8 +19,17 @@ from torchship.export.base import ExportContext, ExportError, Staged, exporters
 
 REPOSITORY = "triton"
 # ONNX TensorProto element type -> Triton data type
-_DATA_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 16: "TYPE_BF16", 2: "TYPE_UINT8",
-               3: "TYPE_INT8", 6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+_DATA_TYPES = {
+    1: "TYPE_FP32",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    16: "TYPE_BF16",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+}
 
 
 def model_name(name: str) -> str:
@@ -38,7 +47,9 @@ def export_triton(ctx: ExportContext) -> Staged:
     """
     onnx_staged = ctx.staged.get("onnx")
     if onnx_staged is None:
-        raise ExportError("the triton format packages the ONNX export", fix="export with --format onnx,triton")
+        raise ExportError(
+            "the triton format packages the ONNX export", fix="export with --format onnx,triton"
+        )
     name = model_name(ctx.artifact.manifest.name)
     root = ctx.staging / REPOSITORY / name
     (root / "1").mkdir(parents=True, exist_ok=True)
@@ -82,19 +93,29 @@ def onnx_signature(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any
             raise ExportError(f"ONNX {value.name!r} has a dynamic dimension besides the batch ({dims})")
         data_type = _DATA_TYPES.get(tensor.elem_type)
         if data_type is None:
-            raise ExportError(f"ONNX {value.name!r} has element type {tensor.elem_type}, which Triton config lacks")
+            raise ExportError(
+                f"ONNX {value.name!r} has element type {tensor.elem_type}, which Triton config lacks"
+            )
         return {"name": value.name, "data_type": data_type, "dims": dims[1:]}
 
     inputs = [describe(v) for v in graph.input if v.name not in initializers]
     return inputs, [describe(v) for v in graph.output]
 
 
-def _check_against_manifest(ctx: ExportContext, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> None:
+def _check_against_manifest(
+    ctx: ExportContext, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]
+) -> None:
     manifest = ctx.artifact.manifest
     want_in, want_out = list(manifest.input.shape), [len(manifest.labels)]
-    if len(inputs) != 1 or inputs[0]["dims"] != want_in or len(outputs) != 1 or outputs[0]["dims"] != want_out:
+    if (
+        len(inputs) != 1
+        or inputs[0]["dims"] != want_in
+        or len(outputs) != 1
+        or outputs[0]["dims"] != want_out
+    ):
         raise ExportError(
-            f"ONNX signature {inputs} -> {outputs} does not match the manifest (input {want_in}, output {want_out})",
+            f"ONNX signature {inputs} -> {outputs} does not match the manifest "
+            f"(input {want_in}, output {want_out})",
             fix="re-export the artifact",
         )
 

@@ -91,16 +91,18 @@ def from_model(
     inputs = tensor_specs(names, tensors, dynamic, ranges)
     tensors = widen_batch(tensors, inputs)
     with torch.no_grad():
-        flat = flatten_outputs(model(**dict(zip(names, tensors))) if keyword else model(*tensors))
+        flat = flatten_outputs(
+            model(**dict(zip(names, tensors, strict=False))) if keyword else model(*tensors)
+        )
     outs = name_outputs(flat, output_names, task)
     out_dims = output_dims([t for _, t in flat], tensors, inputs)
-    outputs = tensor_specs(outs, [t for _, t in flat], dict(zip(outs, out_dims)))
-    for spec, dims in zip(outputs, out_dims):
+    outputs = tensor_specs(outs, [t for _, t in flat], dict(zip(outs, out_dims, strict=False)))
+    for spec, dims in zip(outputs, out_dims, strict=False):
         if not dims:  # an output with no dim tied to an input keeps its traced shape
             spec["shape"] = [int(d) for d in spec["shape"]]
     sizes = {
         d: int(t.shape[i])
-        for t, s in zip(tensors, inputs)
+        for t, s in zip(tensors, inputs, strict=False)
         for i, d in enumerate(s["shape"])
         if isinstance(d, str) and d != BATCH
     }
@@ -224,7 +226,9 @@ def import_source(
     sources.fit_state_dict(model, sources.read_state_dict(path), path.name)
     tensors = sources.examples_for(specs, sizes)
     names = [s.name for s in specs]
-    examples: Any = dict(zip(names, tensors)) if sources.keyword_call(model, names) else tuple(tensors)
+    examples: Any = (
+        dict(zip(names, tensors, strict=False)) if sources.keyword_call(model, names) else tuple(tensors)
+    )
     return from_model(
         model,
         examples,

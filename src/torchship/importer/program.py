@@ -42,7 +42,7 @@ def capture(
             "to get a program that needs no Python code",
         ) from exc
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder"][-len(specs) :]
-    for spec, node in zip(specs, placeholders):
+    for spec, node in zip(specs, placeholders, strict=False):
         shape = node.meta["val"].shape
         for axis, name in ((i, d) for i, d in enumerate(spec["shape"]) if isinstance(d, str)):
             if not isinstance(shape[axis], torch.SymInt):
@@ -65,7 +65,7 @@ def program_bytes(program: torch.export.ExportedProgram) -> bytes:
 def widen_batch(examples: Sequence[torch.Tensor], specs: Sequence[dict[str, Any]]) -> list[torch.Tensor]:
     """Examples whose dynamic dims of size 1 are doubled, so torch.export does not fix them at 1."""
     widened = []
-    for t, spec in zip(examples, specs):
+    for t, spec in zip(examples, specs, strict=False):
         for axis, d in enumerate(spec["shape"]):
             if isinstance(d, str) and t.shape[axis] == 1:
                 t = torch.cat([t, t], dim=axis)
@@ -76,6 +76,6 @@ def widen_batch(examples: Sequence[torch.Tensor], specs: Sequence[dict[str, Any]
 def max_abs_diff(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor]) -> float:
     diffs = [
         float(np.max(np.abs(r.detach().double().numpy() - c.detach().double().numpy()), initial=0.0))
-        for r, c in zip(reference, candidate)
+        for r, c in zip(reference, candidate, strict=False)
     ]
     return max(diffs, default=0.0)

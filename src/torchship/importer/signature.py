@@ -29,7 +29,7 @@ DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in DTYPES.items()}
 
 
-class ImportError_(TorchshipError):  # noqa: N801 - avoid shadowing the builtin ImportError
+class ImportError_(TorchshipError):  # noqa: N801, N818 - the trailing _ avoids shadowing the builtin ImportError
     """A model cannot be brought in as given."""
 
 
@@ -66,7 +66,7 @@ def tensor_specs(
 ) -> list[dict[str, Any]]:
     """Signature entries: dim 0 is ``batch`` unless ``dynamic`` says otherwise for that tensor."""
     specs = []
-    for name, t in zip(names, tensors):
+    for name, t in zip(names, tensors, strict=False):
         dims = dict(dynamic.get(name, {0: BATCH}))
         shape: list[int | str] = [dims.get(i, int(size)) for i, size in enumerate(t.shape)]
         entry: dict[str, Any] = {"name": name, "dtype": dtype_name(t.dtype), "shape": shape}
@@ -81,7 +81,7 @@ def output_dims(
 ) -> list[dict[int, str]]:
     """Name an output's dims after the input dims of the same size (batch, seq, ...)."""
     sizes: dict[int, str] = {}
-    for t, spec in zip(inputs, input_specs):
+    for t, spec in zip(inputs, input_specs, strict=False):
         for i, d in enumerate(spec["shape"]):
             if isinstance(d, str):
                 sizes.setdefault(int(t.shape[i]), d)

@@ -27,7 +27,9 @@ def build_model(
     Raises:
         ModelError: unknown zoo name, a disallowed or failing import, bad kwargs.
     """
-    arch = architecture if isinstance(architecture, Architecture) else Architecture.model_validate(architecture)
+    arch = (
+        architecture if isinstance(architecture, Architecture) else Architecture.model_validate(architecture)
+    )
     if arch.name is not None:
         factory = composites.get(arch.name) if arch.name in composites else zoo.get(arch.name)
         what = arch.name

@@ -46,5 +46,9 @@ class SignatureModule(nn.Module):
         self.keyword = keyword
 
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(**dict(zip(self.input_names, tensors))) if self.keyword else self.model(*tensors)
+        out = (
+            self.model(**dict(zip(self.input_names, tensors, strict=False)))
+            if self.keyword
+            else self.model(*tensors)
+        )
         return tuple(t for _, t in flatten_outputs(out))

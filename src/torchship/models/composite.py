@@ -55,15 +55,23 @@ class Ensemble(nn.Module):
         if mode not in ("mean", "vote"):
             raise ModelError(f"unknown ensemble mode {mode!r}", fix="choose one of: mean, vote")
         if len(members) < 1:
-            raise ModelError("an ensemble needs at least one member", fix="list members in model.kwargs.members")
-        derived = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size,
-                   "dropout": dropout}
+            raise ModelError(
+                "an ensemble needs at least one member", fix="list members in model.kwargs.members"
+            )
+        derived = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "input_size": input_size,
+            "dropout": dropout,
+        }
         built = []
         for i, member in enumerate(members):
             arch = {"name": member} if isinstance(member, str) else dict(member)
             if "name" not in arch or "import" in arch:
-                raise ModelError(f"ensemble member {i} is not a zoo model ({arch})",
-                                 fix="ensembles rebuild from the zoo only; give each member a zoo 'name'")
+                raise ModelError(
+                    f"ensemble member {i} is not a zoo model ({arch})",
+                    fix="ensembles rebuild from the zoo only; give each member a zoo 'name'",
+                )
             kwargs = dict(arch.get("kwargs") or {})
             for key, value in derived.items():
                 if value is not None and key not in kwargs:

@@ -43,8 +43,10 @@ def apply_structure_(model: nn.Module, edits: Mapping[str, Any]) -> nn.Module:
     """
     for pair in edits.get("fused") or ():
         if not isinstance(pair, Sequence) or len(pair) != 2:
-            raise ModelError(f"architecture kwargs 'fused' holds {pair!r}, not a [layer, norm] pair",
-                             fix="re-create the artifact with torchship compress fuse")
+            raise ModelError(
+                f"architecture kwargs 'fused' holds {pair!r}, not a [layer, norm] pair",
+                fix="re-create the artifact with torchship compress fuse",
+            )
         layer_name, norm_name = pair
         layer = _module(model, layer_name)
         if layer.bias is None:
@@ -66,11 +68,13 @@ def resize_tensor_(model: nn.Module, name: str, shape: list[int]) -> None:
     module = _module(model, module_name)
     current = getattr(module, attr, None)
     if not isinstance(current, torch.Tensor):
-        raise ModelError(f"recorded shape for {name!r} names no tensor of {type(model).__name__}",
-                         fix="the manifest does not match this architecture; re-create the artifact")
+        raise ModelError(
+            f"recorded shape for {name!r} names no tensor of {type(model).__name__}",
+            fix="the manifest does not match this architecture; re-create the artifact",
+        )
     if list(current.shape) == shape:
         return
-    if len(shape) == current.dim() and all(s <= c for s, c in zip(shape, current.shape)):
+    if len(shape) == current.dim() and all(s <= c for s, c in zip(shape, current.shape, strict=False)):
         fresh = current.detach()[tuple(slice(0, s) for s in shape)].clone()
     else:
         fresh = torch.zeros(shape, dtype=current.dtype)
@@ -105,15 +109,21 @@ def changed_shapes(model: nn.Module, reference: nn.Module) -> dict[str, list[int
     changed: dict[str, list[int]] = {}
     for name, tensor in model.state_dict().items():
         if name not in ref:
-            raise ModelError(f"compressed model has tensor {name!r} that its architecture does not build",
-                             fix="only shapes may change; this edit cannot be recorded")
+            raise ModelError(
+                f"compressed model has tensor {name!r} that its architecture does not build",
+                fix="only shapes may change; this edit cannot be recorded",
+            )
         if list(tensor.shape) != list(ref[name].shape):
             changed[name] = list(tensor.shape)
     return changed
 
 
-def rebuildable_architecture(model: nn.Module, base: Mapping[str, Any], fused: Sequence[Sequence[str]] = (),
-                             allow_import: Sequence[str] = ()) -> dict[str, Any]:
+def rebuildable_architecture(
+    model: nn.Module,
+    base: Mapping[str, Any],
+    fused: Sequence[Sequence[str]] = (),
+    allow_import: Sequence[str] = (),
+) -> dict[str, Any]:
     """``base`` plus ``fused`` pairs, with every tensor whose size now differs recorded in ``pruned_shapes``.
 
     Shapes are compared against the architecture rebuilt with its fusions but without
@@ -139,8 +149,10 @@ def _module(model: nn.Module, name: str) -> nn.Module:
     try:
         return model.get_submodule(name)
     except AttributeError:
-        raise ModelError(f"recorded edit names layer {name!r}, which {type(model).__name__} does not have",
-                         fix="the manifest does not match this architecture; re-create the artifact") from None
+        raise ModelError(
+            f"recorded edit names layer {name!r}, which {type(model).__name__} does not have",
+            fix="the manifest does not match this architecture; re-create the artifact",
+        ) from None
 
 
 def fusable(module: nn.Module) -> bool:

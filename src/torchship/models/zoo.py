@@ -21,7 +21,9 @@ zoo: Registry = Registry("model", error=ModelError)
 
 def _hw(input_size: int | Sequence[int] | None, model: str) -> tuple[int, int]:
     if input_size is None:
-        raise ModelError(f"{model} needs image input (channels, height, width)", fix="use the mlp for feature vectors")
+        raise ModelError(
+            f"{model} needs image input (channels, height, width)", fix="use the mlp for feature vectors"
+        )
     if isinstance(input_size, int):
         return input_size, input_size
     if len(input_size) != 2:
@@ -177,7 +179,9 @@ def _stages(depth: int) -> tuple[int, ...]:
     if depth >= 8 and (depth - 2) % 6 == 0:
         n = (depth - 2) // 6
         return (n, n, n)
-    raise ModelError(f"resnet depth {depth} is not supported", fix="use 6n+2 (8, 14, 20, 32, 44, 56) or 18, 34")
+    raise ModelError(
+        f"resnet depth {depth} is not supported", fix="use 6n+2 (8, 14, 20, 32, 44, 56) or 18, 34"
+    )
 
 
 @zoo.register("resnet")
@@ -202,7 +206,9 @@ class ResNet(nn.Module):
         stages = _stages(depth)
         base = width or (64 if depth in _IMAGENET_STAGES else 16)
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, base, 3, padding=1, bias=False), nn.BatchNorm2d(base), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, base, 3, padding=1, bias=False),
+            nn.BatchNorm2d(base),
+            nn.ReLU(inplace=True),
         )
         blocks: list[nn.Module] = []
         in_planes = base

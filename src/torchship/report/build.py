@@ -98,8 +98,9 @@ def collect(
         title = f"torchship report: {ordered[0].manifest.name}" if ordered else "torchship report"
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     federated = [read_federated(p) for p in sources.federated]
-    return Report(title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, federated,
-                  tune_docs)
+    return Report(
+        title, created, ordered, curves, curve_notes, tree, bench_docs, optimize_docs, federated, tune_docs
+    )
 
 
 def write_report(

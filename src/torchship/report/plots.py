@@ -231,6 +231,12 @@ def partition_svg(partitions: dict[str, Any]) -> str:
     ax.set_xlabel("client")
     ax.set_ylabel("samples")
     if labels and len(labels) <= 20:
-        ax.legend(fontsize="x-small", ncols=2, title="class", title_fontsize="x-small", loc="upper left",
-                  bbox_to_anchor=(1.0, 1.0))
+        ax.legend(
+            fontsize="x-small",
+            ncols=2,
+            title="class",
+            title_fontsize="x-small",
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
     return to_svg(fig)

@@ -420,5 +420,15 @@ def _exports(report: Report) -> Section:
 
 
 # the page's sections, in order
-SECTIONS = (_overview, _metrics, _curves, _federated, _confusion, _lineage, _optimize, tune_section, _bench,
-            _exports)
+SECTIONS = (
+    _overview,
+    _metrics,
+    _curves,
+    _federated,
+    _confusion,
+    _lineage,
+    _optimize,
+    tune_section,
+    _bench,
+    _exports,
+)

@@ -45,8 +45,10 @@ def read_tune(run_dir: Path) -> TuneDoc:
         summary = json.loads((run_dir / SUMMARY).read_text())
         rows = json.loads((run_dir / TRIALS).read_text())
     except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read the tune run {run_dir} ({exc})",
-                          fix="re-run torchship tune with the same -o to rewrite its files") from None
+        raise ReportError(
+            f"cannot read the tune run {run_dir} ({exc})",
+            fix="re-run torchship tune with the same -o to rewrite its files",
+        ) from None
     return TuneDoc(run_dir, summary, rows if isinstance(rows, list) else [])
 
 
@@ -103,15 +105,26 @@ def _trials_table(rows: list[dict[str, Any]], objectives: list[dict[str, Any]]) 
     metrics = [o["metric"] for o in objectives]
     keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
     cells = [
-        [str(r["number"]), r["state"].lower(), *(num(r["values"].get(m), ".4g") for m in metrics),
-         *(_short(r["params"].get(k)) for k in keys), num(r.get("epochs"), "d"),
-         num(r.get("duration_s"), ".1f"), r.get("note") or ""]
+        [
+            str(r["number"]),
+            r["state"].lower(),
+            *(num(r["values"].get(m), ".4g") for m in metrics),
+            *(_short(r["params"].get(k)) for k in keys),
+            num(r.get("epochs"), "d"),
+            num(r.get("duration_s"), ".1f"),
+            r.get("note") or "",
+        ]
         for r in rows
     ]
     classes = ["best" if r["best"] else ("dim" if r["state"] != "COMPLETE" else "") for r in rows]
     headers = ["trial", "state", *metrics, *keys, "epochs", "time s", "note"]
-    return table(headers, cells, left=(1, len(headers) - 1), row_classes=classes,
-                 caption="bold: the best trial (or the Pareto front); faded: pruned or failed")
+    return table(
+        headers,
+        cells,
+        left=(1, len(headers) - 1),
+        row_classes=classes,
+        caption="bold: the best trial (or the Pareto front); faded: pruned or failed",
+    )
 
 
 def _short(value: Any) -> str:

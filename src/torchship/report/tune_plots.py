@@ -21,8 +21,15 @@ def history_svg(rows: Sequence[dict[str, Any]], objectives: Sequence[dict[str, A
             points = [(n, v) for n, v in points if _finite(v)]
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.scatter(xs, ys, marker=marker, s=28, label=state.lower(), edgecolors=_COLORS[0],
-                           facecolors=_COLORS[0] if filled else "none")
+                ax.scatter(
+                    xs,
+                    ys,
+                    marker=marker,
+                    s=28,
+                    label=state.lower(),
+                    edgecolors=_COLORS[0],
+                    facecolors=_COLORS[0] if filled else "none",
+                )
         best, line = None, []
         for r in sorted(rows, key=lambda r: r["number"]):
             value = r["values"].get(metric)
@@ -60,8 +67,11 @@ def front_svg(
 ) -> str:
     """The first two objectives against each other: the Pareto front filled and joined, the pick starred."""
     (a, b) = objectives[0]["metric"], objectives[1]["metric"]
-    usable = [r for r in rows if r["state"] == "COMPLETE" and _finite(r["values"].get(a))
-              and _finite(r["values"].get(b))]
+    usable = [
+        r
+        for r in rows
+        if r["state"] == "COMPLETE" and _finite(r["values"].get(a)) and _finite(r["values"].get(b))
+    ]
     fig = _figure(6.5, 4.0)
     ax = fig.subplots()
     for r in usable:
@@ -72,8 +82,14 @@ def front_svg(
             ax.scatter(x, y, s=220, marker="*", color=_COLORS[1], zorder=3, label=f"artifact: trial {picked}")
     front = sorted((r for r in usable if r["best"]), key=lambda r: r["values"][b])
     if len(front) > 1:
-        ax.plot([r["values"][b] for r in front], [r["values"][a] for r in front], color=_COLORS[0], alpha=0.5,
-                drawstyle="steps-post", label="Pareto front")
+        ax.plot(
+            [r["values"][b] for r in front],
+            [r["values"][a] for r in front],
+            color=_COLORS[0],
+            alpha=0.5,
+            drawstyle="steps-post",
+            label="Pareto front",
+        )
     ax.set_xlabel(b)
     ax.set_ylabel(a)
     ax.set_title(f"{a} vs {b} (filled: Pareto front)")

@@ -54,7 +54,12 @@ class AotiPredictor:
         return run_one_input(self, feeds)
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "file": self.path.name, "device": str(self.device), "threads": torch.get_num_threads()}
+        return {
+            "runtime": self.name,
+            "file": self.path.name,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+        }
 
     def close(self) -> None:
         self.model = None
@@ -66,6 +71,8 @@ def _aoti(artifact: Artifact, options: RuntimeOptions) -> AotiPredictor:
     if artifact.is_encrypted(path.name):
         # the AOTInductor loader dlopens a shared library, which must be a file: decrypting would mean
         # writing the compiled model to disk in clear, which torchship never does
-        raise RuntimeError_(f"{path.name} is encrypted and AOTInductor can only load a package from disk",
-                            fix="run an encrypted artifact in eager, torchscript, exported or onnxruntime")
+        raise RuntimeError_(
+            f"{path.name} is encrypted and AOTInductor can only load a package from disk",
+            fix="run an encrypted artifact in eager, torchscript, exported or onnxruntime",
+        )
     return AotiPredictor(path, options, artifact.manifest.input.shape)

@@ -21,8 +21,12 @@ from torchship.runtime.base import Predictor, RuntimeError_, RuntimeOptions, run
 log = logging.getLogger(__name__)
 
 # export format -> the runtime that serves it, and the module it needs
-FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "onnxruntime"), "torchscript": ("torchscript", None),
-                   "exported": ("exported", None), "aoti": ("aoti", None)}
+FORMAT_RUNTIMES = {
+    "onnx": ("onnxruntime", "onnxruntime"),
+    "torchscript": ("torchscript", None),
+    "exported": ("exported", None),
+    "aoti": ("aoti", None),
+}
 
 
 def int8_programs(artifact: Artifact) -> dict[str, str]:
@@ -46,8 +50,11 @@ def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
     them would be a different model, not a faster runtime.
     """
     exports = artifact.manifest.exports
-    available = [runtime for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
-                 if fmt in exports and (module is None or importlib.util.find_spec(module))]
+    available = [
+        runtime
+        for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
+        if fmt in exports and (module is None or importlib.util.find_spec(module))
+    ]
     int8 = set(int8_programs(artifact).values())
     if int8:
         return [name for name in available if name in int8]
@@ -71,7 +78,9 @@ class AutoPredictor:
 
     name = "auto"
 
-    def __init__(self, chosen: Predictor, medians_ms: dict[str, float], batch_size: int, failed: dict[str, str]):
+    def __init__(
+        self, chosen: Predictor, medians_ms: dict[str, float], batch_size: int, failed: dict[str, str]
+    ):
         self.chosen = chosen
         self.picked = chosen.name
         self.medians_ms = medians_ms
@@ -104,7 +113,9 @@ def _auto(artifact: Artifact, options: RuntimeOptions) -> AutoPredictor:
     batch_size = int(extra.pop("batch_size", 8))
     repeats = int(extra.pop("repeats", 20))
     include = tuple(extra.pop("include", ()))
-    inner = RuntimeOptions(options.threads, options.inter_op_threads, options.device, 0, options.allow_import, extra)
+    inner = RuntimeOptions(
+        options.threads, options.inter_op_threads, options.device, 0, options.allow_import, extra
+    )
     from torchship.runtime.feeds import example_feeds
 
     batch = example_feeds(artifact.manifest.signature, batch=batch_size)
@@ -126,6 +137,8 @@ def _auto(artifact: Artifact, options: RuntimeOptions) -> AutoPredictor:
         else:
             predictor.close()
     if best is None:
-        raise RuntimeError_(f"no runtime could load {artifact.manifest.name} ({failed})", fix="check the exports")
+        raise RuntimeError_(
+            f"no runtime could load {artifact.manifest.name} ({failed})", fix="check the exports"
+        )
     log.info("auto picked %s (median ms at batch %d: %s)", best[1].name, batch_size, medians)
     return AutoPredictor(best[1], medians, batch_size, failed)

@@ -20,7 +20,7 @@ from torchship.errors import TorchshipError
 from torchship.registry import Registry
 
 
-class RuntimeError_(TorchshipError):  # noqa: N801 - avoid shadowing the builtin RuntimeError
+class RuntimeError_(TorchshipError):  # noqa: N801, N818 - the trailing _ avoids shadowing the builtin RuntimeError
     """A runtime cannot load or run this artifact."""
 
 
@@ -129,8 +129,10 @@ def as_batch(batch: Any, shape: Sequence[int] | None) -> np.ndarray:
         RuntimeError_: If the batch does not have the input shape the manifest declares.
     """
     if shape is None:
-        raise RuntimeError_("this model takes several or non-float inputs; predict() feeds one",
-                            fix="call run() with a dict of named inputs")
+        raise RuntimeError_(
+            "this model takes several or non-float inputs; predict() feeds one",
+            fix="call run() with a dict of named inputs",
+        )
     x = np.ascontiguousarray(batch, dtype=np.float32)
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         raise RuntimeError_(
@@ -143,6 +145,8 @@ def as_batch(batch: Any, shape: Sequence[int] | None) -> np.ndarray:
 def run_one_input(predictor: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``run`` for runtimes that only know ``predict``: one float input in, ``logits`` out."""
     if len(feeds) != 1:
-        raise RuntimeError_(f"runtime {predictor.name} feeds one input, got {sorted(feeds)}",
-                            fix="use the exported or onnxruntime runtime for models with several inputs")
+        raise RuntimeError_(
+            f"runtime {predictor.name} feeds one input, got {sorted(feeds)}",
+            fix="use the exported or onnxruntime runtime for models with several inputs",
+        )
     return {"logits": predictor.predict(next(iter(feeds.values())))}

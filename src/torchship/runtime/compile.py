@@ -28,7 +28,9 @@ class CompilePredictor:
         self.mode = options.extra.get("mode", "default")
         self.dynamic = options.extra.get("dynamic")
         model = artifact.build_model(options.allow_import).to(self.device).eval()
-        self.model = torch.compile(model, mode=None if self.mode == "default" else self.mode, dynamic=self.dynamic)
+        self.model = torch.compile(
+            model, mode=None if self.mode == "default" else self.mode, dynamic=self.dynamic
+        )
         self.input_shape = tuple(artifact.manifest.input.shape)
 
     @torch.inference_mode()

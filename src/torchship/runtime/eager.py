@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,9 @@ def apply_threads(options: RuntimeOptions) -> None:
     if options.threads:
         torch.set_num_threads(options.threads)
     if options.inter_op_threads:
-        try:
+        # can only be set once per process, before any inter-op work
+        with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(options.inter_op_threads)
-        except RuntimeError:
-            pass  # can only be set once per process, before any inter-op work
 
 
 class EagerPredictor:
@@ -43,9 +43,12 @@ class EagerPredictor:
 
     @torch.inference_mode()
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
-                   for n in self.call.input_names]
-        return dict(zip(self.output_names, (t.float().cpu().numpy() for t in self.call(*tensors))))
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.call.input_names
+        ]
+        return dict(
+            zip(self.output_names, (t.float().cpu().numpy() for t in self.call(*tensors)), strict=False)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "device": str(self.device), "threads": torch.get_num_threads()}

@@ -37,8 +37,14 @@ class ExportedPredictor:
 
     name = "exported"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int] | None,
-                 signature: Signature | None = None, data: bytes | None = None):
+    def __init__(
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        input_shape: Sequence[int] | None,
+        signature: Signature | None = None,
+        data: bytes | None = None,
+    ):
         apply_threads(options)
         # an encrypted export is checked and loaded from its decrypted bytes, in memory
         check_pt2_without_pickles(io.BytesIO(data) if data is not None else path, path.name)
@@ -46,6 +52,7 @@ class ExportedPredictor:
         # int8 programs (compress quantize --mode pt2e) call quantized_decomposed ops, which torch
         # registers only when this module is imported; without it a fresh process cannot load them
         from torch.ao.quantization.fx import _decomposed  # noqa: F401
+
         try:
             program = torch.export.load(io.BytesIO(data) if data is not None else str(path))
         except Exception as exc:  # the deserializer raises assorted types for a bad archive
@@ -62,11 +69,13 @@ class ExportedPredictor:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.signature is None:
             return {"logits": self.predict(feeds["input"])}
-        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
-                   for n in self.signature.input_names]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
+            for n in self.signature.input_names
+        ]
         out = self.module(*tensors)
         values = out if isinstance(out, (tuple, list)) else (out,)
-        return dict(zip(self.signature.output_names, (t.float().cpu().numpy() for t in values)))
+        return dict(zip(self.signature.output_names, (t.float().cpu().numpy() for t in values), strict=False))
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -75,7 +84,12 @@ class ExportedPredictor:
         return (out[0] if isinstance(out, (tuple, list)) else out).float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "file": self.path.name, "device": str(self.device), "threads": torch.get_num_threads()}
+        return {
+            "runtime": self.name,
+            "file": self.path.name,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+        }
 
     def close(self) -> None:
         self.module = None  # type: ignore[assignment]
@@ -125,5 +139,6 @@ def _pickled_payload(archive: zipfile.ZipFile, name: PurePosixPath) -> str | Non
 @runtimes.register("exported")
 def _exported(artifact: Artifact, options: RuntimeOptions) -> ExportedPredictor:
     path = export_file(artifact, "exported")
-    return ExportedPredictor(path, options, legacy_shape(artifact), artifact.manifest.signature,
-                             export_bytes(artifact, path))
+    return ExportedPredictor(
+        path, options, legacy_shape(artifact), artifact.manifest.signature, export_bytes(artifact, path)
+    )

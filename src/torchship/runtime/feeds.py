@@ -85,7 +85,7 @@ def check_feeds(signature: Signature, feeds: Mapping[str, Any]) -> dict[str, np.
                 f"input {spec.name} has shape {list(x.shape)}, expected [{', '.join(map(str, spec.shape))}]",
                 fix="send tensors shaped as the model's metadata says, batch first",
             )
-        for axis, (want, got) in enumerate(zip(spec.shape, x.shape)):
+        for axis, (want, got) in enumerate(zip(spec.shape, x.shape, strict=False)):
             if isinstance(want, int) and want != got:
                 raise FeedError(
                     f"input {spec.name} dim {axis} is {got}, expected {want}",

@@ -34,7 +34,11 @@ class OnnxRuntimePredictor:
     name = "onnxruntime"
 
     def __init__(
-        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int] | None, data: bytes | None = None
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        input_shape: Sequence[int] | None,
+        data: bytes | None = None,
     ):
         ort = require("onnxruntime", "onnx")
         session_options = ort.SessionOptions()
@@ -49,8 +53,9 @@ class OnnxRuntimePredictor:
             session_options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         providers = options.extra.get("providers") or session_providers(ort, options.device)
         try:
-            self.session = ort.InferenceSession(data if data is not None else str(path), session_options,
-                                                providers=providers)
+            self.session = ort.InferenceSession(
+                data if data is not None else str(path), session_options, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own pybind types (Fail, InvalidGraph, ...)
             raise RuntimeError_(
                 f"ONNX Runtime cannot load {path.name} ({str(exc).splitlines()[0][:200]})",
@@ -67,7 +72,7 @@ class OnnxRuntimePredictor:
         # the graph's own input names: an exported legacy model calls its one input "input" too
         wanted = {i.name: feeds[i.name] for i in self.session.get_inputs()}
         values = self.session.run(self.output_names, wanted)
-        return dict(zip(self.output_names, values))
+        return dict(zip(self.output_names, values, strict=False))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         x = as_batch(batch, self.input_shape)

@@ -55,12 +55,16 @@ class AccessLog:
         finally:
             self.metrics.in_flight.dec()
             if self.enabled and access_log.isEnabledFor(logging.INFO):
-                access_log.info(orjson.dumps({
-                    "ts": round(time.time(), 3),
-                    "request_id": request_id.decode(),
-                    "client": (scope.get("client") or ("", 0))[0],
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status[0],
-                    "ms": round((time.monotonic() - t0) * 1e3, 3),
-                }).decode())
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "ts": round(time.time(), 3),
+                            "request_id": request_id.decode(),
+                            "client": (scope.get("client") or ("", 0))[0],
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status[0],
+                            "ms": round((time.monotonic() - t0) * 1e3, 3),
+                        }
+                    ).decode()
+                )

@@ -38,14 +38,22 @@ from torchship.serve.security import Security
 from torchship.serve.v2 import ServeError, decode_infer, decode_json, encode_infer
 
 log = logging.getLogger("torchship.serve")
-EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics",
-              "model_configuration", "schedule_policy"]
+EXTENSIONS = [
+    "binary_tensor_data",
+    "classification",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+    "schedule_policy",
+]
 
 
 class ServeState:
     """What every route shares: the repository, metrics, security and the lifecycle flags."""
 
-    def __init__(self, repository: Repository, config: ServeConfig, security: Security, metrics: ServeMetrics):
+    def __init__(
+        self, repository: Repository, config: ServeConfig, security: Security, metrics: ServeMetrics
+    ):
         self.repository = repository
         self.config = config
         self.security = security
@@ -74,15 +82,22 @@ class ServeState:
             return ServeError(f"server is not ready ({why})", status=503, headers={"retry-after": "1"})
         failed = self.repository.unavailable_startup_models() if self.config.strict_readiness else []
         if failed:
-            return ServeError(f"server is not ready: {'; '.join(failed)}", status=503,
-                              fix="fix those models and load them with POST /v2/repository/models/{m}/load, "
-                                  "or serve with --no-strict-readiness")
+            return ServeError(
+                f"server is not ready: {'; '.join(failed)}",
+                status=503,
+                fix="fix those models and load them with POST /v2/repository/models/{m}/load, "
+                "or serve with --no-strict-readiness",
+            )
         return None
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status,
+        headers,
+        media_type="application/json",
+    )
 
 
 Handler = Callable[[Request, ServeState], Awaitable[Response]]
@@ -200,8 +215,11 @@ class InferRoute:
             await self.app(scope, receive, send)
             return
         state: ServeState = scope["app"].state.serve  # Starlette sets scope["app"] before its middleware
-        headers = {key: value for key, value in scope["headers"]
-                   if key in (b"authorization", b"content-length", b"inference-header-content-length")}
+        headers = {
+            key: value
+            for key, value in scope["headers"]
+            if key in (b"authorization", b"content-length", b"inference-header-content-length")
+        }
         try:
             status, payload, extra = await _infer(state, target, headers, receive)
         except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
@@ -217,7 +235,7 @@ def _infer_target(scope: dict) -> tuple[str, str | None] | None:
     path: str = scope["path"]
     if not (path.startswith("/v2/models/") and path.endswith("/infer")):
         return None
-    parts = path[len("/v2/models/"):-len("/infer")].split("/")
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
     if len(parts) == 1 and parts[0]:
         return parts[0], None
     if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
@@ -225,8 +243,9 @@ def _infer_target(scope: dict) -> tuple[str, str | None] | None:
     return None
 
 
-async def _infer(state: ServeState, target: tuple[str, str | None], headers: dict[bytes, bytes],
-                 receive: Any) -> tuple[int, bytes, dict[str, str]]:
+async def _infer(
+    state: ServeState, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
+) -> tuple[int, bytes, dict[str, str]]:
     authorization = headers.get(b"authorization")
     state.security.check_inference(authorization.decode("latin-1") if authorization is not None else None)
     t0 = time.monotonic()
@@ -235,8 +254,9 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
         model.check_capacity()
         declared = headers.get(b"content-length")
         header_length = headers.get(b"inference-header-content-length")
-        body = await state.limited_receive(receive, declared.decode("latin-1") if declared else None,
-                                           json=header_length is None).read()
+        body = await state.limited_receive(
+            receive, declared.decode("latin-1") if declared else None, json=header_length is None
+        ).read()
         max_json = state.config.max_json_bytes
         if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
             raise too_large(max_json, "max_json_bytes")
@@ -249,8 +269,9 @@ async def _infer(state: ServeState, target: tuple[str, str | None], headers: dic
             logits = await model.infer(rows, timeout_s, gone)
         finally:
             gone.cancel()
-        payload, extra = encode_infer(model.name, model.version, req.id,
-                                      model.outputs(logits, req.outputs, req.binary_output))
+        payload, extra = encode_infer(
+            model.name, model.version, req.id, model.outputs(logits, req.outputs, req.binary_output)
+        )
     except Exception as exc:
         model.record(error_status(exc), time.monotonic() - t0)
         raise
@@ -264,7 +285,7 @@ async def repository_index(request: Request, state: ServeState) -> Response:
     body = await state.read_body(request)
     options = decode_json(body) if body.strip() else {}
     if not isinstance(options, dict):
-        raise ServeError("repository index body must be a JSON object like {\"ready\": true}")
+        raise ServeError('repository index body must be a JSON object like {"ready": true}')
     return json_response(state.repository.index(ready_only=options.get("ready") is True))
 
 
@@ -275,8 +296,11 @@ async def _no_files(request: Request, state: ServeState) -> None:
     if not isinstance(params, dict):
         raise ServeError("load/unload body must be a JSON object")
     if any(key == "config" or key.startswith("file:") for key in params):
-        raise ServeError("this server loads models only from its repository directory",
-                         fix="copy the artifact into the repository, then load it by name", status=400)
+        raise ServeError(
+            "this server loads models only from its repository directory",
+            fix="copy the artifact into the repository, then load it by name",
+            status=400,
+        )
 
 
 @endpoint("management")
@@ -345,8 +369,12 @@ def _routes() -> list[Route]:
     return routes + convenience.routes(endpoint)
 
 
-def create_app(path: str | Path, config: ServeConfig | None = None, security: Security | None = None,
-               grpc_address: str | None = None) -> Starlette:
+def create_app(
+    path: str | Path,
+    config: ServeConfig | None = None,
+    security: Security | None = None,
+    grpc_address: str | None = None,
+) -> Starlette:
     """Build the ASGI app serving the artifact or repository at ``path``.
 
     With ``grpc_address`` (``host:port``; port 0 picks a free one) the lifespan also serves
@@ -367,8 +395,12 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
         async def start() -> None:
             await state.repository.load_startup()
             state.started = True
-            log.info("ready: %s", ", ".join(f"{e['name']}/{e.get('version', '-')} {e['state']}"
-                                            for e in state.repository.index()))
+            log.info(
+                "ready: %s",
+                ", ".join(
+                    f"{e['name']}/{e.get('version', '-')} {e['state']}" for e in state.repository.index()
+                ),
+            )
 
         grpc_server = None
         if grpc_address is not None:
@@ -388,8 +420,11 @@ def create_app(path: str | Path, config: ServeConfig | None = None, security: Se
                 await grpc_server.stop(STOP_GRACE_S)
             await state.repository.close()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: http_error})
+    app = Starlette(
+        routes=_routes(),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: http_error},
+    )
     app.state.serve = state
     app.add_middleware(InferRoute)
     app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)  # outermost

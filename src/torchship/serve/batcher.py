@@ -54,7 +54,9 @@ class Decision:
     wait_ms: float | None = None
 
 
-def decide(policy: BatchPolicy, queued_rows: Sequence[int], oldest_wait_ms: float, busy_instances: int) -> Decision:
+def decide(
+    policy: BatchPolicy, queued_rows: Sequence[int], oldest_wait_ms: float, busy_instances: int
+) -> Decision:
     """Choose how many queued requests (oldest first) to run now.
 
     Args:
@@ -276,12 +278,15 @@ class Batcher:
             rows = sum(p.n for p in live)
             if isinstance(x, dict):  # observers (drift, request log) watch one-input models only
                 return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired)
-            return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired,
-                               x=x, y=y)
+            return BatchResult(
+                live, outputs, compute_s, t_input - now, rows, index, expired=expired, x=x, y=y
+            )
         except Exception as exc:  # noqa: BLE001 - a model failure must not take the server down
             return self._recover(index, live, exc, expired, t_input - now)
 
-    def _recover(self, index: int, live: list[Pending], exc: Exception, expired: list[Pending], input_s: float):
+    def _recover(
+        self, index: int, live: list[Pending], exc: Exception, expired: list[Pending], input_s: float
+    ):
         """Restart the instance, then run each request alone so one bad request fails alone."""
         log.error("model %s instance %d failed (%r); restarting it", self.name, index, exc)
         self.restarts += 1
@@ -289,7 +294,9 @@ class Batcher:
             self._predictors[index] = self._make_predictor()
         except Exception as load_exc:  # noqa: BLE001
             log.error("model %s instance %d could not restart (%r)", self.name, index, load_exc)
-            return BatchResult(live, [load_exc] * len(live), 0.0, instance=index, restarted=True, error=repr(exc))
+            return BatchResult(
+                live, [load_exc] * len(live), 0.0, instance=index, restarted=True, error=repr(exc)
+            )
         outputs: list[np.ndarray | BaseException] = []
         t0 = time.monotonic()
         for p in live:
@@ -297,5 +304,14 @@ class Batcher:
                 outputs.append(run_rows(self._predictors[index], p.rows))
             except Exception as one_exc:  # noqa: BLE001
                 outputs.append(one_exc)
-        return BatchResult(live, outputs, time.monotonic() - t0, input_s, sum(p.n for p in live), index,
-                           restarted=True, error=repr(exc), expired=expired)
+        return BatchResult(
+            live,
+            outputs,
+            time.monotonic() - t0,
+            input_s,
+            sum(p.n for p in live),
+            index,
+            restarted=True,
+            error=repr(exc),
+            expired=expired,
+        )

@@ -28,7 +28,7 @@ _CLOSE = {"connection": "close"}
 _FIXES = {
     "max_body_bytes": "send fewer rows per request, or raise max_body_bytes in the serve config",
     "max_json_bytes": "send the tensors as binary data (Inference-Header-Content-Length) or fewer rows per "
-                      "request, or raise max_json_bytes in the serve config",
+    "request, or raise max_json_bytes in the serve config",
 }
 
 
@@ -36,8 +36,9 @@ def too_large(limit: int, key: str = "max_body_bytes", declared: str | None = No
     """The 413 for a body (or its JSON part) over the ``key`` limit of the serve config."""
     what = "JSON" if key == "max_json_bytes" else "request body"
     size = f" of {declared} bytes" if declared else ""
-    return ServeError(f"{what}{size} exceeds the {limit}-byte limit", status=413, headers=_CLOSE,
-                      fix=_FIXES[key])
+    return ServeError(
+        f"{what}{size} exceeds the {limit}-byte limit", status=413, headers=_CLOSE, fix=_FIXES[key]
+    )
 
 
 class LimitedReceive:
@@ -47,8 +48,14 @@ class LimitedReceive:
         ServeError: 413 at once when ``declared`` (the Content-Length) is over the limit.
     """
 
-    def __init__(self, receive: Any, limit: int, timeout_s: float, declared: str | None = None,
-                 key: str = "max_body_bytes"):
+    def __init__(
+        self,
+        receive: Any,
+        limit: int,
+        timeout_s: float,
+        declared: str | None = None,
+        key: str = "max_body_bytes",
+    ):
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(limit, key, declared)
         self._receive = receive
@@ -63,9 +70,12 @@ class LimitedReceive:
             async with asyncio.timeout_at(self._deadline):
                 message = await self._receive()
         except TimeoutError:
-            raise ServeError(f"request body not received within {self.timeout_s:g} s", status=408,
-                             headers=_CLOSE, fix="send the whole body promptly, "
-                             "or raise body_timeout_s in the serve config") from None
+            raise ServeError(
+                f"request body not received within {self.timeout_s:g} s",
+                status=408,
+                headers=_CLOSE,
+                fix="send the whole body promptly, or raise body_timeout_s in the serve config",
+            ) from None
         if message["type"] == "http.disconnect":
             raise ClientGoneError
         self.size += len(message.get("body", b""))

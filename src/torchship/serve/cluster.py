@@ -99,9 +99,7 @@ class Cluster:
         if kind == "ready":
             missing = await self.ready()
             if missing:
-                error = (
-                    f"server is not ready (worker {', '.join(map(str, missing))} of {self.count} is not)"
-                )
+                error = f"server is not ready (worker {', '.join(map(str, missing))} of {self.count} is not)"
                 return 503, [(b"retry-after", b"1")], orjson.dumps({"error": error})
             return 200, [], orjson.dumps({"ready": True})
         if kind == "drift":

@@ -38,8 +38,9 @@ class ModelSettings(BaseModel):
     # auto: the fastest runtime measured at load that runs the artifact as it is (its int8 program
     # for an int8 artifact; no Python class when a .pt2/ONNX/TorchScript program is there)
     runtime: str = "auto"
-    allow_import: list[str] = Field(default_factory=list,
-                                    description="bring-your-own classes trusted (pkg.mod:Class)")
+    allow_import: list[str] = Field(
+        default_factory=list, description="bring-your-own classes trusted (pkg.mod:Class)"
+    )
     threads: int | None = Field(default=None, ge=1, description="intra-op threads per instance")
     instances: int = Field(default=1, ge=1, le=16)
     max_batch_size: int = Field(default=32, ge=1)
@@ -50,7 +51,8 @@ class ModelSettings(BaseModel):
     load: Literal["startup", "on_demand"] = "startup"
     warmup: int = Field(default=3, ge=0)
     require_signature: str | None = Field(
-        default=None, description="public key (PEM): load only artifacts whose model.sig verifies against it")
+        default=None, description="public key (PEM): load only artifacts whose model.sig verifies against it"
+    )
 
     def policy(self) -> BatchPolicy:
         return BatchPolicy(
@@ -68,8 +70,12 @@ class ServeConfig(BaseModel):
 
     # request limits (docs/security.md lists them with their defaults)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    max_json_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="a JSON body, or the JSON "
-                                "header of a binary-tensor request; parsing it holds the event loop")
+    max_json_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="a JSON body, or the JSON "
+        "header of a binary-tensor request; parsing it holds the event loop",
+    )
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="request line + headers; 431 above")
     max_image_pixels: int = Field(default=4096 * 4096, ge=1, description="width x height of an image")
     header_timeout_s: float = Field(default=10.0, gt=0, description="time to send the request head")
@@ -114,10 +120,13 @@ class ServeConfig(BaseModel):
             )
         except ValidationError as exc:
             # every model entry repeats the same complaint: name each option once, as typed
-            problems = {f"--{str(e['loc'][-1]).replace('_', '-')} {e['input']}: {e['msg']}": None
-                        for e in exc.errors()}
-            raise ConfigError(f"invalid option {'; '.join(problems)}",
-                              fix="see 'torchship serve --help'") from None
+            problems = {
+                f"--{str(e['loc'][-1]).replace('_', '-')} {e['input']}: {e['msg']}": None
+                for e in exc.errors()
+            }
+            raise ConfigError(
+                f"invalid option {'; '.join(problems)}", fix="see 'torchship serve --help'"
+            ) from None
 
 
 def load_serve_config(path: str | Path | None) -> ServeConfig:
@@ -136,9 +145,13 @@ def load_serve_config(path: str | Path | None) -> ServeConfig:
     try:
         raw = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML ({' '.join(str(exc).split())})", fix="fix the syntax") from None
+        raise ConfigError(
+            f"{file} is not valid YAML ({' '.join(str(exc).split())})", fix="fix the syntax"
+        ) from None
     try:
         return ServeConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+        )
         raise ConfigError(f"{file} is invalid: {problems}", fix="see docs/serve.md for the keys") from None

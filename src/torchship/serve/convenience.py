@@ -42,8 +42,14 @@ async def _run(model: ServedModel, rows: np.ndarray) -> np.ndarray:
 def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[str, Any]]:
     # probabilities: (classes,)
     order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"label": model.labels[i] if i < len(model.labels) else str(i), "index": int(i),
-             "probability": float(probabilities[i])} for i in order]
+    return [
+        {
+            "label": model.labels[i] if i < len(model.labels) else str(i),
+            "index": int(i),
+            "probability": float(probabilities[i]),
+        }
+        for i in order
+    ]
 
 
 async def predict(request: Request, state: Any) -> Response:
@@ -60,13 +66,19 @@ async def predict(request: Request, state: Any) -> Response:
     except (TypeError, ValueError):
         raise ServeError("instances must be nested lists of numbers of one shape") from None
     if rows.shape[1:] != model.sample_shape or len(rows) > model.settings.max_batch_size:
-        raise ServeError(f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
-                         f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]")
+        raise ServeError(
+            f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
+            f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]"
+        )
     rows = preprocess(rows, model.artifact.manifest.input.model_dump()).numpy()  # raw in, as everywhere
     probabilities = softmax(await _run(model, rows))
-    return json_response({"predictions": [
-        {"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities
-    ]})
+    return json_response(
+        {
+            "predictions": [
+                {"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities
+            ]
+        }
+    )
 
 
 async def _image_bytes(request: Request, state: Any) -> bytes:
@@ -95,19 +107,25 @@ def _open_image(data: bytes, max_pixels: int) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if not any(data.startswith(magic) for magic in IMAGE_SIGNATURES.values()):
-        raise ServeError(f"body is not a PNG or JPEG image (it starts with {data[:8]!r})",
-                         fix="send the file's bytes as the body or as the form field 'file'")
+        raise ServeError(
+            f"body is not a PNG or JPEG image (it starts with {data[:8]!r})",
+            fix="send the file's bytes as the body or as the form field 'file'",
+        )
     try:
         image = Image.open(io.BytesIO(data), formats=list(IMAGE_SIGNATURES))  # reads the header only
         width, height = image.size
         if width * height > max_pixels:
-            raise ServeError(f"image is {width}x{height} = {width * height} pixels, over the "
-                             f"{max_pixels}-pixel limit", status=413,
-                             fix="send a smaller image, or raise max_image_pixels")
+            raise ServeError(
+                f"image is {width}x{height} = {width * height} pixels, over the {max_pixels}-pixel limit",
+                status=413,
+                fix="send a smaller image, or raise max_image_pixels",
+            )
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise ServeError(f"body is not a readable PNG or JPEG image ({type(exc).__name__})",
-                         fix="send the file's bytes as the body or as the form field 'file'") from None
+        raise ServeError(
+            f"body is not a readable PNG or JPEG image ({type(exc).__name__})",
+            fix="send the file's bytes as the body or as the form field 'file'",
+        ) from None
     return image
 
 
@@ -134,8 +152,13 @@ async def classify(request: Request, state: Any) -> Response:
     data = await _image_bytes(request, state)
     rows = await asyncio.to_thread(_preprocess, model, data, state.config.max_image_pixels)
     probabilities = softmax(await _run(model, rows))[0]
-    return json_response({"model_name": model.name, "model_version": model.version,
-                          "top": _ranked(model, probabilities, int(k))})
+    return json_response(
+        {
+            "model_name": model.name,
+            "model_version": model.version,
+            "top": _ranked(model, probabilities, int(k)),
+        }
+    )
 
 
 def routes(endpoint: Any) -> list[Route]:

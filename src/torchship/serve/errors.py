@@ -47,8 +47,10 @@ def error_parts(exc: BaseException, method: str, path: str) -> tuple[int, bytes,
         headers = dict(exc.headers or {})
     else:
         log.error("internal error answering %s %s", method, path, exc_info=exc)
-        message = (f"internal server error ({type(exc).__name__}); the server log has the details, "
-                   "find them by this response's X-Request-ID")
+        message = (
+            f"internal server error ({type(exc).__name__}); the server log has the details, "
+            "find them by this response's X-Request-ID"
+        )
     return status, orjson.dumps({"error": message}), {"content-type": "application/json", **headers}
 
 

@@ -42,10 +42,20 @@ SERVICE = "inference.GRPCInferenceService"
 STOP_GRACE_S = 10.0  # at shutdown (after the HTTP drain) running RPCs get this long to finish
 
 # the InferTensorContents field that carries each datatype (FP16 has none: raw only)
-_TYPED_FIELD = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
-                "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
-                "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
-                "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+_TYPED_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 
 
 def require_grpc() -> Any:
@@ -58,16 +68,22 @@ def grpc_code(status: int) -> Any:
     """The gRPC status code for an HTTP status the v2 layer chose."""
     import grpc
 
-    return {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-            403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-            413: grpc.StatusCode.RESOURCE_EXHAUSTED, 499: grpc.StatusCode.CANCELLED,
-            503: grpc.StatusCode.UNAVAILABLE}.get(status, grpc.StatusCode.INTERNAL)
+    return {
+        400: grpc.StatusCode.INVALID_ARGUMENT,
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        403: grpc.StatusCode.PERMISSION_DENIED,
+        404: grpc.StatusCode.NOT_FOUND,
+        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        499: grpc.StatusCode.CANCELLED,
+        503: grpc.StatusCode.UNAVAILABLE,
+    }.get(status, grpc.StatusCode.INTERNAL)
 
 
 def _trailers(exc: ServeError) -> tuple[tuple[str, str | bytes], ...]:
     """``retry-after`` as in HTTP, plus google.rpc.RetryInfo that gRPC clients read from the status."""
-    trailers: list[tuple[str, str | bytes]] = [(k, v) for k, v in exc.headers.items()
-                                               if k in ("retry-after", "www-authenticate")]
+    trailers: list[tuple[str, str | bytes]] = [
+        (k, v) for k, v in exc.headers.items() if k in ("retry-after", "www-authenticate")
+    ]
     retry = exc.headers.get("retry-after")
     if retry is not None and retry.isdigit():
         try:
@@ -95,17 +111,23 @@ def _tensor_spec(tensor: Any, raw: bytes | None) -> dict[str, Any]:
     given = [field.name for field, _ in tensor.contents.ListFields()]
     if raw is not None:
         if given:
-            raise ServeError(f"input {tensor.name!r} has both contents and raw_input_contents",
-                             fix="send each tensor one way")
+            raise ServeError(
+                f"input {tensor.name!r} has both contents and raw_input_contents",
+                fix="send each tensor one way",
+            )
         spec.setdefault("parameters", {})["binary_data_size"] = len(raw)
         return spec
     field = _TYPED_FIELD.get(tensor.datatype)
     if tensor.datatype in DTYPES and field is None:
-        raise ServeError(f"input {tensor.name!r}: {tensor.datatype} has no typed contents field",
-                         fix="send it in raw_input_contents")
+        raise ServeError(
+            f"input {tensor.name!r}: {tensor.datatype} has no typed contents field",
+            fix="send it in raw_input_contents",
+        )
     if field is not None and any(name != field for name in given):
-        raise ServeError(f"input {tensor.name!r}: datatype {tensor.datatype} is carried in contents.{field}, "
-                         f"got contents.{', contents.'.join(given)}")
+        raise ServeError(
+            f"input {tensor.name!r}: datatype {tensor.datatype} is carried in contents.{field}, "
+            f"got contents.{', contents.'.join(given)}"
+        )
     spec["data"] = list(getattr(tensor.contents, field)) if field is not None else []
     return spec
 
@@ -114,8 +136,10 @@ def to_v2_body(request: Any) -> tuple[bytes, str | None]:
     """A ``ModelInferRequest`` as the v2 HTTP body and Inference-Header-Content-Length it equals."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
-        raise ServeError(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs",
-                         fix="send one raw entry per input, in the order of 'inputs'")
+        raise ServeError(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs",
+            fix="send one raw entry per input, in the order of 'inputs'",
+        )
     head: dict[str, Any] = {
         "inputs": [_tensor_spec(t, raw[i] if raw else None) for i, t in enumerate(request.inputs)],
         "parameters": {k: _parameter(v) for k, v in request.parameters.items()},
@@ -123,8 +147,10 @@ def to_v2_body(request: Any) -> tuple[bytes, str | None]:
     if request.id:
         head["id"] = request.id
     if request.outputs:
-        head["outputs"] = [{"name": o.name, "parameters": {k: _parameter(v) for k, v in o.parameters.items()}}
-                           for o in request.outputs]
+        head["outputs"] = [
+            {"name": o.name, "parameters": {k: _parameter(v) for k, v in o.parameters.items()}}
+            for o in request.outputs
+        ]
     header = orjson.dumps(head)
     if not raw:
         return header, None
@@ -143,7 +169,7 @@ def to_response(pb: Any, model: str, version: str, request_id: str | None, tenso
     for entry in head["outputs"]:
         response.outputs.add(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"])
         size = entry["parameters"]["binary_data_size"]
-        response.raw_output_contents.append(body[offset:offset + size])
+        response.raw_output_contents.append(body[offset : offset + size])
         offset += size
     return response
 
@@ -200,15 +226,21 @@ class InferenceService:
         if not (self.state.config.access_log and access_log.isEnabledFor(logging.INFO)):
             return
         given = _metadata(context, "x-request-id")
-        access_log.info(orjson.dumps({
-            "ts": round(time.time(), 3),
-            "request_id": given if given and len(given) <= 128 else f"{self._prefix}{next(self._ids)}",
-            "client": context.peer(),
-            "method": "GRPC",
-            "path": f"/{SERVICE}/{name}",
-            "status": status,
-            "ms": round((time.monotonic() - t0) * 1e3, 3),
-        }).decode())
+        access_log.info(
+            orjson.dumps(
+                {
+                    "ts": round(time.time(), 3),
+                    "request_id": given
+                    if given and len(given) <= 128
+                    else f"{self._prefix}{next(self._ids)}",
+                    "client": context.peer(),
+                    "method": "GRPC",
+                    "path": f"/{SERVICE}/{name}",
+                    "status": status,
+                    "ms": round((time.monotonic() - t0) * 1e3, 3),
+                }
+            ).decode()
+        )
 
     # ------------------------------------------------------------------ health and metadata
     @rpc()
@@ -227,8 +259,9 @@ class InferenceService:
     async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         from torchship.serve.app import EXTENSIONS
 
-        return self.pb.ServerMetadataResponse(name="torchship", version=torchship.__version__,
-                                              extensions=EXTENSIONS)
+        return self.pb.ServerMetadataResponse(
+            name="torchship", version=torchship.__version__, extensions=EXTENSIONS
+        )
 
     @rpc("inference")
     async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -287,8 +320,9 @@ class InferenceService:
             if remaining_s is not None:
                 timeout_s = max(min(timeout_s, remaining_s), 1e-3)
             logits = await model.infer(rows, timeout_s)
-            response = to_response(self.pb, model.name, model.version, req.id,
-                                   model.outputs(logits, req.outputs, binary=True))
+            response = to_response(
+                self.pb, model.name, model.version, req.id, model.outputs(logits, req.outputs, binary=True)
+            )
         except ServeError as exc:
             model.record(exc.status, time.monotonic() - t0)
             raise
@@ -332,19 +366,26 @@ def _metadata(context: Any, key: str) -> str | None:
 
 def _refuse_files(request: Any) -> None:
     if request.repository_name:
-        raise ServeError(f"this server has one repository; got repository_name {request.repository_name!r}",
-                         fix="leave repository_name empty")
+        raise ServeError(
+            f"this server has one repository; got repository_name {request.repository_name!r}",
+            fix="leave repository_name empty",
+        )
     if any(key == "config" or key.startswith("file:") for key in request.parameters):
-        raise ServeError("this server loads models only from its repository directory",
-                         fix="copy the artifact into the repository, then load it by name")
+        raise ServeError(
+            "this server loads models only from its repository directory",
+            fix="copy the artifact into the repository, then load it by name",
+        )
 
 
 def _from_json(payload: dict[str, Any], message: Any) -> Any:
     """Fill a message from the HTTP handlers' JSON (field names are the proto's); unknown keys are dropped."""
     from google.protobuf import json_format
 
-    return json_format.ParseDict(decode_json(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)),
-                                 message, ignore_unknown_fields=True)
+    return json_format.ParseDict(
+        decode_json(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)),
+        message,
+        ignore_unknown_fields=True,
+    )
 
 
 # ---------------------------------------------------------------------- lifecycle
@@ -363,8 +404,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen for gRPC on {grpc_address(host, port)} ({exc.strerror})",
-                              fix="choose another --grpc-port, or pass --no-grpc") from None
+            raise ConfigError(
+                f"cannot listen for gRPC on {grpc_address(host, port)} ({exc.strerror})",
+                fix="choose another --grpc-port, or pass --no-grpc",
+            ) from None
 
 
 async def start_grpc(state: ServeState, address: str) -> Any:
@@ -373,11 +416,13 @@ async def start_grpc(state: ServeState, address: str) -> Any:
     import grpc
     from google.protobuf import message_factory
 
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", state.config.max_body_bytes),  # larger: RESOURCE_EXHAUSTED
-        ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", state.config.max_body_bytes),  # larger: RESOURCE_EXHAUSTED
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
+        ]
+    )
     service = InferenceService(state)
     handlers = {}
     for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
@@ -386,13 +431,16 @@ async def start_grpc(state: ServeState, address: str) -> Any:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(service, method.name),
             request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
-            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString)
+            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise ConfigError(f"cannot listen for gRPC on {address} ({exc})",
-                          fix="choose another --grpc-port, or pass --no-grpc") from None
+        raise ConfigError(
+            f"cannot listen for gRPC on {address} ({exc})",
+            fix="choose another --grpc-port, or pass --no-grpc",
+        ) from None
     await server.start()
     state.grpc_port = port
     log.info("gRPC (inference.GRPCInferenceService) on %s", address.rsplit(":", 1)[0] + f":{port}")

@@ -23,26 +23,64 @@ class ServeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("torchship_requests", "Inference requests by outcome",
-                                ["model", "version", "status"], registry=r)
-        self.queue_s = Histogram("torchship_queue_seconds", "Time requests waited in the batch queue",
-                                 ["model", "version"], buckets=_LATENCY_S, registry=r)
-        self.compute_s = Histogram("torchship_compute_seconds", "Model compute time per batch",
-                                   ["model", "version"], buckets=_LATENCY_S, registry=r)
-        self.total_s = Histogram("torchship_request_seconds", "Request latency from body read to response",
-                                 ["model", "version"], buckets=_LATENCY_S, registry=r)
-        self.batch_rows = Histogram("torchship_batch_size", "Rows per executed batch",
-                                    ["model", "version"], buckets=_BATCH_ROWS, registry=r)
+        self.requests = Counter(
+            "torchship_requests", "Inference requests by outcome", ["model", "version", "status"], registry=r
+        )
+        self.queue_s = Histogram(
+            "torchship_queue_seconds",
+            "Time requests waited in the batch queue",
+            ["model", "version"],
+            buckets=_LATENCY_S,
+            registry=r,
+        )
+        self.compute_s = Histogram(
+            "torchship_compute_seconds",
+            "Model compute time per batch",
+            ["model", "version"],
+            buckets=_LATENCY_S,
+            registry=r,
+        )
+        self.total_s = Histogram(
+            "torchship_request_seconds",
+            "Request latency from body read to response",
+            ["model", "version"],
+            buckets=_LATENCY_S,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "torchship_batch_size",
+            "Rows per executed batch",
+            ["model", "version"],
+            buckets=_BATCH_ROWS,
+            registry=r,
+        )
         # multiprocess_mode: how --workers sums a gauge over processes (ignored with one process)
-        self.queue_depth = Gauge("torchship_queue_depth", "Requests waiting in the batch queue",
-                                 ["model", "version"], registry=r, multiprocess_mode="livesum")
-        self.in_flight = Gauge("torchship_inflight_requests", "Requests being handled", registry=r,
-                               multiprocess_mode="livesum")
-        self.load_s = Gauge("torchship_model_load_seconds", "Time the last load (incl. warm-up) took",
-                            ["model", "version"], registry=r, multiprocess_mode="livemax")
-        self.load_failures = Counter("torchship_model_load_failures", "Failed model loads", ["model"], registry=r)
-        self.restarts = Counter("torchship_instance_restarts", "Model instances restarted after a failure",
-                                ["model", "version"], registry=r)
+        self.queue_depth = Gauge(
+            "torchship_queue_depth",
+            "Requests waiting in the batch queue",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.in_flight = Gauge(
+            "torchship_inflight_requests", "Requests being handled", registry=r, multiprocess_mode="livesum"
+        )
+        self.load_s = Gauge(
+            "torchship_model_load_seconds",
+            "Time the last load (incl. warm-up) took",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.load_failures = Counter(
+            "torchship_model_load_failures", "Failed model loads", ["model"], registry=r
+        )
+        self.restarts = Counter(
+            "torchship_instance_restarts",
+            "Model instances restarted after a failure",
+            ["model", "version"],
+            registry=r,
+        )
         self._children: dict[tuple[str, str], tuple] = {}
         mv = ["model", "version"]
 
@@ -50,8 +88,11 @@ class ServeMetrics:
             # drift: one worker owns the monitor (serve/workers.py), so its latest value is the value
             return Gauge(f"torchship_{name}", doc, labels, registry=r, multiprocess_mode=mode)
 
-        self.drift_input_psi = gauge("drift_input_psi", "PSI of live inputs vs the training reference, per "
-                                     "channel (images) or feature (tables)", [*mv, "group"])
+        self.drift_input_psi = gauge(
+            "drift_input_psi",
+            "PSI of live inputs vs the training reference, per channel (images) or feature (tables)",
+            [*mv, "group"],
+        )
         self.drift_prediction_psi = gauge("drift_prediction_psi", "PSI of live predictions vs validation")
         self.drift_confidence_psi = gauge("drift_confidence_psi", "PSI of live top-1 confidence vs val")
         self.drift_mean_confidence = gauge("drift_mean_confidence", "Mean top-1 probability, live window")
@@ -59,8 +100,9 @@ class ServeMetrics:
         self.drift_rows = gauge("drift_window_rows", "Live rows in the drift window")
         self.drift_alert = gauge("drift_alert", "1 when a live drift score is above its threshold")
         self.monitor_skipped = gauge("monitor_skipped_batches", "Batches the drift monitor skipped (load)")
-        self.request_log_dropped = gauge("request_log_dropped", "Request records dropped: queue full", [],
-                                         "sum")
+        self.request_log_dropped = gauge(
+            "request_log_dropped", "Request records dropped: queue full", [], "sum"
+        )
         self.request_log_written = gauge("request_log_written", "Request records written", [], "sum")
 
     def for_model(self, model: str, version: str):
@@ -68,8 +110,10 @@ class ServeMetrics:
         key = (model, version)
         children = self._children.get(key)
         if children is None:
-            children = tuple(m.labels(model, version) for m in (self.queue_s, self.compute_s, self.total_s,
-                                                                 self.batch_rows))
+            children = tuple(
+                m.labels(model, version)
+                for m in (self.queue_s, self.compute_s, self.total_s, self.batch_rows)
+            )
             self._children[key] = children
         return children
 
@@ -80,9 +124,11 @@ class ServeMetrics:
         for group, value in drift["input_psi"].items():
             self.drift_input_psi.labels(model, version, group).set(value)
         self.drift_prediction_psi.labels(model, version).set(drift["prediction_psi"])
-        optional = ((self.drift_confidence_psi, "confidence_psi"),
-                    (self.drift_mean_confidence, "mean_confidence"),
-                    (self.drift_confidence_drop, "confidence_drop"))
+        optional = (
+            (self.drift_confidence_psi, "confidence_psi"),
+            (self.drift_mean_confidence, "mean_confidence"),
+            (self.drift_confidence_drop, "confidence_drop"),
+        )
         for gauge, key in optional:
             if drift[key] is not None:
                 gauge.labels(model, version).set(drift[key])
@@ -95,8 +141,15 @@ class ServeMetrics:
         prometheus-client's multiprocess files cannot remove a series)."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return
-        for gauge in (self.drift_prediction_psi, self.drift_confidence_psi, self.drift_mean_confidence,
-                      self.drift_confidence_drop, self.drift_rows, self.drift_alert, self.monitor_skipped):
+        for gauge in (
+            self.drift_prediction_psi,
+            self.drift_confidence_psi,
+            self.drift_mean_confidence,
+            self.drift_confidence_drop,
+            self.drift_rows,
+            self.drift_alert,
+            self.monitor_skipped,
+        ):
             with contextlib.suppress(KeyError):
                 gauge.remove(model, version)
         for labels in list(self.drift_input_psi._metrics):

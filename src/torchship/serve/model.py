@@ -28,8 +28,14 @@ from torchship.serve.v2 import InferRequest, OutputTensor, RequestedOutput, Serv
 log = logging.getLogger("torchship.serve")
 
 PROBABILITIES = "probabilities"
-V2_TYPES = {"float32": "FP32", "float16": "FP16", "bfloat16": "BF16", "int64": "INT64", "int32": "INT32",
-            "bool": "BOOL"}
+V2_TYPES = {
+    "float32": "FP32",
+    "float16": "FP16",
+    "bfloat16": "BF16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "bool": "BOOL",
+}
 
 
 class ClientGoneError(Exception):
@@ -45,8 +51,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class ServedModel:
     """A loaded, warmed-up model version behind a batcher."""
 
-    def __init__(self, name: str, version: str, artifact: Artifact, settings: ModelSettings,
-                 metrics: ServeMetrics, loop: asyncio.AbstractEventLoop, monitoring: MonitorHub | None = None):
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        artifact: Artifact,
+        settings: ModelSettings,
+        metrics: ServeMetrics,
+        loop: asyncio.AbstractEventLoop,
+        monitoring: MonitorHub | None = None,
+    ):
         self.name = name
         self.version = version
         self.artifact = artifact
@@ -75,14 +89,23 @@ class ServedModel:
         self._status: dict[int, Any] = {}
         self.load_s = 0.0
         self.loaded_at = time.time()
-        self.monitor, self.monitor_reason = monitoring.attach(artifact) if monitoring else (None, "monitoring is off")
+        self.monitor, self.monitor_reason = (
+            monitoring.attach(artifact) if monitoring else (None, "monitoring is off")
+        )
         self.request_log = monitoring.request_log if monitoring else None
         observe = self._observe if self.monitor is not None or self.request_log is not None else None
         predictors = [self._make_predictor() for _ in range(settings.instances)]
         self.runtime = getattr(predictors[0], "picked", predictors[0].name)
         self._warm_up(predictors)
-        self.batcher = Batcher(f"{name}/{version}", settings.policy(), predictors, self._make_predictor,
-                               loop, self._on_batch, observe)
+        self.batcher = Batcher(
+            f"{name}/{version}",
+            settings.policy(),
+            predictors,
+            self._make_predictor,
+            loop,
+            self._on_batch,
+            observe,
+        )
 
     def _make_predictor(self) -> Any:
         from torchship.runtime import load_predictor
@@ -91,12 +114,19 @@ class ServedModel:
         runtime = self.settings.runtime
         int8 = set(int8_programs(self.artifact).values())
         if int8 and runtime != "auto" and runtime not in int8:
-            raise ServeError(f"{self.name} is an int8 artifact; runtime {runtime} would run the float "
-                             "weights it was quantized from",
-                             fix=f"serve it with --runtime auto or {' or '.join(sorted(int8))}")
-        return load_predictor(self.artifact, runtime, threads=self.settings.threads,
-                              warmup=self.settings.warmup,
-                              spin=False, allow_import=self.settings.allow_import)
+            raise ServeError(
+                f"{self.name} is an int8 artifact; runtime {runtime} would run the float "
+                "weights it was quantized from",
+                fix=f"serve it with --runtime auto or {' or '.join(sorted(int8))}",
+            )
+        return load_predictor(
+            self.artifact,
+            runtime,
+            threads=self.settings.threads,
+            warmup=self.settings.warmup,
+            spin=False,
+            allow_import=self.settings.allow_import,
+        )
 
     def _warm_up(self, predictors: list[Any]) -> None:
         # the runtime warmed up at batch 1; the biggest batch allocates its buffers here, not under load
@@ -168,14 +198,18 @@ class ServedModel:
             "dynamic_batching": {
                 "preferred_batch_size": list(s.preferred_batch_sizes),
                 "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000),
-                "default_queue_policy": {"timeout_action": "REJECT",
-                                         "default_timeout_microseconds": int(s.timeout_ms * 1000),
-                                         "allow_timeout_override": True,
-                                         "max_queue_size": s.queue_limit},
+                "default_queue_policy": {
+                    "timeout_action": "REJECT",
+                    "default_timeout_microseconds": int(s.timeout_ms * 1000),
+                    "allow_timeout_override": True,
+                    "max_queue_size": s.queue_limit,
+                },
             },
             "instance_group": [{"name": self.name, "kind": "KIND_CPU", "count": s.instances}],
-            "parameters": {"torchship_threads": {"string_value": str(s.threads or "")},
-                           "torchship_runtime": {"string_value": self.runtime}},
+            "parameters": {
+                "torchship_threads": {"string_value": str(s.threads or "")},
+                "torchship_runtime": {"string_value": self.runtime},
+            },
         }
 
     def check_input(self, request: InferRequest) -> np.ndarray | dict[str, np.ndarray]:
@@ -184,17 +218,22 @@ class ServedModel:
             return self._check_named(request)
         INPUT = self.signature.inputs[0].name  # noqa: N806 - the one input's name ("input" for zoo models)
         if set(request.inputs) != {INPUT}:
-            raise ServeError(f"model {self.name!r} takes exactly one input named {INPUT!r}, "
-                             f"got {sorted(request.inputs)}")
+            raise ServeError(
+                f"model {self.name!r} takes exactly one input named {INPUT!r}, got {sorted(request.inputs)}"
+            )
         x = request.inputs[INPUT]
         want = list(self.sample_shape)
         if x.ndim != len(want) + 1 or list(x.shape[1:]) != want:
-            raise ServeError(f"input {INPUT!r} has shape {list(x.shape)}; model {self.name!r} expects [n, "
-                             f"{', '.join(map(str, want))}]")
+            raise ServeError(
+                f"input {INPUT!r} has shape {list(x.shape)}; model {self.name!r} expects [n, "
+                f"{', '.join(map(str, want))}]"
+            )
         n = x.shape[0]
         if not 1 <= n <= self.settings.max_batch_size:
-            raise ServeError(f"input {INPUT!r} has {n} rows; model {self.name!r} takes 1 to "
-                             f"{self.settings.max_batch_size} per request")
+            raise ServeError(
+                f"input {INPUT!r} has {n} rows; model {self.name!r} takes 1 to "
+                f"{self.settings.max_batch_size} per request"
+            )
         x = x.astype(np.float32, copy=False)
         if not x.flags.writeable:  # binary tensors are views of the body; runtimes may write in place
             x = x.copy()
@@ -209,16 +248,20 @@ class ServedModel:
         for spec in self.signature.inputs:
             x = request.inputs.get(spec.name)
             if x is not None and not spec.is_float and x.dtype.kind == "f":
-                raise ServeError(f"input {spec.name!r} is {spec.dtype}; got floating-point data",
-                                 fix=f"send {V2_TYPES[spec.dtype]}")
+                raise ServeError(
+                    f"input {spec.name!r} is {spec.dtype}; got floating-point data",
+                    fix=f"send {V2_TYPES[spec.dtype]}",
+                )
         try:
             feeds = check_feeds(self.signature, request.inputs)
         except FeedError as exc:
             raise ServeError(f"model {self.name!r}: {exc}") from None
         n = next(iter(feeds.values())).shape[0]
         if not 1 <= n <= self.settings.max_batch_size:
-            raise ServeError(f"inputs have {n} rows; model {self.name!r} takes 1 to "
-                             f"{self.settings.max_batch_size} per request")
+            raise ServeError(
+                f"inputs have {n} rows; model {self.name!r} takes 1 to "
+                f"{self.settings.max_batch_size} per request"
+            )
         for spec in self.signature.inputs:
             x = feeds[spec.name]
             if spec.is_float and not np.isfinite(x).all():
@@ -230,16 +273,23 @@ class ServedModel:
     def check_outputs(self, wanted: list[RequestedOutput] | None) -> None:
         for out in wanted or ():
             if out.name not in self.output_names:
-                raise ServeError(f"model {self.name!r} has no output {out.name!r}; "
-                                 f"choose from {', '.join(self.output_names)}")
-            if out.classification is not None and not (self.classifier and out.name in
-                                                       (self.output_names[0], PROBABILITIES)):
-                raise ServeError(f"output {out.name!r} of model {self.name!r} ({self.task}) takes no "
-                                 "'classification' "
-                                 "parameter", fix="ask for it only on a classifier's scores")
+                raise ServeError(
+                    f"model {self.name!r} has no output {out.name!r}; "
+                    f"choose from {', '.join(self.output_names)}"
+                )
+            if out.classification is not None and not (
+                self.classifier and out.name in (self.output_names[0], PROBABILITIES)
+            ):
+                raise ServeError(
+                    f"output {out.name!r} of model {self.name!r} ({self.task}) takes no "
+                    "'classification' "
+                    "parameter",
+                    fix="ask for it only on a classifier's scores",
+                )
 
-    def outputs(self, result: np.ndarray | dict[str, np.ndarray], wanted: list[RequestedOutput] | None,
-                binary: bool) -> list[OutputTensor]:
+    def outputs(
+        self, result: np.ndarray | dict[str, np.ndarray], wanted: list[RequestedOutput] | None, binary: bool
+    ) -> list[OutputTensor]:
         """The response tensors for one request's outputs (the logits array of a one-output model)."""
         values = result if isinstance(result, dict) else {self.signature.outputs[0].name: result}
         tensors = []
@@ -255,8 +305,12 @@ class ServedModel:
 
     # ------------------------------------------------------------------ running
     def overloaded(self) -> ServeError:
-        return ServeError(f"model {self.name!r} is overloaded ({self.settings.queue_limit} requests queued)",
-                          fix="retry later", status=503, headers={"retry-after": "1"})
+        return ServeError(
+            f"model {self.name!r} is overloaded ({self.settings.queue_limit} requests queued)",
+            fix="retry later",
+            status=503,
+            headers={"retry-after": "1"},
+        )
 
     def check_capacity(self) -> None:
         """Shed before the body is read or decoded: a full queue answers 503 at the cost of a lookup."""
@@ -272,7 +326,9 @@ class ServedModel:
         self.in_flight += 1
         self._idle.clear()
         self._depth.set(self.batcher.depth)
-        timer = self.loop.call_at(pending.deadline_s - time.monotonic() + self.loop.time(), self._expire, pending)
+        timer = self.loop.call_at(
+            pending.deadline_s - time.monotonic() + self.loop.time(), self._expire, pending
+        )
         if gone is not None:
             gone.add_done_callback(lambda _: self._drop(pending, ClientGoneError()))
         try:
@@ -285,9 +341,15 @@ class ServedModel:
 
     def _expire(self, pending: Pending) -> None:
         timeout_ms = (pending.deadline_s - pending.enqueued_s) * 1e3
-        self._drop(pending, ServeError(f"request timed out after {timeout_ms:.0f} ms waiting for model "
-                                       f"{self.name!r}", fix="retry later or raise the 'timeout' parameter",
-                                       status=503, headers={"retry-after": "1"}))
+        self._drop(
+            pending,
+            ServeError(
+                f"request timed out after {timeout_ms:.0f} ms waiting for model {self.name!r}",
+                fix="retry later or raise the 'timeout' parameter",
+                status=503,
+                headers={"retry-after": "1"},
+            ),
+        )
 
     @staticmethod
     def _drop(pending: Pending, exc: BaseException) -> None:
@@ -302,15 +364,16 @@ class ServedModel:
             self.stats.instance_restarts += 1
             self.stats.last_restart_error = result.error
             self.metrics.restarts.labels(self.name, self.version).inc()
-        for pending, out in zip(result.requests, result.outputs):
+        for pending, out in zip(result.requests, result.outputs, strict=False):
             queue_s = pending.started_s - pending.enqueued_s
             self._queue_h.observe(queue_s)
             self.stats.phases["queue"].add(queue_s)
             if pending.future.done():
                 continue
             if isinstance(out, BaseException):
-                pending.future.set_exception(ServeError(
-                    f"model {self.name!r} failed on this request ({out!r})", status=500))
+                pending.future.set_exception(
+                    ServeError(f"model {self.name!r} failed on this request ({out!r})", status=500)
+                )
             else:
                 pending.future.set_result(out)
         for pending in result.expired:
@@ -324,7 +387,9 @@ class ServedModel:
         """Count one finished request by status (called by the HTTP layer)."""
         counter = self._status.get(status)
         if counter is None:
-            counter = self._status[status] = self.metrics.requests.labels(self.name, self.version, str(status))
+            counter = self._status[status] = self.metrics.requests.labels(
+                self.name, self.version, str(status)
+            )
         counter.inc()
         if status == 200:
             self._total_h.observe(total_s)

@@ -37,8 +37,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # when the pending head began (the connection's start until a request begins); None: no head due.
         # One timer per connection re-arms itself, so a request costs no timer of its own.
         self._head_since: float | None = self.loop.time()
-        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout_s,
-                                                                             self._check_head)
+        self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout_s, self._check_head
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
@@ -79,8 +80,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _refuse_head(self) -> None:
-        self._refuse(431, f"request line and headers exceed the {self.max_header_bytes}-byte limit; "
-                          "send fewer or shorter headers, or raise max_header_bytes in the serve config")
+        self._refuse(
+            431,
+            f"request line and headers exceed the {self.max_header_bytes}-byte limit; "
+            "send fewer or shorter headers, or raise max_header_bytes in the serve config",
+        )
 
     def _check_head(self) -> None:
         if self.transport.is_closing():
@@ -90,8 +94,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             since = now if self._head_since is None else self._head_since
             self._head_timer = self.loop.call_at(since + self.header_timeout_s, self._check_head)
         elif self._in_head:
-            self._refuse(408, f"request line and headers not received within {self.header_timeout_s:g} s; "
-                              "send them promptly, or raise header_timeout_s in the serve config")
+            self._refuse(
+                408,
+                f"request line and headers not received within {self.header_timeout_s:g} s; "
+                "send them promptly, or raise header_timeout_s in the serve config",
+            )
         else:  # a connection that never started a request
             self.transport.close()
 
@@ -105,12 +112,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         body = orjson.dumps({"error": message})
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
+        )
         self.transport.close()
 
 
 def guarded_http_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asyncio.Protocol]:
     """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing these head limits."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
-                {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s})
+    return type(
+        "GuardedHttpToolsProtocol",
+        (GuardedHttpToolsProtocol,),
+        {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s},
+    )

@@ -48,7 +48,9 @@ class Repository:
     def __init__(self, path: str | Path, config: ServeConfig, metrics: ServeMetrics):
         self.root = resolve_artifact_dir(path).resolve()  # an artifact, a run directory, or a repository
         if not self.root.is_dir():
-            raise ConfigError(f"model repository {path} is not a directory", fix="pass an artifact or a repository")
+            raise ConfigError(
+                f"model repository {path} is not a directory", fix="pass an artifact or a repository"
+            )
         self.single = (self.root / MANIFEST).is_file()
         self.config = config
         self.metrics = metrics
@@ -60,8 +62,10 @@ class Repository:
         if self.single:
             self._single_name = _manifest_name(self.root)
         elif not any((v / MANIFEST).is_file() for name in self.names() for v in self._entry(name).iterdir()):
-            raise ConfigError(f"{path} holds no model: no {MANIFEST} in it, nor in any <model>/<version>/",
-                              fix="pass an artifact, or a repository REPO/<model>/<version>/ of them")
+            raise ConfigError(
+                f"{path} holds no model: no {MANIFEST} in it, nor in any <model>/<version>/",
+                fix="pass an artifact, or a repository REPO/<model>/<version>/ of them",
+            )
 
     # ------------------------------------------------------------------ disk
     def names(self) -> list[str]:
@@ -76,10 +80,14 @@ class Repository:
             raise ServeError(f"{name!r} is not a valid model name", status=400)
         if self.single:
             if name != self._single_name:
-                raise ServeError(f"unknown model {name!r}", fix=f"this server has {self._single_name!r}", status=404)
+                raise ServeError(
+                    f"unknown model {name!r}", fix=f"this server has {self._single_name!r}", status=404
+                )
             return self.root
         if not (self.root / name).is_dir():
-            raise ServeError(f"unknown model {name!r}", fix=f"choose one of: {', '.join(self.names())}", status=404)
+            raise ServeError(
+                f"unknown model {name!r}", fix=f"choose one of: {', '.join(self.names())}", status=404
+            )
         return self.root / name
 
     def _versions_on_disk(self, name: str) -> dict[str, Path]:
@@ -87,16 +95,26 @@ class Repository:
         if self.single:
             return {str(_manifest_version(path)): path}
         if not path.is_relative_to(self.root):
-            raise ServeError(f"model directory {name!r} is a link to a place outside the repository",
-                             fix="copy the model into the repository instead of linking to it")
+            raise ServeError(
+                f"model directory {name!r} is a link to a place outside the repository",
+                fix="copy the model into the repository instead of linking to it",
+            )
         versions = {}
         for sub in path.iterdir():
             target = sub.resolve()
-            if sub.name.isdigit() and int(sub.name) > 0 and target.is_relative_to(self.root) and target.is_dir():
+            if (
+                sub.name.isdigit()
+                and int(sub.name) > 0
+                and target.is_relative_to(self.root)
+                and target.is_dir()
+            ):
                 versions[str(int(sub.name))] = target
         if not versions:
-            raise ServeError(f"model {name!r} has no version directories", status=404,
-                             fix=f"put artifacts in {path}/<version>/ (1, 2, ...)")
+            raise ServeError(
+                f"model {name!r} has no version directories",
+                status=404,
+                fix=f"put artifacts in {path}/<version>/ (1, 2, ...)",
+            )
         return versions
 
     # ------------------------------------------------------------------ lookup
@@ -106,23 +124,39 @@ class Repository:
         if versions is None:
             state = self.states.get(name)
             if state is not None and state.state == "LOADING":
-                raise ServeError(f"model {name!r} is loading", fix="retry shortly", status=503,
-                                 headers={"retry-after": "1"})
+                raise ServeError(
+                    f"model {name!r} is loading",
+                    fix="retry shortly",
+                    status=503,
+                    headers={"retry-after": "1"},
+                )
             if state is not None and state.failed:
-                raise ServeError(f"model {name!r} is unavailable: {state.reason}", status=503,
-                                 fix=f"fix it, then load it with POST /v2/repository/models/{name}/load")
+                raise ServeError(
+                    f"model {name!r} is unavailable: {state.reason}",
+                    status=503,
+                    fix=f"fix it, then load it with POST /v2/repository/models/{name}/load",
+                )
             if state is None and name not in self.names():
-                raise ServeError(f"unknown model {name!r}", status=404,
-                                 fix=f"choose one of: {', '.join(self.names()) or '(none)'}")
+                raise ServeError(
+                    f"unknown model {name!r}",
+                    status=404,
+                    fix=f"choose one of: {', '.join(self.names()) or '(none)'}",
+                )
             reason = f" ({state.reason})" if state and state.reason else ""
-            raise ServeError(f"model {name!r} is not loaded{reason}", status=404,
-                             fix=f"load it with POST /v2/repository/models/{name}/load")
+            raise ServeError(
+                f"model {name!r} is not loaded{reason}",
+                status=404,
+                fix=f"load it with POST /v2/repository/models/{name}/load",
+            )
         if version is None:
             return versions[max(versions, key=int)]
         model = versions.get(version)
         if model is None:
-            raise ServeError(f"model {name!r} has no loaded version {version!r}", status=404,
-                             fix=f"loaded versions: {', '.join(sorted(versions, key=int))}")
+            raise ServeError(
+                f"model {name!r} has no loaded version {version!r}",
+                status=404,
+                fix=f"loaded versions: {', '.join(sorted(versions, key=int))}",
+            )
         return model
 
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
@@ -169,27 +203,33 @@ class Repository:
             loop = asyncio.get_running_loop()
             try:
                 versions = self._versions_on_disk(name)
-                fresh = {v: await asyncio.to_thread(self._load_version, name, v, p, loop) for v, p in versions.items()}
+                fresh = {
+                    v: await asyncio.to_thread(self._load_version, name, v, p, loop)
+                    for v, p in versions.items()
+                }
             except Exception as exc:  # noqa: BLE001 - whatever failed, the entry says why instead of LOADING
                 self.metrics.load_failures.labels(name).inc()
                 reason = " ".join(str(exc).split())
                 self.states[name] = (
                     ModelState("READY", f"reload failed, old versions still serve: {reason}")
-                    if name in self.models else ModelState("UNAVAILABLE", reason, failed=True))
+                    if name in self.models
+                    else ModelState("UNAVAILABLE", reason, failed=True)
+                )
                 raise ServeError(f"model {name!r} failed to load: {reason}", status=400) from None
             old = self.models.get(name, {})
             self.models[name] = fresh
             self.states[name] = ModelState("READY")
         await asyncio.gather(*(m.close() for m in old.values()))
 
-    def _load_version(self, name: str, version: str, path: Path, loop: asyncio.AbstractEventLoop) -> ServedModel:
+    def _load_version(
+        self, name: str, version: str, path: Path, loop: asyncio.AbstractEventLoop
+    ) -> ServedModel:
         t0 = time.monotonic()
         settings = self.config.settings_for(name)
         if settings.require_signature:
             _check_signature(name, version, path, settings.require_signature)
         artifact = Artifact.load(path)
-        model = ServedModel(name, version, artifact, settings, self.metrics, loop,
-                            self.monitoring)
+        model = ServedModel(name, version, artifact, settings, self.metrics, loop, self.monitoring)
         load_s = model.load_s = time.monotonic() - t0
         self.metrics.load_s.labels(name, version).set(load_s)
         log.info("loaded model %s version %s in %.2f s", name, version, load_s)
@@ -225,7 +265,9 @@ def _check_signature(name: str, version: str, path: Path, public_key: str) -> No
 def _manifest_name(root: Path) -> str:
     name = _read_manifest(root).get("name")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ArtifactError(f"{root / MANIFEST} has no usable 'name' to serve under", fix="re-create the artifact")
+        raise ArtifactError(
+            f"{root / MANIFEST} has no usable 'name' to serve under", fix="re-create the artifact"
+        )
     return name
 
 

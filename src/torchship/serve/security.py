@@ -31,8 +31,11 @@ class Security:
 
     def check_management(self, authorization: str | None) -> None:
         if not self.management:
-            raise ServeError("the model repository API is disabled on this server",
-                             fix="restart without --no-management", status=403)
+            raise ServeError(
+                "the model repository API is disabled on this server",
+                fix="restart without --no-management",
+                status=403,
+            )
         _check(self.management_token or self.inference_token, authorization, "management")
 
 
@@ -41,6 +44,9 @@ def _check(token: str | None, authorization: str | None, what: str) -> None:
         return
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise ServeError(f"missing or wrong bearer token for the {what} API",
-                         fix="send 'Authorization: Bearer <token>'", status=401,
-                         headers={"www-authenticate": "Bearer"})
+        raise ServeError(
+            f"missing or wrong bearer token for the {what} API",
+            fix="send 'Authorization: Bearer <token>'",
+            status=401,
+            headers={"www-authenticate": "Bearer"},
+        )

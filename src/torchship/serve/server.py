@@ -50,8 +50,17 @@ def serve(
     if workers > 1:
         from torchship.serve.workers import run_workers
 
-        run_workers(path, workers, host=host, port=port, config=config, security=security,
-                    log_level=log_level, drain_timeout_s=drain_timeout_s, grpc_port=grpc_port)
+        run_workers(
+            path,
+            workers,
+            host=host,
+            port=port,
+            config=config,
+            security=security,
+            log_level=log_level,
+            drain_timeout_s=drain_timeout_s,
+            grpc_port=grpc_port,
+        )
         return
     grpc_address = None
     if grpc_port is not None:
@@ -64,13 +73,25 @@ def serve(
     app = create_app(path, config, security, grpc_address)  # a bad path fails here, before any signal handler
     _configure_logging(log_level, config.access_log)
     logging.getLogger("torchship.serve").info(  # after create_app: a bad path is the only line
-        "serving %s on http://%s:%s%s (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)", path, host, port,
-        f" and gRPC {grpc_address}" if grpc_address else "")
+        "serving %s on http://%s:%s%s (v2 protocol; /metrics; drain with Ctrl-C or SIGTERM)",
+        path,
+        host,
+        port,
+        f" and gRPC {grpc_address}" if grpc_address else "",
+    )
     run_uvicorn(app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s)
 
 
-def run_uvicorn(app: Any, config: ServeConfig, *, host: str, port: int, log_level: str, drain_timeout_s: float,
-                sockets: list[Any] | None = None) -> None:
+def run_uvicorn(
+    app: Any,
+    config: ServeConfig,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    drain_timeout_s: float,
+    sockets: list[Any] | None = None,
+) -> None:
     """Run ``app`` under uvicorn on ``host:port`` (or on bound ``sockets``) until a signal drains it."""
     import uvicorn
 
@@ -79,8 +100,11 @@ def run_uvicorn(app: Any, config: ServeConfig, *, host: str, port: int, log_leve
             app.state.serve.draining = True
             super().handle_exit(sig, frame)
 
-    server = DrainingServer(uvicorn_config(app, config, host=host, port=port, log_level=log_level,
-                                           drain_timeout_s=drain_timeout_s))
+    server = DrainingServer(
+        uvicorn_config(
+            app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s
+        )
+    )
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(1)
@@ -102,17 +126,31 @@ def default_workers(threads: int | None = None, cgroup: Path = Path("/sys/fs/cgr
     return max(1, cores // (threads or 1))
 
 
-def uvicorn_config(app: Any, config: ServeConfig, *, host: str, port: int, log_level: str = "info",
-                   drain_timeout_s: float = 60.0) -> Any:
+def uvicorn_config(
+    app: Any,
+    config: ServeConfig,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    drain_timeout_s: float = 60.0,
+) -> Any:
     """The ``uvicorn.Config`` that runs ``app`` with the serve config's connection limits."""
     uvicorn = require("uvicorn", "serve")
     require("httptools", "serve")
     from torchship.serve.protocol import guarded_http_protocol
 
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-        timeout_graceful_shutdown=drain_timeout_s, timeout_keep_alive=config.keep_alive_timeout_s,
-        loop="auto", http=guarded_http_protocol(config.max_header_bytes, config.header_timeout_s),
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=drain_timeout_s,
+        timeout_keep_alive=config.keep_alive_timeout_s,
+        loop="auto",
+        http=guarded_http_protocol(config.max_header_bytes, config.header_timeout_s),
     )
 
 

@@ -32,7 +32,16 @@ class _Duration:
 class ModelStats:
     """Counts and cumulative durations for one model version."""
 
-    PHASES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output", "cache_hit", "cache_miss")
+    PHASES = (
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+        "cache_hit",
+        "cache_miss",
+    )
 
     def __init__(self, name: str, version: str):
         self.name = name
@@ -72,7 +81,9 @@ class ModelStats:
         if not self._recent_n:
             return None
         recent = self._recent_s[: min(self._recent_n, _RECENT)] * 1e3
-        return {f"p{p}": float(v) for p, v in zip(percentiles, np.percentile(recent, percentiles))}
+        return {
+            f"p{p}": float(v) for p, v in zip(percentiles, np.percentile(recent, percentiles), strict=False)
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -30,9 +30,18 @@ MAX_SHAPE_RANK = 8  # dimensions of an input tensor, batch included
 DTYPES: dict[str, np.dtype] = {
     name: np.dtype(t)
     for name, t in {
-        "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-        "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-        "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+        "BOOL": np.bool_,
+        "UINT8": np.uint8,
+        "UINT16": np.uint16,
+        "UINT32": np.uint32,
+        "UINT64": np.uint64,
+        "INT8": np.int8,
+        "INT16": np.int16,
+        "INT32": np.int32,
+        "INT64": np.int64,
+        "FP16": np.float16,
+        "FP32": np.float32,
+        "FP64": np.float64,
     }.items()
 }
 _NAMES = {dtype: name for name, dtype in DTYPES.items()}
@@ -41,8 +50,9 @@ _NAMES = {dtype: name for name, dtype in DTYPES.items()}
 class ServeError(TorchshipError):
     """A request the server refuses; ``status`` is its HTTP status code."""
 
-    def __init__(self, what: str, fix: str | None = None, *, status: int = 400,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, what: str, fix: str | None = None, *, status: int = 400, headers: dict[str, str] | None = None
+    ):
         super().__init__(what, fix)
         self.status = status
         self.headers = headers or {}
@@ -106,7 +116,9 @@ def decode_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         offset += used
         arrays[name] = array
     if offset != len(binary):
-        raise ServeError(f"binary payload has {len(binary) - offset} bytes beyond the inputs' binary_data_size")
+        raise ServeError(
+            f"binary payload has {len(binary) - offset} bytes beyond the inputs' binary_data_size"
+        )
     request_id = raw.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ServeError("'id' must be a string")
@@ -134,20 +146,24 @@ def _element_count(shape: Any, name: str, max_elements: int) -> int:
     """The element count of ``shape``; 400 before any arithmetic if it could pass ``max_elements``."""
     if not isinstance(shape, list) or len(shape) > MAX_SHAPE_RANK:
         rank = f" (it has {len(shape)})" if isinstance(shape, list) else ""
-        raise ServeError(f"input {name!r}: 'shape' must be a list of at most {MAX_SHAPE_RANK} "
-                         f"dimensions{rank}")
+        raise ServeError(
+            f"input {name!r}: 'shape' must be a list of at most {MAX_SHAPE_RANK} dimensions{rank}"
+        )
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise ServeError(f"input {name!r}: 'shape' must be a list of non-negative integers")
     count = math.prod(shape) if all(d <= max_elements for d in shape) else max_elements + 1  # small ints only
     if count > max_elements:
-        raise ServeError(f"input {name!r}: shape {shape} is larger than a {max_elements}-byte request "
-                         "can carry (each element takes at least one byte)",
-                         fix="send a shape that matches the data")
+        raise ServeError(
+            f"input {name!r}: shape {shape} is larger than a {max_elements}-byte request "
+            "can carry (each element takes at least one byte)",
+            fix="send a shape that matches the data",
+        )
     return count
 
 
-def _decode_input(spec: Any, i: int, binary: memoryview | bytes, offset: int,
-                  max_elements: int) -> tuple[str, np.ndarray, int]:
+def _decode_input(
+    spec: Any, i: int, binary: memoryview | bytes, offset: int, max_elements: int
+) -> tuple[str, np.ndarray, int]:
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise ServeError(f"inputs[{i}] must be an object with a 'name'")
     name = spec["name"]
@@ -156,15 +172,20 @@ def _decode_input(spec: Any, i: int, binary: memoryview | bytes, offset: int,
     datatype = spec.get("datatype")
     dtype = DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
-        raise ServeError(f"input {name!r}: datatype {datatype!r} is not supported",
-                         fix=f"use one of {', '.join(DTYPES)}")
+        raise ServeError(
+            f"input {name!r}: datatype {datatype!r} is not supported", fix=f"use one of {', '.join(DTYPES)}"
+        )
     size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     if size is not None:
         want = count * dtype.itemsize
         if size != want:
-            raise ServeError(f"input {name!r}: binary_data_size {size} != {want} bytes for {datatype} {shape}")
+            raise ServeError(
+                f"input {name!r}: binary_data_size {size} != {want} bytes for {datatype} {shape}"
+            )
         if offset + size > len(binary):
-            raise ServeError(f"input {name!r}: binary payload is truncated ({len(binary) - offset} of {size} bytes)")
+            raise ServeError(
+                f"input {name!r}: binary payload is truncated ({len(binary) - offset} of {size} bytes)"
+            )
         array = np.frombuffer(binary, dtype=dtype.newbyteorder("<"), count=count, offset=offset)
         return name, array.reshape(shape), size
     if "data" not in spec:
@@ -172,7 +193,9 @@ def _decode_input(spec: Any, i: int, binary: memoryview | bytes, offset: int,
     return name, _from_json_data(spec["data"], name, dtype, datatype, shape, count), 0
 
 
-def _from_json_data(data: Any, name: str, dtype: np.dtype, datatype: str, shape: list[int], count: int) -> np.ndarray:
+def _from_json_data(
+    data: Any, name: str, dtype: np.dtype, datatype: str, shape: list[int], count: int
+) -> np.ndarray:
     try:
         if isinstance(data, list) and (not data or not isinstance(data[0], list)):
             array = np.fromiter(data, dtype=dtype, count=len(data))  # flat: no object array in between
@@ -213,8 +236,10 @@ def classify(values: np.ndarray, k: int, labels: list[str]) -> np.ndarray:
     # values: (n, classes) -> (n, k) of bytes
     k = min(k, values.shape[1])
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
-    rows = [[f"{row[j]:f}:{j}:{labels[j] if j < len(labels) else j}".encode() for j in idx]
-            for row, idx in zip(values, top)]
+    rows = [
+        [f"{row[j]:f}:{j}:{labels[j] if j < len(labels) else j}".encode() for j in idx]
+        for row, idx in zip(values, top, strict=False)
+    ]
     return np.array(rows, dtype=object).reshape(values.shape[0], k)
 
 
@@ -231,8 +256,9 @@ def _bytes_payload(array: np.ndarray) -> bytes:
     return b"".join(struct.pack("<I", len(v)) + v for v in array.reshape(-1))
 
 
-def encode_infer(model: str, version: str, request_id: str | None,
-                 outputs: list[OutputTensor]) -> tuple[bytes, dict[str, str]]:
+def encode_infer(
+    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
+) -> tuple[bytes, dict[str, str]]:
     """Encode a v2 infer response; returns the body and the headers it needs."""
     entries, chunks = [], []
     for out in outputs:
@@ -240,8 +266,13 @@ def encode_infer(model: str, version: str, request_id: str | None,
         datatype = "BYTES" if is_bytes else _NAMES[out.array.dtype]
         entry: dict[str, Any] = {"name": out.name, "datatype": datatype, "shape": list(out.array.shape)}
         if out.binary:
-            chunk = _bytes_payload(out.array) if is_bytes else np.ascontiguousarray(out.array).astype(
-                out.array.dtype.newbyteorder("<"), copy=False).tobytes()
+            chunk = (
+                _bytes_payload(out.array)
+                if is_bytes
+                else np.ascontiguousarray(out.array)
+                .astype(out.array.dtype.newbyteorder("<"), copy=False)
+                .tobytes()
+            )
             entry["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         elif is_bytes:

@@ -1,10 +1,10 @@
 """The training configuration: every key typed, unknown keys rejected.
 
-    model: {name: cnn, kwargs: {channels: [32, 64]}, init: kaiming}
-    data: {name: digits, val_fraction: 0.2}
-    optim: {name: adamw, lr: 3.0e-3, weight_decay: 0.01}
-    schedule: {name: cosine, warmup_epochs: 1}
-    train: {epochs: 20, batch_size: 64, early_stop: {metric: val.accuracy, patience: 5}}
+model: {name: cnn, kwargs: {channels: [32, 64]}, init: kaiming}
+data: {name: digits, val_fraction: 0.2}
+optim: {name: adamw, lr: 3.0e-3, weight_decay: 0.01}
+schedule: {name: cosine, warmup_epochs: 1}
+train: {epochs: 20, batch_size: 64, early_stop: {metric: val.accuracy, patience: 5}}
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from torchship.data import DataConfig
+
 METRICS = ("val.accuracy", "val.f1_macro", "val.auroc", "val.loss", "train.accuracy", "train.loss")
 
 
@@ -29,8 +31,6 @@ def _known_metric(value: str) -> str:
     if value not in METRICS:
         raise ValueError(f"unknown metric {value!r}; choose one of: {', '.join(METRICS)}")
     return value
-
-from torchship.data import DataConfig
 
 
 class _Strict(BaseModel):
@@ -128,7 +128,6 @@ class TrainConfig(_Strict):
 
     def resolved(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
-
 
 
 def reference_problems(cfg: TrainConfig) -> list[str]:

@@ -34,7 +34,9 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
         from torchship.errors import ConfigError
 
         if not torch.cuda.is_available():
-            raise ConfigError("train.device is cuda but no CUDA device is available", fix="use train.device=cpu")
+            raise ConfigError(
+                "train.device is cuda but no CUDA device is available", fix="use train.device=cpu"
+            )
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 

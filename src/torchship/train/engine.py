@@ -30,7 +30,7 @@ from torchship.output import write_atomic
 from torchship.train import distributed as dist_
 from torchship.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from torchship.train.config import TrainConfig
-from torchship.train.metrics import ClassificationMetrics, evaluate_logits
+from torchship.train.metrics import evaluate_logits
 from torchship.train.optim import Schedule, build_optimizer
 from torchship.train.progress import EpochProgress, RunLog
 
@@ -99,8 +99,15 @@ class _Custom:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, ctx: dist_.DistContext, allow_import: tuple[str, ...],
-                 callbacks: Sequence[Callback], console: Console, custom: _Custom):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        ctx: dist_.DistContext,
+        allow_import: tuple[str, ...],
+        callbacks: Sequence[Callback],
+        console: Console,
+        custom: _Custom,
+    ):
         self.cfg, self.ctx, self.callbacks, self.console, self.custom = cfg, ctx, callbacks, console, custom
         self.run_dir = Path(cfg.out)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -122,8 +129,13 @@ class _Run:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         loop = cfg.train
         self.loader = make_loader(
-            self.data.train, loop.batch_size, shuffle=True, seed=loop.seed, augment=cfg.data.augment,
-            rank=ctx.rank, world_size=ctx.world_size,
+            self.data.train,
+            loop.batch_size,
+            shuffle=True,
+            seed=loop.seed,
+            augment=cfg.data.augment,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
         )
         self.optimizer = build_optimizer(self.model, cfg.optim)
         steps = math.ceil(len(self.loader) / loop.accumulate)
@@ -139,7 +151,9 @@ class _Run:
         if resume:
             self._restore(load_checkpoint(self.ckpt_dir))
         elif ctx.is_main and (self.ckpt_dir / "last.pt").exists():
-            self.console.print(f"[yellow]starting over in {self.run_dir} (pass --resume to continue the old run)")
+            self.console.print(
+                f"[yellow]starting over in {self.run_dir} (pass --resume to continue the old run)"
+            )
         log = RunLog(self.run_dir, cfg.train.tensorboard, append=resume) if ctx.is_main else None
         progress = EpochProgress(self.console, cfg.train.progress and ctx.is_main)
         started = time.perf_counter()
@@ -157,8 +171,10 @@ class _Run:
                         cb.on_epoch_end(epoch, record)
                 if dist_.broadcast_flag(ctx, early):
                     if ctx.is_main:
-                        self.console.print(f"early stop: {cfg.train.early_stop.metric} did not improve "
-                                           f"for {cfg.train.early_stop.patience} epochs")
+                        self.console.print(
+                            f"early stop: {cfg.train.early_stop.metric} did not improve "
+                            f"for {cfg.train.early_stop.patience} epochs"
+                        )
                     break
         finally:
             progress.stop()
@@ -167,7 +183,7 @@ class _Run:
         return self._finish(time.perf_counter() - started)
 
     def _epoch(self, epoch: int, progress: EpochProgress) -> dict[str, Any]:
-        cfg, loop = self.cfg, self.cfg.train
+        loop = self.cfg.train
         self.net.train()
         self.loader.set_epoch(epoch)
         steps = len(self.loader)
@@ -190,7 +206,8 @@ class _Run:
             if not bool(torch.isfinite(loss.detach())):
                 raise TrainingError(
                     f"loss became {loss.item()} at epoch {epoch} step {step}",
-                    fix=f"lower optim.lr or set train.grad_clip; the last good checkpoint is kept in {self.ckpt_dir}",
+                    fix="lower optim.lr or set train.grad_clip; "
+                    f"the last good checkpoint is kept in {self.ckpt_dir}",
                 )
             (loss / loop.accumulate).backward()
             if step % loop.accumulate == 0 or step == steps:
@@ -203,11 +220,18 @@ class _Run:
             seen += n
             loss_sum += loss.detach() * n
             correct += (logits.detach().argmax(dim=1) == y).sum()
-            progress.update(step, lambda: _bar_stats(loss_sum, correct, seen, t0))
+            progress.update(step, lambda s=loss_sum, c=correct, n=seen: _bar_stats(s, c, n, t0))
         train_s = time.perf_counter() - t0
         progress.stop()
         totals = dist_.all_reduce_sum(
-            self.ctx, torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=loss_sum.device, dtype=torch.float64)])
+            self.ctx,
+            torch.stack(
+                [
+                    loss_sum.double(),
+                    correct.double(),
+                    torch.tensor(float(seen), device=loss_sum.device, dtype=torch.float64),
+                ]
+            ),
         )
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -222,13 +246,21 @@ class _Run:
         self.schedule.step_epoch(record)
         return record
 
-    def _evaluate(self, split: Split, confusion: bool = False) -> tuple[dict[str, float], Any] | dict[str, float]:
+    def _evaluate(
+        self, split: Split, confusion: bool = False
+    ) -> tuple[dict[str, float], Any] | dict[str, float]:
         """Metrics on ``split``, each rank taking every world_size-th sample; torchmetrics syncs them."""
         self.model.eval()
         x, y = split.x[self.ctx.rank :: self.ctx.world_size], split.y[self.ctx.rank :: self.ctx.world_size]
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.cfg.train.bf16):
             values, matrix = evaluate_logits(
-                self.model, x, y, self.data.num_classes, self.cfg.train.eval_batch_size, self.ctx.device, confusion
+                self.model,
+                x,
+                y,
+                self.data.num_classes,
+                self.cfg.train.eval_batch_size,
+                self.ctx.device,
+                confusion,
             )
         self.model.train()
         return (values, matrix) if confusion else values
@@ -238,8 +270,11 @@ class _Run:
         metric = self.cfg.train.best_metric
         value = _metric(record, metric)
         if _better(value, self.best["value"], _mode(metric), 0.0):
-            self.best = {"value": value, "epoch": record["epoch"],
-                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+            self.best = {
+                "value": value,
+                "epoch": record["epoch"],
+                "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            }
             return True
         return False
 
@@ -255,17 +290,20 @@ class _Run:
         return self.stop["bad_epochs"] >= es.patience
 
     def _save_checkpoint(self, epoch: int) -> None:
-        save_checkpoint(self.ckpt_dir, {
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "rng": rng_state(),
-            "best": self.best,
-            "early_stop": self.stop,
-            "history": self.history,
-            "config": json.dumps(_resumable(self.cfg.resolved()), sort_keys=True),
-        })
+        save_checkpoint(
+            self.ckpt_dir,
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "rng": rng_state(),
+                "best": self.best,
+                "early_stop": self.stop,
+                "history": self.history,
+                "config": json.dumps(_resumable(self.cfg.resolved()), sort_keys=True),
+            },
+        )
 
     def _restore(self, state: dict[str, Any]) -> None:
         saved = json.loads(state["config"])
@@ -322,8 +360,14 @@ class _Run:
             )
         else:
             artifact = Artifact.create(
-                name=self.cfg.run_name, model=self.model, architecture=self.architecture, input=self.data.input,
-                labels=self.data.labels, op=self.custom.op, params=params, **fields,
+                name=self.cfg.run_name,
+                model=self.model,
+                architecture=self.architecture,
+                input=self.data.input,
+                labels=self.data.labels,
+                op=self.custom.op,
+                params=params,
+                **fields,
             )
         confusion = {name: {"labels": self.data.labels, "matrix": m} for name, (_, m) in evaluation.items()}
         saved = artifact.save(
@@ -431,9 +475,13 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
 
 
 @torch.inference_mode()
-def _prediction_stats(model: nn.Module, split: Split, num_classes: int, device: torch.device) -> dict[str, Any]:
+def _prediction_stats(
+    model: nn.Module, split: Split, num_classes: int, device: torch.device
+) -> dict[str, Any]:
     """Predicted-class frequencies and the top-1 confidence histogram on validation: the drift baseline."""
     model.eval()
     # probs: (n, classes)
-    probs = torch.cat([model(split.x[i : i + 1024].to(device)).float().softmax(1).cpu() for i in range(0, len(split), 1024)])
+    probs = torch.cat(
+        [model(split.x[i : i + 1024].to(device)).float().softmax(1).cpu() for i in range(0, len(split), 1024)]
+    )
     return prediction_stats(probs, num_classes)

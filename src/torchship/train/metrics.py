@@ -64,8 +64,13 @@ class ClassificationMetrics:
 
 @torch.inference_mode()
 def evaluate_logits(
-    forward, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch_size: int = 1024,
-    device: torch.device | str = "cpu", confusion: bool = False,
+    forward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    confusion: bool = False,
 ) -> tuple[dict[str, float], list[list[int]] | None]:
     """Run ``forward`` over (x, y) in batches and compute every metric (and the confusion matrix)."""
     metrics = ClassificationMetrics(num_classes, device=device, confusion=confusion)

@@ -15,13 +15,20 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
     if cfg.name == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
     return torch.optim.RMSprop(
@@ -37,7 +44,9 @@ class Schedule:
     exponential ``gamma`` per epoch) are converted to steps so a partial epoch is exact.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, epochs: int):
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps_per_epoch: int, epochs: int
+    ):
         self.cfg = cfg
         self.optimizer = optimizer
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -85,7 +94,9 @@ class Schedule:
         if value is None:
             return
         lower_is_better = self.cfg.plateau_metric.endswith("loss")
-        better = self.plateau_best is None or (value < self.plateau_best if lower_is_better else value > self.plateau_best)
+        better = self.plateau_best is None or (
+            value < self.plateau_best if lower_is_better else value > self.plateau_best
+        )
         if better:
             self.plateau_best, self.plateau_bad_epochs = value, 0
         else:
@@ -97,7 +108,7 @@ class Schedule:
 
     def _apply(self) -> None:
         scale = self.factor(self.step_count)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=False):
             group["lr"] = base * scale
 
     @property

@@ -28,7 +28,8 @@ class RunLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
                 raise DependencyError(
-                    "train.tensorboard needs the tensorboard package", fix="pip install 'torchship[tensorboard]'"
+                    "train.tensorboard needs the tensorboard package",
+                    fix="pip install 'torchship[tensorboard]'",
                 ) from exc
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 

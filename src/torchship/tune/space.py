@@ -120,8 +120,9 @@ def _parse_one(key: str, spec: Any) -> tuple[Param | None, list[str]]:
             return None, [*problems, "choice needs a non-empty list of values"]
         odd = [c for c in choices if not _plain(c)]
         if odd:
-            problems.append(f"choice values must be numbers, strings, booleans, null or lists of them "
-                            f"(got {odd[0]!r})")
+            problems.append(
+                f"choice values must be numbers, strings, booleans, null or lists of them (got {odd[0]!r})"
+            )
         if len({repr(c) for c in choices}) != len(choices):
             problems.append("choice lists a value twice")
         return (None if problems else Param(key, "choice", choices=tuple(choices))), problems

@@ -19,8 +19,19 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).parent
-_UNUSED = ("huggingface", "lightgbm", "onnx", "paddle", "pmml", "pytorch", "sklearn", "tensorflow", "triton",
-           "xgboost", "workerSpec")
+_UNUSED = (
+    "huggingface",
+    "lightgbm",
+    "onnx",
+    "paddle",
+    "pmml",
+    "pytorch",
+    "sklearn",
+    "tensorflow",
+    "triton",
+    "xgboost",
+    "workerSpec",
+)
 
 
 def storage_schema(crd_file: str) -> tuple[dict, str, str]:
@@ -38,8 +49,10 @@ def main(runtime_crd: str, isvc_crd: str, commit: str) -> None:
             spec["properties"] = {"predictor": spec["properties"]["predictor"]}
             for key in _UNUSED:
                 spec["properties"]["predictor"]["properties"].pop(key)
-        source = (f"kserve/kserve@{commit} config/crd/full/{Path(crd_file).name}: the {version} "
-                  "openAPIV3Schema (see extract_kserve.py)")
+        source = (
+            f"kserve/kserve@{commit} config/crd/full/{Path(crd_file).name}: the {version} "
+            "openAPIV3Schema (see extract_kserve.py)"
+        )
         out = HERE / f"{kind.lower()}-{version}.json"
         text = json.dumps({"$comment": source, **schema}, sort_keys=True, separators=(",", ":"))
         out.write_text(text + "\n")
