@@ -157,6 +157,23 @@ def test_isolate_worker_protocol_in_process(tiny_cnn_artifact, fast, labelled, m
     assert row.peak_rss_scope == "fresh process per artifact/runtime"
 
 
+def test_isolate_forwards_named_dim_sizes(tiny_cnn_artifact, fast, monkeypatch):
+    """`bench --isolate --dim seq=N` must reach the subprocess, not be dropped on the way."""
+    import subprocess
+
+    from torchship.bench import isolate
+
+    sent = {}
+
+    def fake_run(argv, *, input, **kwargs):
+        sent.update(json.loads(input))
+        return subprocess.CompletedProcess(argv, 0, stdout="[]\n", stderr="")
+
+    monkeypatch.setattr(isolate.subprocess, "run", fake_run)
+    isolate.measure_isolated(tiny_cnn_artifact, "eager", [1], timing=fast, dims={"seq": 7})
+    assert sent["dims"] == {"seq": 7}
+
+
 @pytest.mark.slow  # a subprocess that imports torch: seconds on an idle machine, a minute on a busy one
 def test_isolate_measures_in_a_fresh_process(tiny_cnn_artifact, fast, labelled):
     rows = bench([tiny_cnn_artifact], "eager", [2], timing=fast, isolate=True, data=labelled)

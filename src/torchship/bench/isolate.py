@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +37,7 @@ def measure_isolated(
     timing: TimingConfig | None = None,
     data: BenchData | None = None,
     allow_import: Iterable[str] = (),
+    dims: Mapping[str, int] | None = None,
 ) -> list[BenchResult]:
     """Run :func:`~torchship.bench.run.measure_runtime` in a subprocess and return its rows.
 
@@ -58,6 +59,7 @@ def measure_isolated(
             "threads": threads,
             "timing": asdict(timing),
             "allow_import": list(allow_import),
+            "dims": dict(dims or {}),
             "data": None,
         }
         if data is not None:
@@ -101,6 +103,7 @@ def _main() -> None:
         timing=TimingConfig(**job["timing"]),
         data=data,
         allow_import=job["allow_import"],
+        dims=job.get("dims") or None,
         peak_rss_scope=memory.SCOPE_ISOLATED,
     )
     print(json.dumps([r.to_json() for r in rows]))

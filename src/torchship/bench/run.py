@@ -172,28 +172,19 @@ def bench(
             if progress is not None:
                 progress(f"{artifact.manifest.name} in {name}: batch {', '.join(map(str, sizes))}")
             if isolate:
-                from torchship.bench.isolate import measure_isolated
-
-                rows = measure_isolated(
-                    artifact,
-                    name,
-                    sizes,
-                    threads=threads,
-                    timing=timing,
-                    data=art_data,
-                    allow_import=allow_import,
-                )
+                from torchship.bench.isolate import measure_isolated as measure
             else:
-                rows = measure_runtime(
-                    artifact,
-                    name,
-                    sizes,
-                    threads=threads,
-                    timing=timing,
-                    data=art_data,
-                    allow_import=allow_import,
-                    dims=dims,
-                )
+                measure = measure_runtime
+            rows = measure(
+                artifact,
+                name,
+                sizes,
+                threads=threads,
+                timing=timing,
+                data=art_data,
+                allow_import=allow_import,
+                dims=dims,
+            )
             if same_name[artifact.manifest.name] > 1:  # a parent and its child: say which is which
                 m = artifact.manifest
                 for row in rows:
