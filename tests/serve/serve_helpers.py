@@ -20,26 +20,61 @@ from torchship.serve import ModelSettings, Security, ServeConfig, create_app
 CRASH_VALUE = 1234.0  # a row whose first value is this makes the "test-crash" runtime raise
 
 
-class SlowPredictor(EagerPredictor):
-    """Eager, plus 50 ms per batch: lets tests fill a queue without timing assumptions."""
+class _Hooked(EagerPredictor):
+    """Eager with a hook before every batch, on both entry points (``predict`` rows, ``run`` feeds)."""
+
+    def before(self, first_column: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def predict(self, batch):
+        self.before(np.asarray(batch).reshape(len(batch), -1)[:, 0])
+        return super().predict(batch)
+
+    def run(self, feeds):
+        first = next(iter(feeds.values()))
+        self.before(np.asarray(first).reshape(len(first), -1)[:, 0])
+        return super().run(feeds)
+
+
+class SlowPredictor(_Hooked):
+    """Eager, plus 50 ms per batch: lets tests fill a queue."""
 
     name = "test-slow"
 
-    def predict(self, batch):
+    def before(self, first_column):
         time.sleep(0.05)
-        return super().predict(batch)
 
 
-class CrashPredictor(EagerPredictor):
+GATE = threading.Event()  # the "test-gate" runtime's batches wait for it; open unless a test closes it
+GATE.set()
+AT_GATE = threading.Event()  # set when a batch has reached the closed gate
+
+
+class GatePredictor(_Hooked):
+    """Eager, but each batch waits until ``GATE`` is open: a test holds the queue full as long as it likes."""
+
+    name = "test-gate"
+
+    def before(self, first_column):
+        if not GATE.is_set():
+            AT_GATE.set()
+        if not GATE.wait(60):
+            raise RuntimeError("test gate never opened")
+
+
+class CrashPredictor(_Hooked):
     name = "test-crash"
 
-    def predict(self, batch):
-        if (np.asarray(batch).reshape(len(batch), -1)[:, 0] == CRASH_VALUE).any():
+    def before(self, first_column):
+        if (first_column == CRASH_VALUE).any():
             raise RuntimeError("simulated instance crash")
-        return super().predict(batch)
 
 
-for _name, _cls in (("test-slow", SlowPredictor), ("test-crash", CrashPredictor)):
+for _name, _cls in (
+    ("test-slow", SlowPredictor),
+    ("test-gate", GatePredictor),
+    ("test-crash", CrashPredictor),
+):
     if _name not in runtimes:
         runtimes.register(_name)(lambda art, opts, _cls=_cls: _cls(art, opts))
 

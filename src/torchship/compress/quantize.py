@@ -234,8 +234,11 @@ def _preprocess(src: Path, dst: Path) -> Any:
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    src, dst = src.resolve(), dst.resolve()
     try:
-        with _quiet():
+        # when symbolic shape inference is incomplete, ORT dumps the graph (and its external data)
+        # into the working directory before raising: keep that litter in our scratch folder
+        with _quiet(), contextlib.chdir(dst.parent):
             quant_pre_process(str(src), str(dst))
         return onnx.load(str(dst))
     except Exception:  # noqa: BLE001 - pre-processing is an optimization; quantize the export as it is
