@@ -12,6 +12,7 @@ directory, a link leading outside the repository, an artifact that fails to load
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -220,6 +221,7 @@ class Repository:
             self.models[name] = fresh
             self.states[name] = ModelState("READY")
         await asyncio.gather(*(m.close() for m in old.values()))
+        settle_heap()
 
     def _load_version(
         self, name: str, version: str, path: Path, loop: asyncio.AbstractEventLoop
@@ -244,11 +246,27 @@ class Repository:
             old = self.models.pop(name, {})
             self.states[name] = ModelState("UNAVAILABLE", "unloaded")
         await asyncio.gather(*(m.close() for m in old.values()))
+        settle_heap()
 
     async def close(self) -> None:
         for name in list(self.models):
             await self.unload(name)
         await asyncio.to_thread(self.monitoring.close)
+
+
+def settle_heap() -> None:
+    """Put every object alive now (torch, onnxruntime, the loaded models) out of the collector's way.
+
+    A full (generation 2) collection walks every tracked object, and with torch and a runtime
+    loaded that is hundreds of thousands: measured under load (cnn, JSON, concurrency 32) the
+    four gen-2 collections of a 10 s run paused the event loop 12-117 ms each, which was the
+    p99 tail. ``gc.freeze`` moves them to a permanent generation no collection walks; they are
+    still freed by reference counting, and cycles among them wait for the next load or unload,
+    which unfreezes, collects and freezes again.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _check_signature(name: str, version: str, path: Path, public_key: str) -> None:
