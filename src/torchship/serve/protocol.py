@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with two guards on the request head: size (431) and time (408).
+"""uvicorn's httptools protocol with guards on the request head: size (431), time (408), shedding (503).
 
 uvicorn buffers a request line and headers of any size and waits for them forever (its
 keep-alive timer runs only between requests), so a client could hold memory with huge
@@ -7,11 +7,18 @@ the head's bytes as they arrive and answers 431 past ``max_header_bytes``, and a
 408 when the head is not complete ``header_timeout_s`` after the connection opened or the
 request began; a connection that sent nothing is closed silently. Each answer closes the
 connection. Bodies have their own limits in the app (``serve/body.py``).
+
+Shedding: when a model's queue is full, an inference request for it is refused from the head
+alone (``shed``, given by the server), before uvicorn builds an ASGI request, before the body
+is read, and with the connection closed so the unread body costs nothing. Clients that retry
+at once without honouring ``Retry-After`` then pay a reconnect per retry instead of making the
+server parse a body it will not use (measured in docs/benchmarks.md, overload section).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -29,6 +36,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     max_header_bytes = 16 * 1024
     header_timeout_s = 10.0
+    # (method, raw target, headers) -> a whole HTTP response refusing the request, or None
+    shed: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None] | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -70,6 +79,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
             self._refuse_head()
             raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
+        if self.shed is not None:
+            refusal = self.shed(self.parser.get_method(), self.url, self.headers)
+            if refusal is not None:
+                self._stop_head_timer()
+                self.transport.write(refusal)
+                self.transport.close()
+                raise _HeadRefusedError
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -119,10 +135,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def guarded_http_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asyncio.Protocol]:
+def guarded_http_protocol(
+    max_header_bytes: int,
+    header_timeout_s: float,
+    shed: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None] | None = None,
+) -> type[asyncio.Protocol]:
     """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing these head limits."""
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
-        {"max_header_bytes": max_header_bytes, "header_timeout_s": header_timeout_s},
+        {
+            "max_header_bytes": max_header_bytes,
+            "header_timeout_s": header_timeout_s,
+            "shed": staticmethod(shed) if shed is not None else None,
+        },
     )
+
+
+def raw_response(status: int, reason: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "connection")
+    return (
+        f"HTTP/1.1 {status} {reason}\r\n{head}content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode("latin-1") + body

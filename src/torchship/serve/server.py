@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,8 @@ def uvicorn_config(
     require("httptools", "serve")
     from torchship.serve.protocol import guarded_http_protocol
 
+    state = getattr(getattr(app, "state", None), "serve", None)
+
     return uvicorn.Config(
         app,
         host=host,
@@ -150,8 +153,50 @@ def uvicorn_config(
         timeout_graceful_shutdown=drain_timeout_s,
         timeout_keep_alive=config.keep_alive_timeout_s,
         loop="auto",
-        http=guarded_http_protocol(config.max_header_bytes, config.header_timeout_s),
+        http=guarded_http_protocol(
+            config.max_header_bytes,
+            config.header_timeout_s,
+            shed=early_refusal(state) if state is not None else None,
+        ),
     )
+
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+def early_refusal(state: Any) -> Any:
+    """The protocol's ``shed``: a 503 for an inference request whose model's queue is full.
+
+    Decided from the request head alone (method, path, authorization), so an overloaded server
+    spends no body reading, decoding or ASGI work on requests it will refuse. Anything else
+    (another route, an unknown or loading model, a bad token) goes on to the app, which
+    answers it as usual; an unauthenticated client never learns a model is overloaded.
+    """
+    import httptools
+
+    from torchship.serve.errors import error_parts
+    from torchship.serve.protocol import raw_response
+    from torchship.serve.v2 import ServeError
+
+    def shed(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        if method != b"POST" or not url.endswith(b"/infer") or state.draining:
+            return None
+        match = _INFER_PATH.match(httptools.parse_url(url).path.decode("latin-1"))
+        if match is None:
+            return None
+        try:
+            model = state.repository.get(match[1], match[2])
+            if model.batcher.depth < model.settings.queue_limit:
+                return None
+            authorization = next((v for k, v in headers if k == b"authorization"), None)
+            state.security.check_inference(authorization.decode("latin-1") if authorization else None)
+        except ServeError:
+            return None  # 404, 401, loading...: the app says so in full
+        model.record(503, 0.0)
+        status, body, extra = error_parts(model.overloaded(), "POST", match[0])
+        return raw_response(status, "Service Unavailable", body, extra)
+
+    return shed
 
 
 class _StderrHandler(logging.StreamHandler):
