@@ -3,6 +3,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from torchship.tune import parse_space  # noqa: E402
+from torchship.tune.config import TuneConfig, pruner_warmup  # noqa: E402
+from torchship.tune.study import make_pruner  # noqa: E402
 
 
 def test_every_kind_of_param_suggests_values_inside_its_space():
@@ -76,3 +78,36 @@ def test_the_config_as_written_is_where_a_new_study_starts(tmp_path):
     )
     start = load_tune(config).start_values()
     assert start == {"optim.lr": 3.0e-3, "optim.name": "adamw", "model.kwargs.hidden": "[32]"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "schedule", "warmup_epochs", "epochs", "expected"),
+    [
+        ("auto", "onecycle", 0.0, 10, 3),  # the one-cycle ramp is 30 % of the epochs
+        ("auto", "cosine", 1.0, 8, 1),
+        ("auto", "cosine", 0.5, 8, 1),  # a partial warm-up epoch still ramps the whole epoch
+        ("auto", "constant", 0.0, 8, 0),
+        ("auto", "cosine", 5.0, 3, 2),  # the last epoch can always be judged
+        (4, "onecycle", 0.0, 10, 4),  # an explicit setting wins
+    ],
+)
+def test_pruner_warmup_waits_for_the_schedules_ramp(setting, schedule, warmup_epochs, epochs, expected):
+    assert pruner_warmup(setting, schedule, warmup_epochs, epochs) == expected
+
+
+@pytest.mark.parametrize(
+    ("pruner", "attribute"), [("median", "_n_warmup_steps"), ("hyperband", "_min_resource")]
+)
+def test_the_pruner_judges_no_epoch_before_the_warmup_ends(pruner, attribute):
+    made = make_pruner(TuneConfig(pruner=pruner), max_epochs=10, warmup=3)
+    assert getattr(made, attribute) == 4  # epochs count from 1: epoch 4 is the first one judged
+
+
+def test_a_pruner_warmup_without_a_pruner_is_reported():
+    from torchship.errors import ConfigError
+    from torchship.tune.config import check_tune
+
+    base = {"name": "d", "model": {"name": "mlp"}, "data": {"name": "digits"}}
+    tune = {"space": {"optim.lr": {"log_uniform": [1.0e-3, 0.3]}}, "pruner_warmup": 2}
+    with pytest.raises(ConfigError, match="tune.pruner_warmup: there is no pruner to delay"):
+        check_tune(base, tune, "config t.yaml")

@@ -100,6 +100,23 @@ def test_pruner_stops_a_trial_with_a_bad_metric(tmp_path):
     assert bad["note"].startswith("pruned after epoch")
 
 
+def test_no_trial_is_pruned_during_the_pruner_warmup(tmp_path):
+    config = write_config(
+        tmp_path / "warm.yaml",
+        {"pruner": "median", "startup_trials": 1, "pruner_warmup": 2},
+        train={"epochs": 3, "batch_size": 64},
+    )
+    spec = load_tune(config)
+    (tmp_path / "out").mkdir()
+    study = open_study("digits-tiny", f"sqlite:///{tmp_path / 'out' / 'study.db'}", spec.tune, 3)
+    study.enqueue_trial({"optim.lr": 0.1, "optim.name": "adamw"})
+    study.enqueue_trial({"optim.lr": 0.001, "optim.name": "sgd"})  # pruned after epoch 1 without warm-up
+    result = run_search(spec, tmp_path / "out", trials=2)
+    bad = result.rows[1]
+    assert bad["epochs"] == 3  # judged first at epoch 3, the last: pruned or not, it ran every epoch
+    assert json.loads((tmp_path / "out" / "tune.json").read_text())["pruner_warmup"] == 2
+
+
 def test_failed_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path):
     config = write_config(
         tmp_path / "fail.yaml", {"space": {"model.kwargs.num_classes": {"choice": [3, 10]}}}

@@ -94,6 +94,7 @@ def write_summary(out: Path, study: Any, spec: TuneSpec, url: str, best: int | N
         "objectives": [o.model_dump() | {"direction": o.resolved_direction} for o in spec.tune.objectives],
         "sampler": spec.tune.resolved_sampler,
         "pruner": spec.tune.pruner,
+        "pruner_warmup": spec.pruner_warmup(),
         "seed": spec.tune.seed,
         "space": {
             p.key: {

@@ -103,7 +103,7 @@ def run_search(
     name = study or spec.train.run_name
     url = storage_url(root, storage)
     epochs = spec.train.train.epochs
-    the_study = open_study(name, url, spec.tune, epochs)
+    the_study = open_study(name, url, spec.tune, epochs, warmup=spec.pruner_warmup())
     if spec.tune.start_from_config and not the_study.trials and (start := spec.start_values()):
         # the config as written is trial 0: the search starts from it and can only report better
         the_study.enqueue_trial(start, skip_if_exists=True)
@@ -219,6 +219,8 @@ def _worker(
 
     torch.set_num_threads(threads)
     optuna_module()
-    study = open_study(name, url, spec.tune, spec.train.train.epochs, worker=index)
+    study = open_study(
+        name, url, spec.tune, spec.train.train.epochs, worker=index, warmup=spec.pruner_warmup()
+    )
     runner = TrialRunner(spec, root, name, threads=threads, allow_import=allow_import)
     study.optimize(runner, n_trials=share, timeout=timeout, catch=(Exception,), callbacks=[stop_at(total)])

@@ -64,18 +64,22 @@ def make_sampler(tune: TuneConfig, worker: int = 0) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, tune.startup_trials))
 
 
-def make_pruner(tune: TuneConfig, max_epochs: int) -> Any:
+def make_pruner(tune: TuneConfig, max_epochs: int, warmup: int = 0) -> Any:
+    """The configured pruner; no trial is judged before epoch ``warmup + 1`` (epochs count from 1)."""
     optuna = optuna_module()
     if tune.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=0)
+        # MedianPruner compares a step only when step >= n_warmup_steps
+        return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=warmup + 1)
     if tune.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs)
+        return optuna.pruners.HyperbandPruner(min_resource=warmup + 1, max_resource=max_epochs)
     if tune.pruner == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup + 1)
     return optuna.pruners.NopPruner()
 
 
-def open_study(name: str, url: str, tune: TuneConfig, max_epochs: int, worker: int = 0) -> Any:
+def open_study(
+    name: str, url: str, tune: TuneConfig, max_epochs: int, worker: int = 0, warmup: int = 0
+) -> Any:
     """Create the study or load the existing one of that name; its directions must match the config."""
     optuna = optuna_module()
     directions = [o.resolved_direction for o in tune.objectives]
@@ -85,7 +89,7 @@ def open_study(name: str, url: str, tune: TuneConfig, max_epochs: int, worker: i
         directions=directions,
         load_if_exists=True,
         sampler=make_sampler(tune, worker),
-        pruner=make_pruner(tune, max_epochs),
+        pruner=make_pruner(tune, max_epochs, warmup),
     )
     have = [d.name.lower() for d in study.directions]
     if have != directions:
