@@ -13,11 +13,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from torchship.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The one base of every config and manifest model: typed, and an unknown key is an error.
+
+    Subclasses add to ``model_config`` (pydantic merges it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Frozen(Strict):
+    """A :class:`Strict` record that cannot change once validated (manifests, served settings)."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -12,18 +12,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
+from torchship.config import Frozen
 from torchship.errors import ArtifactError
 
 SCHEMA = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Architecture(_Strict):
+class Architecture(Frozen):
     """How to rebuild the model: a zoo name, or an import path the user must allow."""
 
     name: str | None = None
@@ -32,7 +29,7 @@ class Architecture(_Strict):
     # how the module takes the signature's inputs: positionally, or by name (Hugging Face)
     call: Literal["positional", "keyword"] = "positional"
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_source(self) -> Architecture:
@@ -48,7 +45,7 @@ class Architecture(_Strict):
 _Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
-class InputSpec(_Strict):
+class InputSpec(Frozen):
     """One sample's shape and preprocessing: model input = (raw * scale - mean) / std per channel.
 
     The schema-1 ``input`` block. Schema 2 keeps it only as a view of a signature input with
@@ -74,7 +71,7 @@ FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 BATCH = "batch"
 
 
-class Preprocessing(_Strict):
+class Preprocessing(Frozen):
     """Normalization of one input: model input = (raw * scale - mean) / std per channel.
 
     ``kind`` says where the channels are: ``image`` (channels first after the batch) or
@@ -98,7 +95,7 @@ class Preprocessing(_Strict):
         return self
 
 
-class TensorSpec(_Strict):
+class TensorSpec(Frozen):
     """One named tensor of the model's signature.
 
     ``shape`` is the whole shape, batch first; a string names a dynamic dimension
@@ -134,7 +131,7 @@ class TensorSpec(_Strict):
         return self.dtype in FLOAT_DTYPES
 
 
-class Signature(_Strict):
+class Signature(Frozen):
     """The model's named inputs and outputs, in the order the model takes and returns them."""
 
     inputs: list[TensorSpec] = Field(min_length=1)
@@ -195,7 +192,7 @@ def signature_from_input(spec: InputSpec | dict[str, Any], classes: int) -> dict
     }
 
 
-class Lineage(_Strict):
+class Lineage(Frozen):
     """Which artifact and which operation produced this one."""
 
     parent: str | None = None
@@ -206,7 +203,7 @@ class Lineage(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Reference(_Strict):
+class Reference(Frozen):
     """Statistics of the training inputs and predictions, for drift monitoring."""
 
     n: int
@@ -225,7 +222,7 @@ class Reference(_Strict):
     mean_confidence: float | None = None
 
 
-class Encryption(_Strict):
+class Encryption(Frozen):
     """Which files are encrypted at rest, and how (never the key): see ``artifact/encryption.py``."""
 
     algorithm: Literal["AES-256-GCM"] = "AES-256-GCM"
@@ -235,7 +232,7 @@ class Encryption(_Strict):
 Task = Literal["classification", "multilabel", "regression", "embedding", "generic"]
 
 
-class Manifest(_Strict):
+class Manifest(Frozen):
     """The manifest. ``architecture`` is ``None`` for a model brought in as a program only
     (``.onnx``, ``.pt2``): such an artifact runs, but cannot be retrained or restructured."""
 
@@ -257,7 +254,7 @@ class Manifest(_Strict):
     encryption: Encryption | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -23,19 +21,13 @@ from pydantic import (
 )
 
 from torchship.artifact import RUN_ARTIFACT, Artifact
-from torchship.config import validate_config
+from torchship.config import Strict, validate_config
 from torchship.errors import TorchshipError
 from torchship.registry import Registry
 
 
 class CompressError(TorchshipError):
     """A compression method cannot run on this artifact or with these settings."""
-
-
-class Strict(BaseModel):
-    """Base of method configs: typed, unknown keys rejected, JSON-serializable for lineage."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Finetune(Strict):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
+
+from torchship.config import Strict
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """Training-time augmentations, applied to whole normalized batches in torch.
 
     Crop, flip and rotation apply to images only; noise applies to any layout.
@@ -25,7 +23,7 @@ class AugmentConfig(_Strict):
         return bool(self.crop_padding or self.hflip or self.rotate_deg or self.noise_std)
 
 
-class SyntheticConfig(_Strict):
+class SyntheticConfig(Strict):
     """The ``synthetic`` dataset: Gaussian blobs around one prototype per class."""
 
     shape: list[PositiveInt] = Field(default_factory=lambda: [3, 32, 32], min_length=1, max_length=3)
@@ -34,7 +32,7 @@ class SyntheticConfig(_Strict):
     seed: int = 0
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """Which dataset to load and how to split and shape it (``data:`` in a config file)."""
 
     name: str = "digits"  # a registry name: torchship.data.datasets.names()

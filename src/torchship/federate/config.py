@@ -12,8 +12,6 @@ import json
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -21,16 +19,13 @@ from pydantic import (
     field_validator,
 )
 
+from torchship.config import Strict
 from torchship.train import TrainConfig
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PrivacyConfig(_Strict):
+class PrivacyConfig(Strict):
     """Differential privacy on the client updates (Flower's fixed-clipping DP wrappers).
 
     ``clip_norm`` bounds each client's update (L2 over all weights), then Gaussian noise of
@@ -45,7 +40,7 @@ class PrivacyConfig(_Strict):
     delta: float | None = Field(default=None, gt=0.0, lt=1.0)  # default: 1e-5
 
 
-class FederateConfig(_Strict):
+class FederateConfig(Strict):
     clients: PositiveInt = 10
     rounds: PositiveInt = 10
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)  # share of clients sampled each round
@@ -68,7 +63,7 @@ class FederateConfig(_Strict):
         return value
 
 
-class FederatedRun(_Strict):
+class FederatedRun(Strict):
     """A training config plus its ``federate:`` section: what the server sends every client."""
 
     train: TrainConfig

@@ -16,14 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from torchship.config import Frozen
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DriftThresholds(_Strict):
+class DriftThresholds(Frozen):
     """Above these a drift score is flagged (PSI: 0.1 is a small shift, 0.25 a large one)."""
 
     input_psi: float = Field(default=0.2, gt=0)
@@ -31,7 +29,7 @@ class DriftThresholds(_Strict):
     confidence_drop: float = Field(default=0.1, gt=0)
 
 
-class RequestLogConfig(_Strict):
+class RequestLogConfig(Frozen):
     """Sampled request/response logging; the file rotates at ``max_bytes`` keeping ``backups`` old files."""
 
     path: Path
@@ -48,7 +46,7 @@ class RequestLogConfig(_Strict):
         return "sqlite" if self.path.suffix in (".db", ".sqlite", ".sqlite3") else "jsonl"
 
 
-class MonitorConfig(_Strict):
+class MonitorConfig(Frozen):
     """Live drift monitoring: off the request path, on a background thread, sampled under load."""
 
     enabled: bool = True

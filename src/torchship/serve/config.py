@@ -23,17 +23,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from torchship.config import Frozen
 from torchship.errors import ConfigError
 from torchship.monitor.config import MonitorConfig
 from torchship.serve.batcher import BatchPolicy
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Frozen):
     """How one model is run and batched."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # auto: the fastest runtime measured at load that runs the artifact as it is (its int8 program
     # for an int8 artifact; no Python class when a .pt2/ONNX/TorchScript program is there)
@@ -63,10 +62,8 @@ class ModelSettings(BaseModel):
         )
 
 
-class ServeConfig(BaseModel):
+class ServeConfig(Frozen):
     """Server-wide limits, the default model settings and per-model overrides."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # request limits (docs/security.md lists them with their defaults)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from torchship.config import Strict
 from torchship.data import DataConfig
 
 METRICS = ("val.accuracy", "val.f1_macro", "val.auroc", "val.loss", "train.accuracy", "train.loss")
@@ -33,8 +33,8 @@ def _known_metric(value: str) -> str:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Strict(Strict):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class ModelConfig(_Strict):

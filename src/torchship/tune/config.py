@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from torchship.config import apply_overrides, config_problems, raise_problems, read_yaml
+from torchship.config import Strict, apply_overrides, config_problems, raise_problems, read_yaml
 from torchship.train.config import METRICS, TrainConfig, reference_problems
 from torchship.tune.space import Param, parse_space
 
@@ -30,11 +30,7 @@ SPEED_METRICS = ("latency_ms",)
 _MINIMIZED = ("loss", "latency_ms")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Objective(_Strict):
+class Objective(Strict):
     """One value a trial returns: a training metric, or the model's speed measured by ``bench``."""
 
     metric: str = "val.accuracy"
@@ -60,7 +56,7 @@ class Objective(_Strict):
         return self.metric in SPEED_METRICS
 
 
-class TuneConfig(_Strict):
+class TuneConfig(Strict):
     """How to search; ``space`` is parsed separately so every bad key is reported with its name."""
 
     space: dict[str, Any] = Field(default_factory=dict)
