@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import re
 import socket
 
@@ -48,6 +49,58 @@ def _head_only(url: str, token: str | None) -> bytes:
             if not token:  # the app answers 401 and waits on the keep-alive connection
                 break
         return b"".join(chunks)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _whole_request(url: str, body_bytes: int) -> bytes:
+    """Send a head and its whole (large) body, then read the answer until the server's FIN."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST {INFER} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer s3cret\r\nContent-Length: {body_bytes}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + b" " * body_bytes)  # a reset here, if the server closed at once
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_a_refused_client_still_sending_its_body_gets_the_answer_not_a_reset(repo):
+    config = settings(runtime="test-gate", max_batch_size=1, queue_limit=1)
+    security = Security(inference_token="s3cret")
+    with (
+        real_server(repo, config, security) as url,
+        httpx.Client(timeout=30) as http,
+        cf.ThreadPoolExecutor(2) as pool,
+    ):
+        GATE.clear()
+        AT_GATE.clear()
+        warnings = _Records()
+        logging.getLogger("uvicorn.error").addHandler(warnings)
+        try:
+            fill = _fill(url, http, pool)
+            # 8 MB does not fit in the socket buffers: most of it arrives after the refusal
+            answers = [_whole_request(url, 8_000_000) for _ in range(3)]
+        finally:
+            GATE.set()
+            logging.getLogger("uvicorn.error").removeHandler(warnings)
+        assert [f.result().status_code for f in fill] == [200, 200]
+        assert not [
+            r for r in warnings.records if "Invalid HTTP" in r.getMessage()
+        ]  # a shed is no bad request
+        for answer in answers:
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
+            assert b"overloaded" in answer
 
 
 def test_a_full_queue_refuses_from_the_head_and_closes_the_connection(repo):

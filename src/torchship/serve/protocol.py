@@ -6,7 +6,11 @@ headers or a connection with a head it never finishes (slow-loris). This subclas
 the head's bytes as they arrive and answers 431 past ``max_header_bytes``, and answers
 408 when the head is not complete ``header_timeout_s`` after the connection opened or the
 request began; a connection that sent nothing is closed silently. Each answer closes the
-connection. Bodies have their own limits in the app (``serve/body.py``).
+connection, lingering: the server sends the answer and its FIN, then reads and drops what the
+client still sends for up to ``linger_s`` before closing. Closing at once with unread bytes
+in the socket makes the kernel send a reset, and a client still sending its body may then
+lose the answer (the reason for Apache's lingering close). Bodies have their own limits in
+the app (``serve/body.py``).
 
 Shedding: when a model's queue is full, an inference request for it is refused from the head
 alone (``shed``, given by the server), before uvicorn builds an ASGI request, before the body
@@ -21,6 +25,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -36,12 +41,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     max_header_bytes = 16 * 1024
     header_timeout_s = 10.0
+    linger_s = 2.0  # after a refusal, how long the client's remaining bytes are read and dropped
     # (method, raw target, headers) -> a whole HTTP response refusing the request, or None
     shed: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None] | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._head_bytes = self._chunk_bytes = 0
+        self._refused = False  # answered from the head: what still arrives is read and dropped
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._in_head = False  # between the first byte of a request and the end of its headers
         # when the pending head began (the connection's start until a request begins); None: no head due.
         # One timer per connection re-arms itself, so a request costs no timer of its own.
@@ -52,12 +60,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: drop the rest of the request
         self._chunk_bytes = len(data)
-        super().data_received(data)
-        if self._in_head and not self.transport.is_closing():
+        # uvicorn's data_received (0.49), except that a head refused here is not logged as an
+        # invalid request: under overload that would be a warning line per shed request
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self._refused:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and not self._refused:
             # still inside the head after this chunk, so all of it was head (httptools buffers an
             # unfinished header itself, so counting only finished headers would come too late)
             self._head_bytes += len(data)
@@ -82,15 +109,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.shed is not None:
             refusal = self.shed(self.parser.get_method(), self.url, self.headers)
             if refusal is not None:
-                self._stop_head_timer()
-                self.transport.write(refusal)
-                self.transport.close()
+                self._close_with(refusal)
                 raise _HeadRefusedError
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if not self.transport.is_closing():  # already answered 431 from a parser callback
+        if not self._refused:  # already answered 431 from a parser callback
             super().send_400_response(msg)
+
+    def _close_with(self, response: bytes) -> None:
+        """Send ``response`` and FIN, drop what the client still sends, close after ``linger_s``."""
+        self._stop_head_timer()
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the client reads the answer, then end of stream
+        # the client's own close ends it sooner: eof_received returns None, so the transport closes
+        self._linger_timer = self.loop.call_later(self.linger_s, self.transport.close)
 
     def _exact_head_bytes(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -103,7 +140,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def _check_head(self) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
         now = self.loop.time()
         if self._head_since is None or now - self._head_since < self.header_timeout_s:
@@ -124,15 +161,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _refuse(self, status: int, message: str) -> None:
-        self._stop_head_timer()
-        if self.transport.is_closing():
-            return
         body = orjson.dumps({"error": message})
-        self.transport.write(
+        self._close_with(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body)
         )
-        self.transport.close()
 
 
 def guarded_http_protocol(
