@@ -36,15 +36,14 @@ def test_bert_onnx_has_dynamic_batch_and_seq_and_parity(bert_exported):
 
 
 def test_bert_triton_config_lists_every_input_with_its_type(bert_exported):
-    record = bert_exported.manifest.exports["triton"]
-    root = bert_exported.path / "triton" / record["model_name"]
-    config = (root / "config.pbtxt").read_text()
-    assert 'name: "input_ids"' in config
-    assert 'name: "attention_mask"' in config
-    assert config.count("data_type: TYPE_INT64") == 2
-    assert "dims: [ -1 ]" in config
-    assert (root / str(bert_exported.manifest.version) / "model.onnx").is_file()
-    assert "already preprocessed" in (root / "README.md").read_text()
+    from triton_checks import check_repository, repository
+
+    reference = load_predictor(bert_exported, "exported", warmup=0)
+    config = check_repository(bert_exported, reference, dims=[{"seq": 16}, {"seq": 9}])
+    assert [(t.name, list(t.dims)) for t in config.input] == [("input_ids", [-1]), ("attention_mask", [-1])]
+    assert {t.data_type for t in config.input} == {config.input[0].data_type}  # both TYPE_INT64
+    assert [t.name for t in config.output] == ["logits", "probabilities"]
+    assert "integers in [0, 1000)" in (repository(bert_exported) / "README.md").read_text()
 
 
 def test_regression_exports_per_output_without_classification_fields(tmp_path):
@@ -61,8 +60,12 @@ def test_regression_exports_per_output_without_classification_fields(tmp_path):
 
 
 def test_onnx_only_artifact_exports_triton_but_not_torchscript(onnx_only):
+    from triton_checks import check_repository
+
     art = onnx_only
     done = export(art, "triton")
     assert done.manifest.exports["triton"]["verified_by"] == "onnx"
+    config = check_repository(done, load_predictor(done, "onnxruntime", warmup=0), dims=[{}], atol=0)
+    assert [t.name for t in config.output] == ["mean", "scale"]  # regression: no probabilities
     with pytest.raises(ExportError, match="torchscript export is not available"):
         export(art, "torchscript")

@@ -244,7 +244,7 @@ def export_signed(
             }
             records["onnx"].update(_verify(staging / ONNX_FILE, "onnx", artifact, feeds, ref_out, tolerance))
         if "triton" in names:
-            from torchship.export.triton_signed import write_repository
+            from torchship.export.triton import write_repository
 
             if ONNX_FILE in extra:
                 onnx_path, fmt = extra[ONNX_FILE], "onnx"
