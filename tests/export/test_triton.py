@@ -79,3 +79,13 @@ def test_config_comment_parses_as_protobuf_text(tmp_path):
 )
 def test_model_name_is_a_directory_name(name, want):
     assert model_name(name) == want
+
+
+def test_an_encrypted_artifact_is_refused_in_one_line(exported, tmp_path):
+    from torchship.export import ExportError
+    from torchship.export.triton import write_repository
+
+    art = exported("mlp")
+    sealed = art.with_manifest(encryption={"files": ["model.onnx"]})
+    with pytest.raises(ExportError, match="encrypted and Triton cannot read"):
+        write_repository(sealed, art.file("model.onnx"), tmp_path, 64, "cpu")

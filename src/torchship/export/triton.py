@@ -100,6 +100,11 @@ def write_repository(
     """
     onnx = require("onnx", "onnx")
     m = artifact.manifest
+    if m.encryption is not None:  # Triton reads model.onnx from disk and has no key
+        raise ExportError(
+            f"{m.name} is encrypted and Triton cannot read an encrypted model.onnx",
+            fix="export for Triton from the clear artifact and protect that repository by other means",
+        )
     sig = m.signature
     name = model_name(m.name)
     version, fallback = version_dir(m)
