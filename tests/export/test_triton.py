@@ -89,3 +89,38 @@ def test_an_encrypted_artifact_is_refused_in_one_line(exported, tmp_path):
     sealed = art.with_manifest(encryption={"files": ["model.onnx"]})
     with pytest.raises(ExportError, match="encrypted and Triton cannot read"):
         write_repository(sealed, art.file("model.onnx"), tmp_path, 64, "cpu")
+
+
+def test_a_version_triton_cannot_take_falls_back_to_1_and_says_so(exported):
+    from torchship.export.triton import version_dir
+
+    art = exported("mlp")
+    assert version_dir(art.with_manifest(version=7).manifest) == ("7", None)
+    version, note = version_dir(art.with_manifest(version=0).manifest)
+    assert version == "1"
+    assert "version 0 is not a Triton version" in note
+
+
+def test_a_graph_that_differs_from_the_signature_is_refused(exported, tmp_path):
+    from torchship.export import ExportError
+    from torchship.export.triton import write_repository
+
+    art = exported("mlp")
+    signature = art.manifest.signature.model_dump()
+    signature["inputs"][0]["name"] = "pixels"
+    renamed = art.with_manifest(signature=signature)
+    with pytest.raises(ExportError, match=r"model.onnx takes inputs \['input'\] but the signature names"):
+        write_repository(renamed, art.file("model.onnx"), tmp_path, 64, "cpu")
+    signature = art.manifest.signature.model_dump()
+    signature["outputs"][0]["shape"] = ["batch", 7]
+    with pytest.raises(ExportError, match="output 'logits' is float32"):
+        write_repository(art.with_manifest(signature=signature), art.file("model.onnx"), tmp_path, 64, "cpu")
+
+
+def test_an_unbatched_tensor_keeps_every_dim():
+    from torchship.artifact.manifest import TensorSpec
+    from torchship.export.triton import tensor_config
+
+    spec = TensorSpec(name="x", dtype="int64", shape=[4, "seq"])
+    assert tensor_config(spec, batched=False) == {"name": "x", "data_type": "TYPE_INT64", "dims": [4, -1]}
+    assert tensor_config(spec)["dims"] == [-1]
