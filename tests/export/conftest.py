@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from torchship.artifact import Artifact
 from torchship.testing import tiny_artifact
 
 HERE = Path(__file__).parent
+if str(HERE) not in sys.path:  # byo_models and triton_checks (--import-mode=importlib adds nothing)
+    sys.path.insert(0, str(HERE))
 # 1 + 7 + 24 samples: the parity loop feeds batches of 1, 7 and 32, so every size path runs
 SAMPLES = 32
 
@@ -47,10 +50,6 @@ def _one_onnx_registry():
 
 def byo_artifact(cls: str, path: Path, **kwargs) -> Artifact:
     """A saved artifact of a bring-your-own model from ``byo_models.py``."""
-    import sys
-
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
     from torchship.models import build_model
 
     torch.manual_seed(0)

@@ -36,3 +36,39 @@ def regression_artifact(out):
         net, (torch.randn(4, 6),), name="reg", task="regression", output_names=["mean", "scale"], out=out
     )
     return net, art
+
+
+class TokenPair(nn.Module):
+    """Two inputs (ids, mask: (batch, seq) int64) to two outputs: logits (batch, 3) and pooled (batch, 8)."""
+
+    def __init__(self, vocab: int = 50):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids, mask):
+        # ids, mask: (batch, seq)
+        pooled = (self.emb(ids) * mask.unsqueeze(-1).float()).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return self.head(pooled), pooled
+
+
+def token_pair_artifact(out):
+    """TokenPair (seeded) through from_model, rebuildable from ``byo_nets:TokenPair``, saved at ``out``."""
+    import torch
+
+    from torchship.importer import from_model
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 7))
+    return from_model(
+        TokenPair(),
+        (ids, torch.ones_like(ids)),
+        name="pair",
+        labels=["a", "b", "c"],
+        input_names=["ids", "mask"],
+        output_names=["logits", "pooled"],
+        dynamic_dims={"ids": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
+        ranges={"ids": [0, 50]},
+        architecture={"import": "byo_nets:TokenPair"},
+        out=out,
+    )

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 HERE = Path(__file__).parent
-for folder in (HERE, HERE.parent / "serve"):  # byo_nets/bert_factory here; serve_helpers beside
+# byo_nets/bert_factory here; serve_helpers and triton_checks beside
+for folder in (HERE, HERE.parent / "serve", HERE.parent / "export"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

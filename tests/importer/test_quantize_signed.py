@@ -28,6 +28,22 @@ def test_bert_dynamic_int8_agrees_with_fp32(bert_int8):
     assert candidates(Artifact.load(bert_int8.path)) == ["onnxruntime"]
 
 
+def test_bert_int8_exports_its_int8_graph_to_triton_under_its_own_version(bert_int8, tmp_path):
+    from triton_checks import check_repository
+
+    from torchship.export import ExportError, export
+
+    copy = Artifact.load(shutil.copytree(bert_int8.path, tmp_path / "int8"))
+    done = export(copy, "triton")
+    assert done.manifest.exports["triton"]["verified_by"] == "onnx-int8"
+    assert done.manifest.exports["triton"]["version"] == str(done.manifest.version) == "2"
+    int8 = load_predictor(done, "onnxruntime", warmup=0)
+    config = check_repository(done, int8, dims=[{"seq": 16}, {"seq": 5}], atol=1e-6)
+    assert [t.name for t in config.output] == ["logits", "probabilities"]
+    with pytest.raises(ExportError, match="int8 artifact; only its ONNX program runs it"):
+        export(copy, "torchscript")
+
+
 def test_static_int8_without_data_is_refused_in_one_line(bert_artifact, tmp_path):
     from torchship.compress.base import CompressError
 

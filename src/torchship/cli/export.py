@@ -97,8 +97,13 @@ def export(
     if source:
         out.print(f"parity inputs: {source}")
     if "triton" in records:
+        triton = records["triton"]
+        repo = result.path / triton["repository"]
+        out.print(f"Triton/KServe: tritonserver --model-repository {repo}")
         out.print(
-            f"Triton/KServe: tritonserver --model-repository {result.path / records['triton']['repository']}"
+            f"Triton takes inputs already preprocessed: {repo / triton['model_name'] / 'README.md'} "
+            "gives the normalization",
+            highlight=False,
         )
 
 

@@ -26,7 +26,9 @@ from torchship.export.capture import failure_summary
 from torchship.export.onnx import FILE as ONNX_FILE
 from torchship.export.onnx import MIN_OPSET, _quiet_exporter
 
-SIGNED_FORMATS = ("onnx", "exported", "triton")
+SIGNED_FORMATS = ("onnx", "torchscript", "exported", "aoti", "triton")
+# formats compiled from the PyTorch model: an int8 artifact would get its float parent's weights
+FROM_PYTORCH = ("torchscript", "exported", "aoti")
 DEFAULT_TOLERANCE = 1e-4
 
 
@@ -96,7 +98,6 @@ def program_of(artifact: Artifact, allow_import: Iterable[str]) -> torch.export.
 
         return load_program(export_file(artifact, "exported"))
     from torchship.importer.program import capture
-    from torchship.models.calling import SignatureModule
 
     if artifact.manifest.architecture is None:
         raise ExportError(
@@ -104,12 +105,43 @@ def program_of(artifact: Artifact, allow_import: Iterable[str]) -> torch.export.
             fix="it is ONNX-only: export --format triton packages its ONNX graph",
         )
     sig = artifact.manifest.signature
-    module = SignatureModule(
-        artifact.build_model(allow_import), sig.input_names, artifact.manifest.architecture.call == "keyword"
-    )
-    feeds = parity_feeds(sig)[1]
     specs = [s.model_dump() for s in sig.inputs]
-    return capture(module, [torch.from_numpy(feeds[n]) for n in sig.input_names], specs)
+    return capture(signature_module(artifact, allow_import), example_args(sig), specs)
+
+
+def example_args(signature: Signature) -> tuple[torch.Tensor, ...]:
+    """The signature's inputs in order, at batch 5 and the second size of every named dim."""
+    feeds = parity_feeds(signature)[1]
+    return tuple(torch.from_numpy(feeds[n]) for n in signature.input_names)
+
+
+def signature_module(
+    artifact: Artifact, allow_import: Iterable[str], fmt: str | None = None
+) -> torch.nn.Module:
+    """The model's class wrapped to take the signature's inputs in order and return a tuple.
+
+    Raises:
+        ExportError: If the artifact has no class here (a program-only import, or an import
+            path the user did not allow), naming what ``fmt`` needs.
+    """
+    from torchship.models.calling import SignatureModule
+
+    m = artifact.manifest
+    arch = m.architecture
+    needs = f"{fmt} export is traced from the model's PyTorch class" if fmt else "export needs the class"
+    if arch is None:
+        instead = "exported,aoti,triton" if "exported" in m.exports else "triton"
+        raise ExportError(
+            f"{needs}, and {m.name} was imported as a program only ({', '.join(m.exports) or 'no exports'})",
+            fix=f"import it from its weights with --class pkg.mod:Class, or export --format {instead}",
+        )
+    if arch.name is None and arch.import_path not in set(allow_import):
+        raise ExportError(
+            f"{needs}, {arch.import_path}, which this command was not allowed to import",
+            fix=f"pass --allow-import {arch.import_path}",
+        )
+    model = artifact.build_model(allow_import)
+    return SignatureModule(model, m.signature.input_names, arch.call == "keyword").eval()
 
 
 def export_onnx_signed(
@@ -124,8 +156,7 @@ def export_onnx_signed(
     require("onnxscript", "onnx")
     if opset < MIN_OPSET:
         raise ExportError(f"ONNX opset {opset} is too old", fix=f"use --opset {MIN_OPSET} or newer")
-    feeds = parity_feeds(signature)[1]
-    args = tuple(torch.from_numpy(feeds[n]) for n in signature.input_names)
+    args = example_args(signature)
     try:
         with _quiet_exporter():
             onnx_program = torch.onnx.export(
@@ -209,7 +240,7 @@ def export_signed(
                 fix="export --format triton packages it",
             )
         names = [n for n in names if n != "onnx"]
-    if "exported" in names and int8:
+    if int8 and set(FROM_PYTORCH) & set(names):
         raise ExportError(
             f"{artifact.manifest.name} is an int8 artifact; only its ONNX program runs it",
             fix="export --format triton",
@@ -224,7 +255,36 @@ def export_signed(
     with tempfile.TemporaryDirectory(prefix=".export-", dir=dest) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         staging = Path(tmp)
-        program = program_of(artifact, allow_import) if ({"onnx", "exported"} & set(names)) else None
+        program = program_of(artifact, allow_import) if ({"onnx", "exported", "aoti"} & set(names)) else None
+        if "torchscript" in names:
+            from torchship.export.torchscript import FILE as TS_FILE
+            from torchship.export.torchscript import save_traced
+
+            module = signature_module(artifact, allow_import, "torchscript")
+            save_traced(module, example_args(sig), staging / TS_FILE, artifact.manifest.name)
+            extra[TS_FILE] = staging / TS_FILE
+            records["torchscript"] = {
+                "file": TS_FILE,
+                "method": "trace",
+                "frozen": True,
+                "optimize_for_inference": "on load",
+            }
+            records["torchscript"].update(
+                _verify(staging / TS_FILE, "torchscript", artifact, feeds, ref_out, tolerance)
+            )
+        if "aoti" in names:
+            from torchship.export.aoti import FILE as AOTI_FILE
+            from torchship.export.aoti import compile_package
+
+            compile_package(program, staging / AOTI_FILE, artifact.manifest.name, device)
+            extra[AOTI_FILE] = staging / AOTI_FILE
+            records["aoti"] = {
+                "file": AOTI_FILE,
+                "dynamic_batch": True,
+                "device": device,
+                "torch": torch.__version__,
+            }
+            records["aoti"].update(_verify(staging / AOTI_FILE, "aoti", artifact, feeds, ref_out, tolerance))
         if "exported" in names:
             torch.export.save(program, str(staging / "model.pt2"))
             extra["model.pt2"] = staging / "model.pt2"
@@ -244,7 +304,7 @@ def export_signed(
             }
             records["onnx"].update(_verify(staging / ONNX_FILE, "onnx", artifact, feeds, ref_out, tolerance))
         if "triton" in names:
-            from torchship.export.triton_signed import write_repository
+            from torchship.export.triton import write_repository
 
             if ONNX_FILE in extra:
                 onnx_path, fmt = extra[ONNX_FILE], "onnx"
@@ -280,14 +340,23 @@ def _verify(
 ) -> dict[str, Any]:
     from torchship.runtime.base import RuntimeOptions
 
+    sig = artifact.manifest.signature
     if fmt == "onnx":
         from torchship.runtime.onnxruntime import OnnxRuntimePredictor
 
         predictor: Any = OnnxRuntimePredictor(path, RuntimeOptions(), None)
+    elif fmt == "torchscript":
+        from torchship.runtime.torchscript import TorchScriptPredictor
+
+        predictor = TorchScriptPredictor(path, RuntimeOptions(), None, signature=sig)
+    elif fmt == "aoti":
+        from torchship.runtime.aoti import AotiPredictor
+
+        predictor = AotiPredictor(path, RuntimeOptions(), None, sig)
     else:
         from torchship.runtime.exported import ExportedPredictor
 
-        predictor = ExportedPredictor(path, RuntimeOptions(), None, artifact.manifest.signature)
+        predictor = ExportedPredictor(path, RuntimeOptions(), None, sig)
     candidate = [predictor.run(f) for f in feeds]
     predictor.close()
     if reference is None:

@@ -7,6 +7,7 @@ The file holds the frozen module; ``torch.jit.optimize_for_inference`` runs afte
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -37,9 +38,8 @@ def export_torchscript(ctx: ExportContext) -> Staged:
                 f"({failure_summary(script_exc)}) and tracing failed ({failure_summary(trace_exc)})",
                 fix="export the other formats (--format onnx,exported)",
             ) from trace_exc
-    frozen = torch.jit.freeze(module.eval())
     path = ctx.staging / FILE
-    frozen.save(str(path))
+    torch.jit.freeze(module.eval()).save(str(path))
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.torchscript import TorchScriptPredictor
 
@@ -48,3 +48,23 @@ def export_torchscript(ctx: ExportContext) -> Staged:
     )
     record = {"file": FILE, "method": method, "frozen": True, "optimize_for_inference": "on load"}
     return Staged({FILE: path}, record, predictor)
+
+
+def save_traced(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, label: str) -> None:
+    """Trace a several-input module on ``args`` (tuple or dict out), freeze it and save it.
+
+    Tracing records the ops for these sizes; the caller verifies other sizes (batch, seq).
+
+    Raises:
+        ExportError: If tracing fails, naming the reason.
+    """
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(module.eval(), args, strict=False, check_trace=False)
+    except Exception as exc:  # tracing raises many types for unsupported Python
+        raise ExportError(
+            f"cannot trace {label} to TorchScript: {failure_summary(exc)}",
+            fix="export the other formats (--format onnx,exported)",
+        ) from exc
+    torch.jit.freeze(traced.eval()).save(str(path))

@@ -16,12 +16,15 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
+from torchship.artifact.manifest import Signature
 from torchship.runtime.base import (
     RuntimeError_,
     RuntimeOptions,
     as_batch,
     export_file,
+    legacy_shape,
     run_one_input,
+    run_signature,
     runtimes,
 )
 from torchship.runtime.eager import apply_threads
@@ -32,7 +35,13 @@ class AotiPredictor:
 
     name = "aoti"
 
-    def __init__(self, path: Path, options: RuntimeOptions, input_shape: Sequence[int]):
+    def __init__(
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        input_shape: Sequence[int] | None,
+        signature: Signature | None = None,
+    ):
         apply_threads(options)
         self.device = torch.device(options.device)
         try:
@@ -43,7 +52,8 @@ class AotiPredictor:
                 fix="re-export it on this machine with torchship export --format aoti (same torch version)",
             ) from None
         self.path = path
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.signature = signature
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -51,7 +61,9 @@ class AotiPredictor:
         return self.model(x).float().cpu().numpy()
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return run_one_input(self, feeds)
+        if self.signature is None:
+            return run_one_input(self, feeds)
+        return run_signature(self.model, self.signature, feeds, self.device)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -75,4 +87,4 @@ def _aoti(artifact: Artifact, options: RuntimeOptions) -> AotiPredictor:
             f"{path.name} is encrypted and AOTInductor can only load a package from disk",
             fix="run an encrypted artifact in eager, torchscript, exported or onnxruntime",
         )
-    return AotiPredictor(path, options, artifact.manifest.input.shape)
+    return AotiPredictor(path, options, legacy_shape(artifact), artifact.manifest.signature)

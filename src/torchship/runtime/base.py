@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from torchship.artifact import Artifact
+from torchship.artifact.manifest import Signature
 from torchship.errors import TorchshipError
 from torchship.registry import Registry
 
@@ -140,6 +141,23 @@ def as_batch(batch: Any, shape: Sequence[int] | None) -> np.ndarray:
             fix="send normalized inputs shaped like the manifest's input, with a leading batch dimension",
         )
     return x
+
+
+def run_signature(
+    call: Any, signature: Signature, feeds: dict[str, np.ndarray], device: Any
+) -> dict[str, np.ndarray]:
+    """Call a compiled module with the signature's inputs in order; name its outputs in order.
+
+    For modules that take positional tensors (a torch.export program, a traced TorchScript
+    module, an AOTInductor package) and return a tensor, a tuple of tensors or a dict.
+    """
+    import torch
+
+    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(device) for n in signature.input_names]
+    with torch.inference_mode():
+        out = call(*tensors)
+    values = list(out.values()) if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else [out]
+    return dict(zip(signature.output_names, (t.float().cpu().numpy() for t in values), strict=False))
 
 
 def run_one_input(predictor: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from torchship.runtime.base import (
     export_bytes,
     export_file,
     legacy_shape,
+    run_signature,
     runtimes,
 )
 from torchship.runtime.eager import apply_threads
@@ -69,13 +70,7 @@ class ExportedPredictor:
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.signature is None:
             return {"logits": self.predict(feeds["input"])}
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device)
-            for n in self.signature.input_names
-        ]
-        out = self.module(*tensors)
-        values = out if isinstance(out, (tuple, list)) else (out,)
-        return dict(zip(self.signature.output_names, (t.float().cpu().numpy() for t in values), strict=False))
+        return run_signature(self.module, self.signature, feeds, self.device)
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:

@@ -17,13 +17,16 @@ import numpy as np
 import torch
 
 from torchship.artifact import Artifact
+from torchship.artifact.manifest import Signature
 from torchship.runtime.base import (
     RuntimeError_,
     RuntimeOptions,
     as_batch,
     export_bytes,
     export_file,
+    legacy_shape,
     run_one_input,
+    run_signature,
     runtimes,
 )
 from torchship.runtime.eager import apply_threads
@@ -35,7 +38,12 @@ class TorchScriptPredictor:
     name = "torchscript"
 
     def __init__(
-        self, path: Path, options: RuntimeOptions, input_shape: Sequence[int], data: bytes | None = None
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        input_shape: Sequence[int] | None,
+        data: bytes | None = None,
+        signature: Signature | None = None,
     ):
         apply_threads(options)
         self.device = torch.device(options.device)
@@ -50,7 +58,8 @@ class TorchScriptPredictor:
         self.optimized = options.extra.get("optimize", True)
         self.module = torch.jit.optimize_for_inference(module) if self.optimized else module.eval()
         self.path = path
-        self.input_shape = tuple(input_shape)
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.signature = signature
 
     @torch.inference_mode()
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -58,7 +67,9 @@ class TorchScriptPredictor:
         return self.module(x).float().cpu().numpy()
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return run_one_input(self, feeds)
+        if self.signature is None:
+            return run_one_input(self, feeds)
+        return run_signature(self.module, self.signature, feeds, self.device)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,4 +87,6 @@ class TorchScriptPredictor:
 @runtimes.register("torchscript")
 def _torchscript(artifact: Artifact, options: RuntimeOptions) -> TorchScriptPredictor:
     path = export_file(artifact, "torchscript")
-    return TorchScriptPredictor(path, options, artifact.manifest.input.shape, export_bytes(artifact, path))
+    return TorchScriptPredictor(
+        path, options, legacy_shape(artifact), export_bytes(artifact, path), artifact.manifest.signature
+    )
