@@ -80,6 +80,7 @@ BERT_CLASS = "bert_factory:build_bert"
 
 def test_bert_torchscript_is_traced_from_the_class_with_parity_per_output(bert_artifact, tmp_path):
     done = export(Artifact.load(bert_artifact), "torchscript", out=tmp_path, allow_import=[BERT_CLASS])
+    assert done.path == tmp_path / "artifact"  # -o OUT is a run directory, as for trained artifacts
     record = done.manifest.exports["torchscript"]
     assert record["method"] == "trace"
     assert set(record["outputs"]) == {"logits"}

@@ -102,7 +102,7 @@ def export(
             raise ExportError(
                 "the artifact has not been saved, so there is nowhere to write exports", fix="pass out=DIR"
             )
-        dest = Path(out) if out is not None else Path(artifact.path)  # type: ignore[arg-type]
+        dest = Path(out) / RUN_ARTIFACT if out is not None else Path(artifact.path)  # type: ignore[arg-type]
         return export_signed(
             artifact,
             names,
