@@ -32,6 +32,7 @@ import orjson
 import torchship
 from torchship.errors import ConfigError, require
 from torchship.serve.access import access_log
+from torchship.serve.errors import grpc_code_name, map_error
 from torchship.serve.v2 import DTYPES, HEADER_LENGTH, ServeError, decode_infer, decode_json, encode_infer
 
 if TYPE_CHECKING:
@@ -65,26 +66,18 @@ def require_grpc() -> Any:
 
 
 def grpc_code(status: int) -> Any:
-    """The gRPC status code for an HTTP status the v2 layer chose."""
+    """The gRPC status code for a status the one mapper chose (``errors.grpc_code_name``)."""
     import grpc
 
-    return {
-        400: grpc.StatusCode.INVALID_ARGUMENT,
-        401: grpc.StatusCode.UNAUTHENTICATED,
-        403: grpc.StatusCode.PERMISSION_DENIED,
-        404: grpc.StatusCode.NOT_FOUND,
-        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-        499: grpc.StatusCode.CANCELLED,
-        503: grpc.StatusCode.UNAVAILABLE,
-    }.get(status, grpc.StatusCode.INTERNAL)
+    return getattr(grpc.StatusCode, grpc_code_name(status))
 
 
-def _trailers(exc: ServeError) -> tuple[tuple[str, str | bytes], ...]:
+def _trailers(status: int, message: str, headers: dict[str, str]) -> tuple[tuple[str, str | bytes], ...]:
     """``retry-after`` as in HTTP, plus google.rpc.RetryInfo that gRPC clients read from the status."""
     trailers: list[tuple[str, str | bytes]] = [
-        (k, v) for k, v in exc.headers.items() if k in ("retry-after", "www-authenticate")
+        (k, v) for k, v in headers.items() if k in ("retry-after", "www-authenticate")
     ]
-    retry = exc.headers.get("retry-after")
+    retry = headers.get("retry-after")
     if retry is not None and retry.isdigit():
         try:
             from google.protobuf import any_pb2, duration_pb2
@@ -93,8 +86,8 @@ def _trailers(exc: ServeError) -> tuple[tuple[str, str | bytes], ...]:
             return tuple(trailers)
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(retry))))
-        status = status_pb2.Status(code=grpc_code(exc.status).value[0], message=str(exc), details=[detail])
-        trailers.append(("grpc-status-details-bin", status.SerializeToString()))
+        packed = status_pb2.Status(code=grpc_code(status).value[0], message=message, details=[detail])
+        trailers.append(("grpc-status-details-bin", packed.SerializeToString()))
     return tuple(trailers)
 
 
@@ -179,7 +172,7 @@ Rpc = Callable[[Any, Any, Any], Awaitable[Any]]
 
 
 def rpc(guard: str | None = None) -> Callable[[Rpc], Rpc]:
-    """Wrap an RPC: check its token, count it in flight, map ServeError to a status, log it."""
+    """Wrap an RPC: check its token, count it in flight, answer a failure as ``map_error`` says, log it."""
 
     def wrap(method: Rpc) -> Rpc:
         @functools.wraps(method)
@@ -192,9 +185,9 @@ def rpc(guard: str | None = None) -> Callable[[Rpc], Rpc]:
                 response = await method(self, request, context)
                 status = 200
                 return response
-            except ServeError as exc:
-                status = exc.status
-                await context.abort(grpc_code(exc.status), str(exc), _trailers(exc))
+            except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure
+                status, message, headers = map_error(exc, "GRPC", f"/{SERVICE}/{method.__name__}")
+                await context.abort(grpc_code(status), message, _trailers(status, message, headers))
             except asyncio.CancelledError:
                 status = 499
                 raise
@@ -308,9 +301,8 @@ class InferenceService:
     # ------------------------------------------------------------------ inference
     @rpc("inference")
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
-        t0 = time.monotonic()
         model = self.state.repository.get(request.model_name, request.model_version or None)
-        try:
+        with model.record_outcome():
             model.check_capacity()
             req = decode_infer(*to_v2_body(request))
             rows = model.check_input(req)
@@ -320,17 +312,9 @@ class InferenceService:
             if remaining_s is not None:
                 timeout_s = max(min(timeout_s, remaining_s), 1e-3)
             logits = await model.infer(rows, timeout_s)
-            response = to_response(
+            return to_response(
                 self.pb, model.name, model.version, req.id, model.outputs(logits, req.outputs, binary=True)
             )
-        except ServeError as exc:
-            model.record(exc.status, time.monotonic() - t0)
-            raise
-        except asyncio.CancelledError:
-            model.record(499, time.monotonic() - t0)
-            raise
-        model.record(200, time.monotonic() - t0)
-        return response
 
     # ------------------------------------------------------------------ repository
     async def _repository(self, action: str, name: str, context: Any) -> None:

@@ -21,6 +21,7 @@ from torchship.artifact import Artifact
 from torchship.monitor.live import MonitorHub
 from torchship.serve.batcher import Batcher, BatchResult, Pending, QueueFullError
 from torchship.serve.config import ModelSettings
+from torchship.serve.errors import ClientGoneError, error_status
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.stats import ModelStats
 from torchship.serve.v2 import InferRequest, OutputTensor, RequestedOutput, ServeError, classify
@@ -36,10 +37,6 @@ V2_TYPES = {
     "int32": "INT32",
     "bool": "BOOL",
 }
-
-
-class ClientGoneError(Exception):
-    """The client closed the connection before its request was computed."""
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -383,8 +380,16 @@ class ServedModel:
             self._batch_h.observe(result.rows)
             self.stats.record_batch(result.rows, result.input_s, result.compute_s, time.monotonic() - t0)
 
+    def record_outcome(self) -> Outcome:
+        """Time one request from here and record how it ended (``with model.record_outcome(): ...``).
+
+        Every inference route (v2 infer over HTTP and gRPC, ``:predict``, ``:classify``) runs its
+        request inside one, so the statistics, ``/metrics`` and the dashboard count them alike.
+        """
+        return Outcome(self)
+
     def record(self, status: int, total_s: float) -> None:
-        """Count one finished request by status (called by the HTTP layer)."""
+        """Count one finished request by status: ``/v2/models/{m}/stats`` and ``torchship_requests``."""
         counter = self._status.get(status)
         if counter is None:
             counter = self._status[status] = self.metrics.requests.labels(
@@ -400,3 +405,19 @@ class ServedModel:
         await self._idle.wait()
         await asyncio.to_thread(self.batcher.stop)
         self.metrics.forget(self.name, self.version)
+
+
+class Outcome:
+    """A context manager that records its request's status (``map_error``'s) and time on exit."""
+
+    __slots__ = ("model", "t0")
+
+    def __init__(self, model: ServedModel):
+        self.model = model
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> Outcome:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.model.record(200 if exc is None else error_status(exc), time.monotonic() - self.t0)
