@@ -220,6 +220,31 @@ def test_errors_map_to_grpc_codes(server):
     assert "expects [n, 1, 8, 8]" in info.value.message()
 
 
+def test_an_unexpected_failure_is_internal_logged_and_counted(server, monkeypatch, caplog):
+    from torchship.serve.model import ServedModel
+
+    url, target = server
+
+    def failures() -> int:
+        stats = httpx.get(url + "/v2/models/mlp/versions/1/stats", timeout=TIMEOUT_S).json()["model_stats"][0]
+        return stats["inference_stats"]["fail"]["count"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    request = service_pb2.ModelInferRequest(model_name="mlp")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend([0.0] * 16)
+    before = failures()
+    monkeypatch.setattr(ServedModel, "check_input", broken)
+    with stub(target) as api, pytest.raises(grpc.RpcError) as info:
+        api.ModelInfer(request, timeout=TIMEOUT_S)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details().startswith("internal server error (RuntimeError)")
+    assert "nobody expected" not in info.value.details()  # details go to the log, not to the client
+    assert "something nobody expected" in caplog.text
+    assert failures() == before + 1
+
+
 def test_message_over_the_body_limit_is_resource_exhausted(repo):
     config = settings().model_copy(update={"max_body_bytes": 64 * 1024})
     with grpc_server(repo, config) as (_, target), triton(target) as client:
