@@ -221,7 +221,7 @@ def test_errors_map_to_grpc_codes(server):
 
 
 def test_an_unexpected_failure_is_internal_logged_and_counted(server, monkeypatch, caplog):
-    from torchship.serve.model import ServedModel
+    from torchship.serve.v2 import V2Signature
 
     url, target = server
 
@@ -235,7 +235,7 @@ def test_an_unexpected_failure_is_internal_logged_and_counted(server, monkeypatc
     request = service_pb2.ModelInferRequest(model_name="mlp")
     request.inputs.add(name="input", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend([0.0] * 16)
     before = failures()
-    monkeypatch.setattr(ServedModel, "check_input", broken)
+    monkeypatch.setattr(V2Signature, "check_input", broken)
     with stub(target) as api, pytest.raises(grpc.RpcError) as info:
         api.ModelInfer(request, timeout=TIMEOUT_S)
     assert info.value.code() == grpc.StatusCode.INTERNAL

@@ -147,7 +147,7 @@ async def server_metadata(request: Request, state: ServeState) -> Response:
 @endpoint("inference")
 async def model_metadata(request: Request, state: ServeState) -> Response:
     model = _model(request, state)
-    return json_response(model.metadata())
+    return json_response(model.v2.metadata())
 
 
 @endpoint("inference")
@@ -163,7 +163,7 @@ async def model_ready(request: Request, state: ServeState) -> Response:
 
 @endpoint("inference")
 async def model_config(request: Request, state: ServeState) -> Response:
-    return json_response(_model(request, state).triton_config())
+    return json_response(_model(request, state).v2.triton_config())
 
 
 @endpoint("inference")
@@ -241,8 +241,8 @@ async def _infer(
         if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
             raise too_large(max_json, "max_json_bytes")
         req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
-        rows = model.check_input(req)
-        model.check_outputs(req.outputs)
+        rows = model.v2.check_input(req)
+        model.v2.check_outputs(req.outputs)
         timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
         gone = asyncio.ensure_future(receive())  # completes when the client hangs up
         try:
@@ -250,7 +250,7 @@ async def _infer(
         finally:
             gone.cancel()
         return encode_infer(
-            model.name, model.version, req.id, model.outputs(logits, req.outputs, req.binary_output)
+            model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, req.binary_output)
         )
 
 

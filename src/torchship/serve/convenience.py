@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from torchship.errors import TorchshipError
 from torchship.serve.errors import ClientGoneError
-from torchship.serve.model import ServedModel, softmax
-from torchship.serve.v2 import ServeError, decode_json
+from torchship.serve.model import ServedModel
+from torchship.serve.v2 import ServeError, decode_json, softmax
 
 IMAGE_SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 
@@ -45,7 +45,7 @@ def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [
         {
-            "label": model.labels[i] if i < len(model.labels) else str(i),
+            "label": model.v2.labels[i] if i < len(model.v2.labels) else str(i),
             "index": int(i),
             "probability": float(probabilities[i]),
         }
@@ -75,10 +75,10 @@ def _instances(model: ServedModel, raw: Any) -> np.ndarray:
         rows = np.asarray(instances, dtype=np.float32)
     except (TypeError, ValueError):
         raise ServeError("instances must be nested lists of numbers of one shape") from None
-    if rows.shape[1:] != model.sample_shape or len(rows) > model.settings.max_batch_size:
+    if rows.shape[1:] != model.v2.sample_shape or len(rows) > model.settings.max_batch_size:
         raise ServeError(
             f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
-            f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]"
+            f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.v2.sample_shape))}]"
         )
     return preprocess(rows, model.artifact.manifest.input.model_dump()).numpy()  # raw in, as everywhere
 

@@ -269,12 +269,12 @@ class InferenceService:
     @rpc("inference")
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         model = self.state.repository.get(request.name, request.version or None)
-        return _from_json(model.metadata(), self.pb.ModelMetadataResponse())
+        return _from_json(model.v2.metadata(), self.pb.ModelMetadataResponse())
 
     @rpc("inference")
     async def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
         model = self.state.repository.get(request.name, request.version or None)
-        config = _from_json(model.triton_config(), self.config_pb.ModelConfig())
+        config = _from_json(model.v2.triton_config(), self.config_pb.ModelConfig())
         return self.pb.ModelConfigResponse(config=config)
 
     @rpc("inference")
@@ -305,15 +305,15 @@ class InferenceService:
         with model.record_outcome():
             model.check_capacity()
             req = decode_infer(*to_v2_body(request))
-            rows = model.check_input(req)
-            model.check_outputs(req.outputs)
+            rows = model.v2.check_input(req)
+            model.v2.check_outputs(req.outputs)
             timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
             remaining_s = context.time_remaining()  # the client's deadline, when it set one
             if remaining_s is not None:
                 timeout_s = max(min(timeout_s, remaining_s), 1e-3)
             logits = await model.infer(rows, timeout_s)
             return to_response(
-                self.pb, model.name, model.version, req.id, model.outputs(logits, req.outputs, binary=True)
+                self.pb, model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, binary=True)
             )
 
     # ------------------------------------------------------------------ repository
