@@ -7,8 +7,8 @@ The server is grpcio's asyncio server, started by the app's lifespan in the HTTP
 event loop, so every RPC reaches the same repository, batchers, limits, tokens and metrics.
 
 An infer request is rewritten as the v2 HTTP body (a JSON header, then raw tensors) and
-decoded by ``v2.decode_infer``; answers are encoded by ``v2.encode_infer`` with every output
-binary, then split into ``outputs`` and ``raw_output_contents``. Datatypes, shape and size
+decoded by ``v2.decode_infer``; answers are encoded by ``v2.encode_outputs`` with every output
+binary, as ``outputs`` and ``raw_output_contents``. Datatypes, shape and size
 checks and the byte layout of BYTES therefore live in one place for both protocols.
 Outputs always travel as ``raw_output_contents``, as Triton answers (``tritonclient`` reads
 typed output contents only for BYTES).
@@ -33,7 +33,7 @@ import torchship
 from torchship.errors import ConfigError, require
 from torchship.serve.access import access_log
 from torchship.serve.errors import grpc_code_name, map_error
-from torchship.serve.v2 import DTYPES, HEADER_LENGTH, ServeError, decode_infer, decode_json, encode_infer
+from torchship.serve.v2 import DTYPES, ServeError, decode_infer, decode_json, encode_outputs
 
 if TYPE_CHECKING:
     from torchship.serve.app import ServeState
@@ -151,19 +151,14 @@ def to_v2_body(request: Any) -> tuple[bytes, str | None]:
 
 
 def to_response(pb: Any, model: str, version: str, request_id: str | None, tensors: list[Any]) -> Any:
-    """Encode output tensors with ``v2.encode_infer`` (all binary) and split them into a message."""
+    """Encode output tensors with ``v2.encode_outputs`` (all binary) into a message."""
     for tensor in tensors:
         tensor.binary = True
-    body, headers = encode_infer(model, version, request_id, tensors)
-    length = int(headers[HEADER_LENGTH])
-    head = orjson.loads(body[:length])
+    entries, chunks = encode_outputs(tensors)
     response = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id or "")
-    offset = length
-    for entry in head["outputs"]:
+    for entry, chunk in zip(entries, chunks, strict=True):
         response.outputs.add(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"])
-        size = entry["parameters"]["binary_data_size"]
-        response.raw_output_contents.append(body[offset : offset + size])
-        offset += size
+        response.raw_output_contents.append(chunk)
     return response
 
 

@@ -18,6 +18,7 @@ from torchship.serve.v2.codec import (
     decode_infer,
     decode_json,
     encode_infer,
+    encode_outputs,
 )
 from torchship.serve.v2.signature import PROBABILITIES, V2Signature, softmax
 
@@ -35,5 +36,6 @@ __all__ = [
     "decode_infer",
     "decode_json",
     "encode_infer",
+    "encode_outputs",
     "softmax",
 ]

@@ -256,10 +256,8 @@ def _bytes_payload(array: np.ndarray) -> bytes:
     return b"".join(struct.pack("<I", len(v)) + v for v in array.reshape(-1))
 
 
-def encode_infer(
-    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
-) -> tuple[bytes, dict[str, str]]:
-    """Encode a v2 infer response; returns the body and the headers it needs."""
+def encode_outputs(outputs: list[OutputTensor]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The response's ``outputs`` entries, and the binary chunks of the binary ones, in order."""
     entries, chunks = [], []
     for out in outputs:
         is_bytes = out.array.dtype == object
@@ -280,6 +278,14 @@ def encode_infer(
         else:
             entry["data"] = out.array.reshape(-1)
         entries.append(entry)
+    return entries, chunks
+
+
+def encode_infer(
+    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
+) -> tuple[bytes, dict[str, str]]:
+    """Encode a v2 infer response; returns the body and the headers it needs."""
+    entries, chunks = encode_outputs(outputs)
     head: dict[str, Any] = {"model_name": model, "model_version": version}
     if request_id is not None:
         head["id"] = request_id
