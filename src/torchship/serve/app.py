@@ -6,6 +6,10 @@ with 503 + Retry-After until they are ready; at shutdown it lets every accepted 
 finish, then stops the model instances. Run it with ``torchship serve`` (uvicorn) or any
 ASGI server; tests drive it in-process through ``httpx.ASGITransport``. ``GET /`` is the
 dashboard (``serve/dashboard.py``); drift scores come from ``torchship.monitor``.
+
+One request path: every route is an entry of one table (``ServeRouter``), the v2 infer route
+matched first and served as plain ASGI; every failure is answered by the one mapper (``serve/errors.py``);
+every inference route counts its outcome with ``ServedModel.record_outcome()``.
 """
 
 from __future__ import annotations
@@ -199,10 +203,8 @@ class InferEndpoint:
 
     No Request object and no per-route wrapper, because it is the one hot path: on a 2-core
     machine those layers cost about as much CPU as the handler itself. The router matches it
-    first (it heads the table) and maps its failures like every other route's.
+    first (``infer_params``) and maps its failures like every other route's.
     """
-
-    __name__ = "infer"
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         state: ServeState = scope["app"].state.serve
@@ -311,15 +313,47 @@ class ServeRouter(Router):
     Every route raises; the router answers with ``error_parts`` (``serve/errors.py``), so no
     failure reaches the client as a text/plain 500. Routing errors come here as well: Starlette
     raises 404 for an unknown path and 405 (with ``Allow``) for a known path and another method.
+
+    The table's two infer entries are matched by ``infer_params`` before the table is walked:
+    Starlette's matching (regex, convertors, scope copies) costs about half the dispatch of the
+    one hot path. Both lead to the same ``InferEndpoint``, so they cannot disagree; anything
+    but a POST to an infer path (a GET gets 405) is the table's.
     """
+
+    def __init__(self, routes: list[Route], infer: InferEndpoint, lifespan: Any):
+        super().__init__(routes, lifespan=lifespan)
+        self.infer = infer
 
     async def app(self, scope: dict, receive: Any, send: Any) -> None:
         try:
+            if scope["type"] == "http" and scope["method"] == "POST":
+                params = infer_params(scope["path"])
+                if params is not None:
+                    scope["path_params"] = params
+                    await self.infer(scope, receive, send)
+                    return
             await super().app(scope, receive, send)
         except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
             if scope["type"] != "http":
                 raise
             await send_response(send, *error_parts(exc, scope["method"], scope["path"]))
+
+
+def infer_params(path: str) -> dict[str, str] | None:
+    """The path parameters of ``/v2/models/{model}[/versions/{version}]/infer``, or None.
+
+    Example:
+        >>> infer_params("/v2/models/cnn/versions/2/infer"), infer_params("/v2/models/cnn/ready")
+        ({'model': 'cnn', 'version': '2'}, None)
+    """
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"model": parts[0]}
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return {"model": parts[0], "version": parts[2]}
+    return None
 
 
 class ServeApp(Starlette):
@@ -329,24 +363,24 @@ class ServeApp(Starlette):
     added with ``add_middleware`` (AccessLog outermost), then ``ServeRouter``.
     """
 
-    def __init__(self, routes: list[Route], lifespan: Any):
+    def __init__(self, lifespan: Any):
         super().__init__(lifespan=lifespan)
-        self.router = ServeRouter(routes, lifespan=lifespan)
+        infer = InferEndpoint()
+        self.router = ServeRouter(_routes(infer), infer, lifespan)
 
     def build_middleware_stack(self) -> Any:
-        app: Any = self.router
+        app: Any = self.router.app  # Router.__call__ only forwards to it: one frame less per request
         middleware = [Middleware(ServerErrorMiddleware, handler=error_response), *self.user_middleware]
         for cls, args, kwargs in reversed(middleware):
             app = cls(app, *args, **kwargs)
         return app
 
 
-def _routes() -> list[Route]:
+def _routes(infer: InferEndpoint) -> list[Route]:
     from torchship.serve import convenience, dashboard
 
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
-    infer = InferEndpoint()
-    routes = [Route(f"{base}/infer", infer, methods=["POST"]) for base in model_paths]  # the hot path first
+    routes = [Route(f"{base}/infer", infer, methods=["POST"], name="infer") for base in model_paths]
     routes += [
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
@@ -423,7 +457,7 @@ def create_app(
                 await grpc_server.stop(STOP_GRACE_S)
             await state.repository.close()
 
-    app = ServeApp(_routes(), lifespan)
+    app = ServeApp(lifespan)
     app.state.serve = state
     app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)  # outermost
     return app
