@@ -207,6 +207,12 @@ def test_errors_map_to_grpc_codes(server):
         assert code_of(infer(model="nope")) == grpc.StatusCode.NOT_FOUND
         assert code_of(infer(shape=[1, 1, 4, 4])) == grpc.StatusCode.INVALID_ARGUMENT
         assert code_of(infer(values=[0.0] * 3)) == grpc.StatusCode.INVALID_ARGUMENT
+        huge = service_pb2.ModelInferRequest(model_name="cnn")  # bounded by the message's size, before numpy
+        huge.inputs.add(name="input", datatype="FP32", shape=[1, 10**12]).contents.fp32_contents.append(0.0)
+        with pytest.raises(grpc.RpcError) as info:
+            api.ModelInfer(huge, timeout=TIMEOUT_S)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "larger than" in info.value.details()
         assert code_of(infer(datatype="INT32")) == grpc.StatusCode.INVALID_ARGUMENT  # int in fp32_contents
         assert code_of(infer(values=[], raw=[b"\0" * 256, b"\0" * 256])) == grpc.StatusCode.INVALID_ARGUMENT
         missing = service_pb2.ModelMetadataRequest(name="nope")

@@ -6,10 +6,11 @@ then share one protobuf descriptor pool, where a second copy of the same file wo
 The server is grpcio's asyncio server, started by the app's lifespan in the HTTP server's
 event loop, so every RPC reaches the same repository, batchers, limits, tokens and metrics.
 
-An infer request is rewritten as the v2 HTTP body (a JSON header, then raw tensors) and
-decoded by ``v2.decode_infer``; answers are encoded by ``v2.encode_outputs`` with every output
-binary, as ``outputs`` and ``raw_output_contents``. Datatypes, shape and size
-checks and the byte layout of BYTES therefore live in one place for both protocols.
+An infer request is rewritten as the v2 JSON head (as parsed from an HTTP body) and the raw
+tensors after it, and decoded by ``v2.decode_head`` as an HTTP body is; answers are encoded
+by ``v2.encode_outputs`` with every output binary, as ``outputs`` and ``raw_output_contents``.
+Datatypes, shape and size checks and the byte layout of BYTES therefore live in one place for
+both protocols.
 Outputs always travel as ``raw_output_contents``, as Triton answers (``tritonclient`` reads
 typed output contents only for BYTES).
 """
@@ -33,7 +34,7 @@ import torchship
 from torchship.errors import ConfigError, require
 from torchship.serve.access import access_log
 from torchship.serve.errors import grpc_code_name, map_error
-from torchship.serve.v2 import DTYPES, ServeError, decode_infer, decode_json, encode_outputs
+from torchship.serve.v2 import DTYPES, ServeError, decode_head, decode_json, encode_outputs
 
 if TYPE_CHECKING:
     from torchship.serve.app import ServeState
@@ -125,8 +126,8 @@ def _tensor_spec(tensor: Any, raw: bytes | None) -> dict[str, Any]:
     return spec
 
 
-def to_v2_body(request: Any) -> tuple[bytes, str | None]:
-    """A ``ModelInferRequest`` as the v2 HTTP body and Inference-Header-Content-Length it equals."""
+def to_v2_head(request: Any) -> tuple[dict[str, Any], bytes]:
+    """A ``ModelInferRequest`` as the v2 JSON head (parsed) and the binary tensors after it."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise ServeError(
@@ -144,10 +145,7 @@ def to_v2_body(request: Any) -> tuple[bytes, str | None]:
             {"name": o.name, "parameters": {k: _parameter(v) for k, v in o.parameters.items()}}
             for o in request.outputs
         ]
-    header = orjson.dumps(head)
-    if not raw:
-        return header, None
-    return header + b"".join(raw), str(len(header))
+    return head, b"".join(raw)
 
 
 def to_response(pb: Any, model: str, version: str, request_id: str | None, tensors: list[Any]) -> Any:
@@ -299,7 +297,8 @@ class InferenceService:
         model = self.state.repository.get(request.model_name, request.model_version or None)
         with model.record_outcome():
             model.check_capacity()
-            req = decode_infer(*to_v2_body(request))
+            head, binary = to_v2_head(request)
+            req = decode_head(head, binary, request.ByteSize())  # every element takes a byte of it
             rows = model.v2.check_input(req)
             model.v2.check_outputs(req.outputs)
             timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3

@@ -102,7 +102,18 @@ def decode_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         if not 0 < n <= len(body):
             raise ServeError(f"Inference-Header-Content-Length {n} does not fit the {len(body)}-byte body")
         body, binary = body[:n], memoryview(body)[n:]
-    raw = decode_json(body)
+    return decode_head(decode_json(body), binary, max_elements)
+
+
+def decode_head(raw: Any, binary: memoryview | bytes = b"", max_elements: int = 0) -> InferRequest:
+    """Decode an infer request's parsed JSON head and the binary tensors that follow it.
+
+    ``max_elements`` bounds every input's element count before any arithmetic: the size in
+    bytes of the whole request, since every element takes at least one byte of it.
+
+    Raises:
+        ServeError: 400 with the exact field that is wrong.
+    """
     if not isinstance(raw, dict):
         raise ServeError("request body must be a JSON object with 'inputs'")
     inputs = raw.get("inputs")
