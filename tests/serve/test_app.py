@@ -272,3 +272,52 @@ async def test_tf_serving_predict_and_image_upload(repo):
         r = await c.post("/v1/models/cnn:classify", content=b"GIF89a not an image")
         assert r.status_code == 400
         assert "PNG or JPEG" in r.json()["error"]
+
+
+def _stats(text: str, model: str, version: str, status: str) -> float:
+    line = f'torchship_requests_total{{model="{model}",status="{status}",version="{version}"}} '
+    return next((float(row[len(line) :]) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+
+async def test_predict_and_classify_are_counted_like_infer(repo):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(buf, format="PNG")
+    async with in_process(repo) as c:
+
+        async def counts() -> tuple[int, int, float, float]:
+            stats = (await c.get("/v2/models/cnn/versions/2/stats")).json()["model_stats"][0]
+            text = (await c.get("/metrics")).text
+            return (
+                stats["inference_stats"]["success"]["count"],
+                stats["inference_stats"]["fail"]["count"],
+                _stats(text, "cnn", "2", "200"),
+                _stats(text, "cnn", "2", "400"),
+            )
+
+        before = await counts()
+        k = 3
+        for _ in range(k):
+            assert (
+                await c.post("/v1/models/cnn:predict", json={"instances": X[:2].tolist()})
+            ).status_code == 200
+            r = await c.post("/v1/models/cnn:classify", content=buf.getvalue())
+            assert r.status_code == 200, r.text
+        r = await c.post("/v1/models/cnn:predict", json={"instances": X[:, :, :4].tolist()})  # wrong shape
+        assert r.status_code == 400
+        after = await counts()
+        assert [a - b for a, b in zip(after, before, strict=True)] == [2 * k, 1, 2 * k, 1]
+
+
+async def test_wrong_method_on_infer_is_a_json_405(repo):
+    async with in_process(repo) as c:
+        for path in ("/v2/models/cnn/infer", "/v2/models/cnn/versions/1/infer"):
+            r = await c.get(path)
+            assert r.status_code == 405
+            assert r.headers["allow"] == "POST"
+            assert r.headers["content-type"] == "application/json"
+            assert "error" in r.json()
+        r = await c.get("/v2/models/cnn/versions/1/infer/more")
+        assert r.status_code == 404
+        assert r.json() == {"error": "no route GET /v2/models/cnn/versions/1/infer/more"}

@@ -207,6 +207,12 @@ def test_errors_map_to_grpc_codes(server):
         assert code_of(infer(model="nope")) == grpc.StatusCode.NOT_FOUND
         assert code_of(infer(shape=[1, 1, 4, 4])) == grpc.StatusCode.INVALID_ARGUMENT
         assert code_of(infer(values=[0.0] * 3)) == grpc.StatusCode.INVALID_ARGUMENT
+        huge = service_pb2.ModelInferRequest(model_name="cnn")  # bounded by the message's size, before numpy
+        huge.inputs.add(name="input", datatype="FP32", shape=[1, 10**12]).contents.fp32_contents.append(0.0)
+        with pytest.raises(grpc.RpcError) as info:
+            api.ModelInfer(huge, timeout=TIMEOUT_S)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "larger than" in info.value.details()
         assert code_of(infer(datatype="INT32")) == grpc.StatusCode.INVALID_ARGUMENT  # int in fp32_contents
         assert code_of(infer(values=[], raw=[b"\0" * 256, b"\0" * 256])) == grpc.StatusCode.INVALID_ARGUMENT
         missing = service_pb2.ModelMetadataRequest(name="nope")
@@ -218,6 +224,31 @@ def test_errors_map_to_grpc_codes(server):
         client.infer("cnn", [infer_input(np.zeros((1, 1, 4, 4), np.float32))])
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "expects [n, 1, 8, 8]" in info.value.message()
+
+
+def test_an_unexpected_failure_is_internal_logged_and_counted(server, monkeypatch, caplog):
+    from torchship.serve.v2 import V2Signature
+
+    url, target = server
+
+    def failures() -> int:
+        stats = httpx.get(url + "/v2/models/mlp/versions/1/stats", timeout=TIMEOUT_S).json()["model_stats"][0]
+        return stats["inference_stats"]["fail"]["count"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody expected")
+
+    request = service_pb2.ModelInferRequest(model_name="mlp")
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 16]).contents.fp32_contents.extend([0.0] * 16)
+    before = failures()
+    monkeypatch.setattr(V2Signature, "check_input", broken)
+    with stub(target) as api, pytest.raises(grpc.RpcError) as info:
+        api.ModelInfer(request, timeout=TIMEOUT_S)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert info.value.details().startswith("internal server error (RuntimeError)")
+    assert "nobody expected" not in info.value.details()  # details go to the log, not to the client
+    assert "something nobody expected" in caplog.text
+    assert failures() == before + 1
 
 
 def test_message_over_the_body_limit_is_resource_exhausted(repo):

@@ -15,6 +15,7 @@ from serve_helpers import in_process, real_server, v2_body
 
 from torchship.serve import ServeConfig, create_app
 from torchship.serve.model import ServedModel
+from torchship.serve.v2 import V2Signature
 
 pytestmark = pytest.mark.anyio
 X = np.zeros((1, 1, 8, 8), np.float32)
@@ -115,8 +116,8 @@ async def test_an_unexpected_failure_answers_json_500_on_every_kind_of_route(rep
         raise RuntimeError("something nobody expected")
 
     async with in_process(repo) as c:
-        monkeypatch.setattr(ServedModel, "check_input", broken)
-        monkeypatch.setattr(ServedModel, "metadata", broken)
+        monkeypatch.setattr(V2Signature, "check_input", broken)
+        monkeypatch.setattr(V2Signature, "metadata", broken)
         monkeypatch.setattr(ServedModel, "infer", broken)
         for r in (
             await c.post("/v2/models/cnn/infer", json=v2_body(X)),

@@ -6,6 +6,10 @@ with 503 + Retry-After until they are ready; at shutdown it lets every accepted 
 finish, then stops the model instances. Run it with ``torchship serve`` (uvicorn) or any
 ASGI server; tests drive it in-process through ``httpx.ASGITransport``. ``GET /`` is the
 dashboard (``serve/dashboard.py``); drift scores come from ``torchship.monitor``.
+
+One request path: every route is an entry of one table (``ServeRouter``), the v2 infer route
+matched first and served as plain ASGI; every failure is answered by the one mapper (``serve/errors.py``);
+every inference route counts its outcome with ``ServedModel.record_outcome()``.
 """
 
 from __future__ import annotations
@@ -13,24 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
 import torchship
 from torchship.serve.access import AccessLog
 from torchship.serve.body import LimitedReceive, too_large
 from torchship.serve.config import ServeConfig
 from torchship.serve.dashboard import RateTracker
-from torchship.serve.errors import error_parts, error_response, error_status
+from torchship.serve.errors import error_parts, error_response
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.model import ServedModel
 from torchship.serve.repository import Repository
@@ -104,19 +108,16 @@ Handler = Callable[[Request, ServeState], Awaitable[Response]]
 
 
 def endpoint(guard: str | None = None) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a route: check its token (``inference``/``management``), answer every failure in JSON."""
+    """Wrap a route: check its token (``inference``/``management``); ``ServeRouter`` maps its failures."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             state: ServeState = request.app.state.serve
-            try:
-                if guard == "inference":
-                    state.security.check_inference(request.headers.get("authorization"))
-                elif guard == "management":
-                    state.security.check_management(request.headers.get("authorization"))
-                return await handler(request, state)
-            except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
-                return error_response(exc, request)
+            if guard == "inference":
+                state.security.check_inference(request.headers.get("authorization"))
+            elif guard == "management":
+                state.security.check_management(request.headers.get("authorization"))
+            return await handler(request, state)
 
         route.__name__ = handler.__name__
         return route
@@ -150,7 +151,7 @@ async def server_metadata(request: Request, state: ServeState) -> Response:
 @endpoint("inference")
 async def model_metadata(request: Request, state: ServeState) -> Response:
     model = _model(request, state)
-    return json_response(model.metadata())
+    return json_response(model.v2.metadata())
 
 
 @endpoint("inference")
@@ -166,7 +167,7 @@ async def model_ready(request: Request, state: ServeState) -> Response:
 
 @endpoint("inference")
 async def model_config(request: Request, state: ServeState) -> Response:
-    return json_response(_model(request, state).triton_config())
+    return json_response(_model(request, state).v2.triton_config())
 
 
 @endpoint("inference")
@@ -197,60 +198,41 @@ async def dashboard_summary(request: Request, state: ServeState) -> Response:
 
 
 # ---------------------------------------------------------------------- inference
-class InferRoute:
-    """``POST /v2/models/{m}[/versions/{v}]/infer`` as a plain ASGI layer in front of Starlette.
+class InferEndpoint:
+    """``POST /v2/models/{m}[/versions/{v}]/infer``: a plain ASGI endpoint in the route table.
 
-    Written by hand (no Request object, no router, no per-route exception wrappers) because it
-    is the one hot path: on a 2-core machine Starlette's layers cost about as much CPU as the
-    handler itself. Everything else goes on to the Starlette app. AccessLog stays outside it,
-    so request ids, in-flight counts and access lines are the same for every route.
+    No Request object and no per-route wrapper, because it is the one hot path: on a 2-core
+    machine those layers cost about as much CPU as the handler itself. The router matches it
+    first (``infer_params``) and maps its failures like every other route's.
     """
 
-    def __init__(self, app: Any):
-        self.app = app
-
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        target = _infer_target(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if target is None:
-            await self.app(scope, receive, send)
-            return
-        state: ServeState = scope["app"].state.serve  # Starlette sets scope["app"] before its middleware
+        state: ServeState = scope["app"].state.serve
         headers = {
             key: value
             for key, value in scope["headers"]
             if key in (b"authorization", b"content-length", b"inference-header-content-length")
         }
-        try:
-            status, payload, extra = await _infer(state, target, headers, receive)
-        except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
-            status, payload, extra = error_parts(exc, "POST", scope["path"])
-        raw = [(b"content-length", str(len(payload)).encode())]
-        raw += [(key.encode(), str(value).encode()) for key, value in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": payload})
+        params = scope["path_params"]
+        payload, extra = await _infer(state, params["model"], params.get("version"), headers, receive)
+        await send_response(send, 200, payload, extra)
 
 
-def _infer_target(scope: dict) -> tuple[str, str | None] | None:
-    """(model, version) of an infer path, or None. ``/v2/models/m/infer``, ``.../versions/v/infer``."""
-    path: str = scope["path"]
-    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
-        return None
-    parts = path[len("/v2/models/") : -len("/infer")].split("/")
-    if len(parts) == 1 and parts[0]:
-        return parts[0], None
-    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-        return parts[0], parts[2]
-    return None
+async def send_response(send: Any, status: int, body: bytes, headers: dict[str, str]) -> None:
+    """Send a whole response through ASGI ``send`` (no Response object)."""
+    raw = [(b"content-length", str(len(body)).encode())]
+    raw += [(key.encode(), str(value).encode()) for key, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _infer(
-    state: ServeState, target: tuple[str, str | None], headers: dict[bytes, bytes], receive: Any
-) -> tuple[int, bytes, dict[str, str]]:
+    state: ServeState, name: str, version: str | None, headers: dict[bytes, bytes], receive: Any
+) -> tuple[bytes, dict[str, str]]:
     authorization = headers.get(b"authorization")
     state.security.check_inference(authorization.decode("latin-1") if authorization is not None else None)
-    t0 = time.monotonic()
-    model = state.repository.get(*target)
-    try:
+    model = state.repository.get(name, version)
+    with model.record_outcome():
         model.check_capacity()
         declared = headers.get(b"content-length")
         header_length = headers.get(b"inference-header-content-length")
@@ -261,22 +243,17 @@ async def _infer(
         if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
             raise too_large(max_json, "max_json_bytes")
         req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
-        rows = model.check_input(req)
-        model.check_outputs(req.outputs)
+        rows = model.v2.check_input(req)
+        model.v2.check_outputs(req.outputs)
         timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
         gone = asyncio.ensure_future(receive())  # completes when the client hangs up
         try:
             logits = await model.infer(rows, timeout_s, gone)
         finally:
             gone.cancel()
-        payload, extra = encode_infer(
-            model.name, model.version, req.id, model.outputs(logits, req.outputs, req.binary_output)
+        return encode_infer(
+            model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, req.binary_output)
         )
-    except Exception as exc:
-        model.record(error_status(exc), time.monotonic() - t0)
-        raise
-    model.record(200, time.monotonic() - t0)
-    return 200, payload, extra
 
 
 # ---------------------------------------------------------------------- repository API
@@ -317,10 +294,6 @@ async def repository_unload(request: Request, state: ServeState) -> Response:
     return json_response({})
 
 
-async def _post_only(request: Request) -> Response:  # pragma: no cover - InferRoute answers every POST
-    raise AssertionError("InferRoute serves POST .../infer")
-
-
 @endpoint()
 async def metrics(request: Request, state: ServeState) -> Response:
     for versions in state.repository.models.values():
@@ -334,16 +307,81 @@ async def metrics(request: Request, state: ServeState) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's handler for routing errors and for anything no route wrapper caught."""
-    return error_response(exc, request)
+class ServeRouter(Router):
+    """The one route table, and the one place an HTTP request's failure is answered.
+
+    Every route raises; the router answers with ``error_parts`` (``serve/errors.py``), so no
+    failure reaches the client as a text/plain 500. Routing errors come here as well: Starlette
+    raises 404 for an unknown path and 405 (with ``Allow``) for a known path and another method.
+
+    The table's two infer entries are matched by ``infer_params`` before the table is walked:
+    Starlette's matching (regex, convertors, scope copies) costs about half the dispatch of the
+    one hot path. Both lead to the same ``InferEndpoint``, so they cannot disagree; anything
+    but a POST to an infer path (a GET gets 405) is the table's.
+    """
+
+    def __init__(self, routes: list[Route], infer: InferEndpoint, lifespan: Any):
+        super().__init__(routes, lifespan=lifespan)
+        self.infer = infer
+
+    async def app(self, scope: dict, receive: Any, send: Any) -> None:
+        try:
+            if scope["type"] == "http" and scope["method"] == "POST":
+                params = infer_params(scope["path"])
+                if params is not None:
+                    scope["path_params"] = params
+                    await self.infer(scope, receive, send)
+                    return
+            await super().app(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure in JSON
+            if scope["type"] != "http":
+                raise
+            await send_response(send, *error_parts(exc, scope["method"], scope["path"]))
 
 
-def _routes() -> list[Route]:
+def infer_params(path: str) -> dict[str, str] | None:
+    """The path parameters of ``/v2/models/{model}[/versions/{version}]/infer``, or None.
+
+    Example:
+        >>> infer_params("/v2/models/cnn/versions/2/infer"), infer_params("/v2/models/cnn/ready")
+        ({'model': 'cnn', 'version': '2'}, None)
+    """
+    if not (path.startswith("/v2/models/") and path.endswith("/infer")):
+        return None
+    parts = path[len("/v2/models/") : -len("/infer")].split("/")
+    if len(parts) == 1 and parts[0]:
+        return {"model": parts[0]}
+    if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+        return {"model": parts[0], "version": parts[2]}
+    return None
+
+
+class ServeApp(Starlette):
+    """Starlette whose router maps its own failures, so its per-request ExceptionMiddleware is left out.
+
+    The stack: ServerErrorMiddleware (JSON 500 for a failure in a middleware), the middleware
+    added with ``add_middleware`` (AccessLog outermost), then ``ServeRouter``.
+    """
+
+    def __init__(self, lifespan: Any):
+        super().__init__(lifespan=lifespan)
+        infer = InferEndpoint()
+        self.router = ServeRouter(_routes(infer), infer, lifespan)
+
+    def build_middleware_stack(self) -> Any:
+        app: Any = self.router.app  # Router.__call__ only forwards to it: one frame less per request
+        middleware = [Middleware(ServerErrorMiddleware, handler=error_response), *self.user_middleware]
+        for cls, args, kwargs in reversed(middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def _routes(infer: InferEndpoint) -> list[Route]:
     from torchship.serve import convenience, dashboard
 
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
-    routes = [
+    routes = [Route(f"{base}/infer", infer, methods=["POST"], name="infer") for base in model_paths]
+    routes += [
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
@@ -360,7 +398,6 @@ def _routes() -> list[Route]:
         routes += [
             Route(base, model_metadata),
             Route(f"{base}/ready", model_ready),
-            Route(f"{base}/infer", _post_only, methods=["POST"]),  # POST is served by InferRoute
             Route(f"{base}/stats", model_stats),
             Route(f"{base}/config", model_config),
         ]
@@ -374,7 +411,7 @@ def create_app(
     config: ServeConfig | None = None,
     security: Security | None = None,
     grpc_address: str | None = None,
-) -> Starlette:
+) -> ServeApp:
     """Build the ASGI app serving the artifact or repository at ``path``.
 
     With ``grpc_address`` (``host:port``; port 0 picks a free one) the lifespan also serves
@@ -420,12 +457,7 @@ def create_app(
                 await grpc_server.stop(STOP_GRACE_S)
             await state.repository.close()
 
-    app = Starlette(
-        routes=_routes(),
-        lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: http_error},
-    )
+    app = ServeApp(lifespan)
     app.state.serve = state
-    app.add_middleware(InferRoute)
     app.add_middleware(AccessLog, metrics=metrics, enabled=config.access_log)  # outermost
     return app

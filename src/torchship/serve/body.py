@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from torchship.serve.model import ClientGoneError
+from torchship.serve.errors import ClientGoneError
 from torchship.serve.v2 import ServeError
 
 _CLOSE = {"connection": "close"}

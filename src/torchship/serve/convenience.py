@@ -23,8 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from torchship.errors import TorchshipError
-from torchship.serve.model import ClientGoneError, ServedModel, softmax
-from torchship.serve.v2 import ServeError, decode_json
+from torchship.serve.errors import ClientGoneError
+from torchship.serve.model import ServedModel
+from torchship.serve.v2 import ServeError, decode_json, softmax
 
 IMAGE_SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
 
@@ -44,7 +45,7 @@ def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [
         {
-            "label": model.labels[i] if i < len(model.labels) else str(i),
+            "label": model.v2.labels[i] if i < len(model.v2.labels) else str(i),
             "index": int(i),
             "probability": float(probabilities[i]),
         }
@@ -53,11 +54,20 @@ def _ranked(model: ServedModel, probabilities: np.ndarray, k: int) -> list[dict[
 
 
 async def predict(request: Request, state: Any) -> Response:
-    from torchship.data import preprocess
     from torchship.serve.app import json_response
 
     model = _model(request, state)
-    raw = decode_json(await state.read_body(request))
+    with model.record_outcome():
+        rows = _instances(model, decode_json(await state.read_body(request)))
+        probabilities = softmax(await _run(model, rows))
+    predictions = [{"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities]
+    return json_response({"predictions": predictions})
+
+
+def _instances(model: ServedModel, raw: Any) -> np.ndarray:
+    """The preprocessed rows of a ``{"instances": [...]}`` body, raw as on disk."""
+    from torchship.data import preprocess
+
     instances = raw.get("instances") if isinstance(raw, dict) else None
     if not isinstance(instances, list) or not instances:
         raise ServeError('body must be {"instances": [sample, ...]}')
@@ -65,20 +75,12 @@ async def predict(request: Request, state: Any) -> Response:
         rows = np.asarray(instances, dtype=np.float32)
     except (TypeError, ValueError):
         raise ServeError("instances must be nested lists of numbers of one shape") from None
-    if rows.shape[1:] != model.sample_shape or len(rows) > model.settings.max_batch_size:
+    if rows.shape[1:] != model.v2.sample_shape or len(rows) > model.settings.max_batch_size:
         raise ServeError(
             f"instances have shape {list(rows.shape)}; model {model.name!r} expects "
-            f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.sample_shape))}]"
+            f"[n <= {model.settings.max_batch_size}, {', '.join(map(str, model.v2.sample_shape))}]"
         )
-    rows = preprocess(rows, model.artifact.manifest.input.model_dump()).numpy()  # raw in, as everywhere
-    probabilities = softmax(await _run(model, rows))
-    return json_response(
-        {
-            "predictions": [
-                {"label": _ranked(model, p, 1)[0]["label"], "probabilities": p} for p in probabilities
-            ]
-        }
-    )
+    return preprocess(rows, model.artifact.manifest.input.model_dump()).numpy()  # raw in, as everywhere
 
 
 async def _image_bytes(request: Request, state: Any) -> bytes:
@@ -146,12 +148,13 @@ async def classify(request: Request, state: Any) -> Response:
     from torchship.serve.app import json_response
 
     model = _model(request, state)
-    k = request.query_params.get("top_k", "5")
-    if not k.isdigit() or int(k) < 1:
-        raise ServeError("top_k must be a positive integer")
-    data = await _image_bytes(request, state)
-    rows = await asyncio.to_thread(_preprocess, model, data, state.config.max_image_pixels)
-    probabilities = softmax(await _run(model, rows))[0]
+    with model.record_outcome():
+        k = request.query_params.get("top_k", "5")
+        if not k.isdigit() or int(k) < 1:
+            raise ServeError("top_k must be a positive integer")
+        data = await _image_bytes(request, state)
+        rows = await asyncio.to_thread(_preprocess, model, data, state.config.max_image_pixels)
+        probabilities = softmax(await _run(model, rows))[0]
     return json_response(
         {
             "model_name": model.name,

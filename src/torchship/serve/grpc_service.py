@@ -6,10 +6,11 @@ then share one protobuf descriptor pool, where a second copy of the same file wo
 The server is grpcio's asyncio server, started by the app's lifespan in the HTTP server's
 event loop, so every RPC reaches the same repository, batchers, limits, tokens and metrics.
 
-An infer request is rewritten as the v2 HTTP body (a JSON header, then raw tensors) and
-decoded by ``v2.decode_infer``; answers are encoded by ``v2.encode_infer`` with every output
-binary, then split into ``outputs`` and ``raw_output_contents``. Datatypes, shape and size
-checks and the byte layout of BYTES therefore live in one place for both protocols.
+An infer request is rewritten as the v2 JSON head (as parsed from an HTTP body) and the raw
+tensors after it, and decoded by ``v2.decode_head`` as an HTTP body is; answers are encoded
+by ``v2.encode_outputs`` with every output binary, as ``outputs`` and ``raw_output_contents``.
+Datatypes, shape and size checks and the byte layout of BYTES therefore live in one place for
+both protocols.
 Outputs always travel as ``raw_output_contents``, as Triton answers (``tritonclient`` reads
 typed output contents only for BYTES).
 """
@@ -32,7 +33,8 @@ import orjson
 import torchship
 from torchship.errors import ConfigError, require
 from torchship.serve.access import access_log
-from torchship.serve.v2 import DTYPES, HEADER_LENGTH, ServeError, decode_infer, decode_json, encode_infer
+from torchship.serve.errors import grpc_code_name, map_error
+from torchship.serve.v2 import DTYPES, ServeError, decode_head, decode_json, encode_outputs
 
 if TYPE_CHECKING:
     from torchship.serve.app import ServeState
@@ -65,26 +67,18 @@ def require_grpc() -> Any:
 
 
 def grpc_code(status: int) -> Any:
-    """The gRPC status code for an HTTP status the v2 layer chose."""
+    """The gRPC status code for a status the one mapper chose (``errors.grpc_code_name``)."""
     import grpc
 
-    return {
-        400: grpc.StatusCode.INVALID_ARGUMENT,
-        401: grpc.StatusCode.UNAUTHENTICATED,
-        403: grpc.StatusCode.PERMISSION_DENIED,
-        404: grpc.StatusCode.NOT_FOUND,
-        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-        499: grpc.StatusCode.CANCELLED,
-        503: grpc.StatusCode.UNAVAILABLE,
-    }.get(status, grpc.StatusCode.INTERNAL)
+    return getattr(grpc.StatusCode, grpc_code_name(status))
 
 
-def _trailers(exc: ServeError) -> tuple[tuple[str, str | bytes], ...]:
+def _trailers(status: int, message: str, headers: dict[str, str]) -> tuple[tuple[str, str | bytes], ...]:
     """``retry-after`` as in HTTP, plus google.rpc.RetryInfo that gRPC clients read from the status."""
     trailers: list[tuple[str, str | bytes]] = [
-        (k, v) for k, v in exc.headers.items() if k in ("retry-after", "www-authenticate")
+        (k, v) for k, v in headers.items() if k in ("retry-after", "www-authenticate")
     ]
-    retry = exc.headers.get("retry-after")
+    retry = headers.get("retry-after")
     if retry is not None and retry.isdigit():
         try:
             from google.protobuf import any_pb2, duration_pb2
@@ -93,8 +87,8 @@ def _trailers(exc: ServeError) -> tuple[tuple[str, str | bytes], ...]:
             return tuple(trailers)
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=int(retry))))
-        status = status_pb2.Status(code=grpc_code(exc.status).value[0], message=str(exc), details=[detail])
-        trailers.append(("grpc-status-details-bin", status.SerializeToString()))
+        packed = status_pb2.Status(code=grpc_code(status).value[0], message=message, details=[detail])
+        trailers.append(("grpc-status-details-bin", packed.SerializeToString()))
     return tuple(trailers)
 
 
@@ -132,8 +126,8 @@ def _tensor_spec(tensor: Any, raw: bytes | None) -> dict[str, Any]:
     return spec
 
 
-def to_v2_body(request: Any) -> tuple[bytes, str | None]:
-    """A ``ModelInferRequest`` as the v2 HTTP body and Inference-Header-Content-Length it equals."""
+def to_v2_head(request: Any) -> tuple[dict[str, Any], bytes]:
+    """A ``ModelInferRequest`` as the v2 JSON head (parsed) and the binary tensors after it."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise ServeError(
@@ -151,26 +145,18 @@ def to_v2_body(request: Any) -> tuple[bytes, str | None]:
             {"name": o.name, "parameters": {k: _parameter(v) for k, v in o.parameters.items()}}
             for o in request.outputs
         ]
-    header = orjson.dumps(head)
-    if not raw:
-        return header, None
-    return header + b"".join(raw), str(len(header))
+    return head, b"".join(raw)
 
 
 def to_response(pb: Any, model: str, version: str, request_id: str | None, tensors: list[Any]) -> Any:
-    """Encode output tensors with ``v2.encode_infer`` (all binary) and split them into a message."""
+    """Encode output tensors with ``v2.encode_outputs`` (all binary) into a message."""
     for tensor in tensors:
         tensor.binary = True
-    body, headers = encode_infer(model, version, request_id, tensors)
-    length = int(headers[HEADER_LENGTH])
-    head = orjson.loads(body[:length])
+    entries, chunks = encode_outputs(tensors)
     response = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id or "")
-    offset = length
-    for entry in head["outputs"]:
+    for entry, chunk in zip(entries, chunks, strict=True):
         response.outputs.add(name=entry["name"], datatype=entry["datatype"], shape=entry["shape"])
-        size = entry["parameters"]["binary_data_size"]
-        response.raw_output_contents.append(body[offset : offset + size])
-        offset += size
+        response.raw_output_contents.append(chunk)
     return response
 
 
@@ -179,7 +165,7 @@ Rpc = Callable[[Any, Any, Any], Awaitable[Any]]
 
 
 def rpc(guard: str | None = None) -> Callable[[Rpc], Rpc]:
-    """Wrap an RPC: check its token, count it in flight, map ServeError to a status, log it."""
+    """Wrap an RPC: check its token, count it in flight, answer a failure as ``map_error`` says, log it."""
 
     def wrap(method: Rpc) -> Rpc:
         @functools.wraps(method)
@@ -192,9 +178,9 @@ def rpc(guard: str | None = None) -> Callable[[Rpc], Rpc]:
                 response = await method(self, request, context)
                 status = 200
                 return response
-            except ServeError as exc:
-                status = exc.status
-                await context.abort(grpc_code(exc.status), str(exc), _trailers(exc))
+            except Exception as exc:  # noqa: BLE001 - the one mapper answers every failure
+                status, message, headers = map_error(exc, "GRPC", f"/{SERVICE}/{method.__name__}")
+                await context.abort(grpc_code(status), message, _trailers(status, message, headers))
             except asyncio.CancelledError:
                 status = 499
                 raise
@@ -276,12 +262,12 @@ class InferenceService:
     @rpc("inference")
     async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         model = self.state.repository.get(request.name, request.version or None)
-        return _from_json(model.metadata(), self.pb.ModelMetadataResponse())
+        return _from_json(model.v2.metadata(), self.pb.ModelMetadataResponse())
 
     @rpc("inference")
     async def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
         model = self.state.repository.get(request.name, request.version or None)
-        config = _from_json(model.triton_config(), self.config_pb.ModelConfig())
+        config = _from_json(model.v2.triton_config(), self.config_pb.ModelConfig())
         return self.pb.ModelConfigResponse(config=config)
 
     @rpc("inference")
@@ -308,29 +294,21 @@ class InferenceService:
     # ------------------------------------------------------------------ inference
     @rpc("inference")
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
-        t0 = time.monotonic()
         model = self.state.repository.get(request.model_name, request.model_version or None)
-        try:
+        with model.record_outcome():
             model.check_capacity()
-            req = decode_infer(*to_v2_body(request))
-            rows = model.check_input(req)
-            model.check_outputs(req.outputs)
+            head, binary = to_v2_head(request)
+            req = decode_head(head, binary, request.ByteSize())  # every element takes a byte of it
+            rows = model.v2.check_input(req)
+            model.v2.check_outputs(req.outputs)
             timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
             remaining_s = context.time_remaining()  # the client's deadline, when it set one
             if remaining_s is not None:
                 timeout_s = max(min(timeout_s, remaining_s), 1e-3)
             logits = await model.infer(rows, timeout_s)
-            response = to_response(
-                self.pb, model.name, model.version, req.id, model.outputs(logits, req.outputs, binary=True)
+            return to_response(
+                self.pb, model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, binary=True)
             )
-        except ServeError as exc:
-            model.record(exc.status, time.monotonic() - t0)
-            raise
-        except asyncio.CancelledError:
-            model.record(499, time.monotonic() - t0)
-            raise
-        model.record(200, time.monotonic() - t0)
-        return response
 
     # ------------------------------------------------------------------ repository
     async def _repository(self, action: str, name: str, context: Any) -> None:

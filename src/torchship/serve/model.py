@@ -1,11 +1,8 @@
-"""One served model version: its predictors and batcher, its v2 signature, and its answers.
+"""One served model version: its predictors and batcher, its lifecycle and its statistics.
 
-The v2 signature is the manifest's: every named input and output with its datatype, ``-1``
-for each named dynamic dim. A classifier also answers ``probabilities`` (softmax of its first
-output) and takes the ``classification`` parameter. Every dim, the named dims' agreement
-across inputs, row count, integer ranges and finiteness are checked here, before a request
-can join a batch, so one bad request never fails the others. A model with one fixed-size
-float input and one output keeps the one-array path (``predict``); others run by name.
+What it takes and answers in v2 terms (metadata, Triton config, input checks, response tensors)
+is its ``v2`` attribute, a ``V2Signature`` (``serve/v2/signature.py``). Every inference route
+runs a request inside ``record_outcome()``, the one place a request's status and time are counted.
 """
 
 from __future__ import annotations
@@ -21,31 +18,12 @@ from torchship.artifact import Artifact
 from torchship.monitor.live import MonitorHub
 from torchship.serve.batcher import Batcher, BatchResult, Pending, QueueFullError
 from torchship.serve.config import ModelSettings
+from torchship.serve.errors import ClientGoneError, error_status
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.stats import ModelStats
-from torchship.serve.v2 import InferRequest, OutputTensor, RequestedOutput, ServeError, classify
+from torchship.serve.v2 import ServeError, V2Signature
 
 log = logging.getLogger("torchship.serve")
-
-PROBABILITIES = "probabilities"
-V2_TYPES = {
-    "float32": "FP32",
-    "float16": "FP16",
-    "bfloat16": "BF16",
-    "int64": "INT64",
-    "int32": "INT32",
-    "bool": "BOOL",
-}
-
-
-class ClientGoneError(Exception):
-    """The client closed the connection before its request was computed."""
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    # logits: (n, classes)
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class ServedModel:
@@ -68,19 +46,6 @@ class ServedModel:
         self.metrics = metrics
         self.loop = loop
         self.stats = ModelStats(name, version)
-        from torchship.runtime.base import legacy_shape
-
-        manifest = artifact.manifest
-        self.signature = manifest.signature
-        self.task = manifest.task
-        shape = legacy_shape(artifact)
-        # one fixed-size float input and one output: rows travel as one array (predict)
-        self.single = shape is not None and len(self.signature.outputs) == 1
-        self.sample_shape = tuple(shape) if self.single else ()
-        self.labels = list(manifest.labels)
-        first = self.signature.outputs[0]
-        self.classifier = self.task == "classification" and len(first.shape) == 2
-        self.output_names = self.signature.output_names + ([PROBABILITIES] if self.classifier else [])
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -96,6 +61,7 @@ class ServedModel:
         observe = self._observe if self.monitor is not None or self.request_log is not None else None
         predictors = [self._make_predictor() for _ in range(settings.instances)]
         self.runtime = getattr(predictors[0], "picked", predictors[0].name)
+        self.v2 = V2Signature(name, version, artifact, settings, self.runtime)
         self._warm_up(predictors)
         self.batcher = Batcher(
             f"{name}/{version}",
@@ -130,14 +96,14 @@ class ServedModel:
 
     def _warm_up(self, predictors: list[Any]) -> None:
         # the runtime warmed up at batch 1; the biggest batch allocates its buffers here, not under load
-        if self.single:
-            batch = np.zeros((self.settings.max_batch_size, *self.sample_shape), dtype=np.float32)
+        if self.v2.single:
+            batch = np.zeros((self.settings.max_batch_size, *self.v2.sample_shape), dtype=np.float32)
             for predictor in predictors:
                 predictor.predict(batch)
             return
         from torchship.runtime.feeds import example_feeds
 
-        feeds = example_feeds(self.signature, batch=self.settings.max_batch_size)
+        feeds = example_feeds(self.artifact.manifest.signature, batch=self.settings.max_batch_size)
         for predictor in predictors:
             predictor.run(feeds)
 
@@ -153,155 +119,6 @@ class ServedModel:
         if self.monitor is None:
             return {"status": "off", "reason": self.monitor_reason}
         return self.monitor.to_json()
-
-    # ------------------------------------------------------------------ signature
-    def _tensors(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Inputs and outputs as ``{name, datatype, shape}``; named dims are ``-1``."""
-
-        def entry(name: str, dtype: str, shape: list[int | str]) -> dict[str, Any]:
-            dims = [-1 if isinstance(d, str) else d for d in shape]
-            return {"name": name, "datatype": V2_TYPES[dtype], "shape": dims}
-
-        inputs = [entry(t.name, t.dtype, t.shape) for t in self.signature.inputs]
-        outputs = [entry(t.name, "float32", t.shape) for t in self.signature.outputs]
-        if self.classifier:
-            outputs.append({**outputs[0], "name": PROBABILITIES})
-        return inputs, outputs
-
-    def metadata(self) -> dict[str, Any]:
-        inputs, outputs = self._tensors()
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": f"torchship_{self.runtime}",
-            "inputs": inputs,
-            "outputs": outputs,
-            "parameters": {"task": self.task, "runtime": self.runtime},
-        }
-
-    def triton_config(self) -> dict[str, Any]:
-        """The model configuration in Triton's JSON form, so Triton's tools can read it."""
-        s = self.settings
-        inputs, outputs = self._tensors()
-
-        def config(t: dict[str, Any]) -> dict[str, Any]:
-            return {"name": t["name"], "data_type": f"TYPE_{t['datatype']}", "dims": t["shape"][1:]}
-
-        return {
-            "name": self.name,
-            "platform": f"torchship_{self.runtime}",
-            "backend": "torchship",
-            "version_policy": {"latest": {"num_versions": 1}},
-            "max_batch_size": s.max_batch_size,
-            "input": [{**config(t), "format": "FORMAT_NONE"} for t in inputs],
-            "output": [config(t) for t in outputs],
-            "dynamic_batching": {
-                "preferred_batch_size": list(s.preferred_batch_sizes),
-                "max_queue_delay_microseconds": int(s.max_queue_delay_ms * 1000),
-                "default_queue_policy": {
-                    "timeout_action": "REJECT",
-                    "default_timeout_microseconds": int(s.timeout_ms * 1000),
-                    "allow_timeout_override": True,
-                    "max_queue_size": s.queue_limit,
-                },
-            },
-            "instance_group": [{"name": self.name, "kind": "KIND_CPU", "count": s.instances}],
-            "parameters": {
-                "torchship_threads": {"string_value": str(s.threads or "")},
-                "torchship_runtime": {"string_value": self.runtime},
-            },
-        }
-
-    def check_input(self, request: InferRequest) -> np.ndarray | dict[str, np.ndarray]:
-        """The request's rows as FP32 (n, *input.shape) (named arrays for other models), or a 400."""
-        if not self.single:
-            return self._check_named(request)
-        INPUT = self.signature.inputs[0].name  # noqa: N806 - the one input's name ("input" for zoo models)
-        if set(request.inputs) != {INPUT}:
-            raise ServeError(
-                f"model {self.name!r} takes exactly one input named {INPUT!r}, got {sorted(request.inputs)}"
-            )
-        x = request.inputs[INPUT]
-        want = list(self.sample_shape)
-        if x.ndim != len(want) + 1 or list(x.shape[1:]) != want:
-            raise ServeError(
-                f"input {INPUT!r} has shape {list(x.shape)}; model {self.name!r} expects [n, "
-                f"{', '.join(map(str, want))}]"
-            )
-        n = x.shape[0]
-        if not 1 <= n <= self.settings.max_batch_size:
-            raise ServeError(
-                f"input {INPUT!r} has {n} rows; model {self.name!r} takes 1 to "
-                f"{self.settings.max_batch_size} per request"
-            )
-        x = x.astype(np.float32, copy=False)
-        if not x.flags.writeable:  # binary tensors are views of the body; runtimes may write in place
-            x = x.copy()
-        if not np.isfinite(x).all():
-            first = int(np.flatnonzero(~np.isfinite(x.reshape(-1)))[0])
-            raise ServeError(f"input {INPUT!r} holds NaN or infinite values (first at flat index {first})")
-        return x
-
-    def _check_named(self, request: InferRequest) -> dict[str, np.ndarray]:
-        from torchship.runtime.feeds import FeedError, check_feeds
-
-        for spec in self.signature.inputs:
-            x = request.inputs.get(spec.name)
-            if x is not None and not spec.is_float and x.dtype.kind == "f":
-                raise ServeError(
-                    f"input {spec.name!r} is {spec.dtype}; got floating-point data",
-                    fix=f"send {V2_TYPES[spec.dtype]}",
-                )
-        try:
-            feeds = check_feeds(self.signature, request.inputs)
-        except FeedError as exc:
-            raise ServeError(f"model {self.name!r}: {exc}") from None
-        n = next(iter(feeds.values())).shape[0]
-        if not 1 <= n <= self.settings.max_batch_size:
-            raise ServeError(
-                f"inputs have {n} rows; model {self.name!r} takes 1 to "
-                f"{self.settings.max_batch_size} per request"
-            )
-        for spec in self.signature.inputs:
-            x = feeds[spec.name]
-            if spec.is_float and not np.isfinite(x).all():
-                raise ServeError(f"input {spec.name!r} holds NaN or infinite values")
-            if spec.range is not None and x.size and (x.min() < spec.range[0] or x.max() >= spec.range[1]):
-                raise ServeError(f"input {spec.name!r} has values outside [{spec.range[0]}, {spec.range[1]})")
-        return feeds
-
-    def check_outputs(self, wanted: list[RequestedOutput] | None) -> None:
-        for out in wanted or ():
-            if out.name not in self.output_names:
-                raise ServeError(
-                    f"model {self.name!r} has no output {out.name!r}; "
-                    f"choose from {', '.join(self.output_names)}"
-                )
-            if out.classification is not None and not (
-                self.classifier and out.name in (self.output_names[0], PROBABILITIES)
-            ):
-                raise ServeError(
-                    f"output {out.name!r} of model {self.name!r} ({self.task}) takes no "
-                    "'classification' "
-                    "parameter",
-                    fix="ask for it only on a classifier's scores",
-                )
-
-    def outputs(
-        self, result: np.ndarray | dict[str, np.ndarray], wanted: list[RequestedOutput] | None, binary: bool
-    ) -> list[OutputTensor]:
-        """The response tensors for one request's outputs (the logits array of a one-output model)."""
-        values = result if isinstance(result, dict) else {self.signature.outputs[0].name: result}
-        tensors = []
-        for out in wanted or [RequestedOutput(name) for name in self.output_names]:
-            if out.name == PROBABILITIES:
-                answer = softmax(values[self.signature.outputs[0].name])
-            else:
-                answer = values[out.name]
-            if out.classification is not None:
-                answer = classify(answer, out.classification, self.labels)
-            tensors.append(OutputTensor(out.name, answer, binary if out.binary is None else out.binary))
-        return tensors
 
     # ------------------------------------------------------------------ running
     def overloaded(self) -> ServeError:
@@ -383,8 +200,16 @@ class ServedModel:
             self._batch_h.observe(result.rows)
             self.stats.record_batch(result.rows, result.input_s, result.compute_s, time.monotonic() - t0)
 
+    def record_outcome(self) -> Outcome:
+        """Time one request from here and record how it ended (``with model.record_outcome(): ...``).
+
+        Every inference route (v2 infer over HTTP and gRPC, ``:predict``, ``:classify``) runs its
+        request inside one, so the statistics, ``/metrics`` and the dashboard count them alike.
+        """
+        return Outcome(self)
+
     def record(self, status: int, total_s: float) -> None:
-        """Count one finished request by status (called by the HTTP layer)."""
+        """Count one finished request by status: ``/v2/models/{m}/stats`` and ``torchship_requests``."""
         counter = self._status.get(status)
         if counter is None:
             counter = self._status[status] = self.metrics.requests.labels(
@@ -400,3 +225,19 @@ class ServedModel:
         await self._idle.wait()
         await asyncio.to_thread(self.batcher.stop)
         self.metrics.forget(self.name, self.version)
+
+
+class Outcome:
+    """A context manager that records its request's status (``map_error``'s) and time on exit."""
+
+    __slots__ = ("model", "t0")
+
+    def __init__(self, model: ServedModel):
+        self.model = model
+        self.t0 = time.monotonic()
+
+    def __enter__(self) -> Outcome:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.model.record(200 if exc is None else error_status(exc), time.monotonic() - self.t0)

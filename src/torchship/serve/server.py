@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -161,9 +160,6 @@ def uvicorn_config(
     )
 
 
-_INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-
-
 def early_refusal(state: Any) -> Any:
     """The protocol's ``shed``: a 503 for an inference request whose model's queue is full.
 
@@ -174,6 +170,7 @@ def early_refusal(state: Any) -> Any:
     """
     import httptools
 
+    from torchship.serve.app import infer_params
     from torchship.serve.errors import error_parts
     from torchship.serve.protocol import raw_response
     from torchship.serve.v2 import ServeError
@@ -181,11 +178,12 @@ def early_refusal(state: Any) -> Any:
     def shed(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
         if method != b"POST" or not url.endswith(b"/infer") or state.draining:
             return None
-        match = _INFER_PATH.match(httptools.parse_url(url).path.decode("latin-1"))
-        if match is None:
+        path = httptools.parse_url(url).path.decode("latin-1")
+        params = infer_params(path)
+        if params is None:
             return None
         try:
-            model = state.repository.get(match[1], match[2])
+            model = state.repository.get(params["model"], params.get("version"))
             if model.batcher.depth < model.settings.queue_limit:
                 return None
             authorization = next((v for k, v in headers if k == b"authorization"), None)
@@ -193,7 +191,7 @@ def early_refusal(state: Any) -> Any:
         except ServeError:
             return None  # 404, 401, loading...: the app says so in full
         model.record(503, 0.0)
-        status, body, extra = error_parts(model.overloaded(), "POST", match[0])
+        status, body, extra = error_parts(model.overloaded(), "POST", path)
         return raw_response(status, "Service Unavailable", body, extra)
 
     return shed

@@ -102,7 +102,18 @@ def decode_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         if not 0 < n <= len(body):
             raise ServeError(f"Inference-Header-Content-Length {n} does not fit the {len(body)}-byte body")
         body, binary = body[:n], memoryview(body)[n:]
-    raw = decode_json(body)
+    return decode_head(decode_json(body), binary, max_elements)
+
+
+def decode_head(raw: Any, binary: memoryview | bytes = b"", max_elements: int = 0) -> InferRequest:
+    """Decode an infer request's parsed JSON head and the binary tensors that follow it.
+
+    ``max_elements`` bounds every input's element count before any arithmetic: the size in
+    bytes of the whole request, since every element takes at least one byte of it.
+
+    Raises:
+        ServeError: 400 with the exact field that is wrong.
+    """
     if not isinstance(raw, dict):
         raise ServeError("request body must be a JSON object with 'inputs'")
     inputs = raw.get("inputs")
@@ -256,10 +267,8 @@ def _bytes_payload(array: np.ndarray) -> bytes:
     return b"".join(struct.pack("<I", len(v)) + v for v in array.reshape(-1))
 
 
-def encode_infer(
-    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
-) -> tuple[bytes, dict[str, str]]:
-    """Encode a v2 infer response; returns the body and the headers it needs."""
+def encode_outputs(outputs: list[OutputTensor]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The response's ``outputs`` entries, and the binary chunks of the binary ones, in order."""
     entries, chunks = [], []
     for out in outputs:
         is_bytes = out.array.dtype == object
@@ -280,6 +289,14 @@ def encode_infer(
         else:
             entry["data"] = out.array.reshape(-1)
         entries.append(entry)
+    return entries, chunks
+
+
+def encode_infer(
+    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
+) -> tuple[bytes, dict[str, str]]:
+    """Encode a v2 infer response; returns the body and the headers it needs."""
+    entries, chunks = encode_outputs(outputs)
     head: dict[str, Any] = {"model_name": model, "model_version": version}
     if request_id is not None:
         head["id"] = request_id
