@@ -8,6 +8,7 @@ size given here, else the signature's example size (``dims``), else 16; ``batch`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,3 +101,33 @@ def check_feeds(signature: Signature, feeds: Mapping[str, Any]) -> dict[str, np.
                     )
         checked[spec.name] = np.ascontiguousarray(x, dtype=numpy_dtype(spec.dtype))
     return checked
+
+
+def read_feeds(path: str | Path, signature: Signature) -> dict[str, np.ndarray]:
+    """Named inputs from a file, checked against ``signature``: an ``.npz`` with one array per
+    input, or a ``.json`` object of input name -> nested list (batch first).
+
+    Raises:
+        FeedError: Another file type, an unreadable file, or inputs that do not fit the signature.
+    """
+    path = Path(path)
+    fix = f"write one array per input ({', '.join(signature.input_names)}), batch first, to a .npz or .json"
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                raw: dict[str, Any] = {name: archive[name] for name in archive.files}
+        elif path.suffix == ".json":
+            import json
+
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise FeedError(
+                    f"{path} holds a JSON {type(raw).__name__}, not an object of named inputs", fix=fix
+                )
+        else:
+            raise FeedError(f"{path} is neither .npz nor .json", fix=fix)
+    except (OSError, ValueError) as exc:
+        raise FeedError(
+            f"cannot read inputs from {path}: {str(exc).splitlines()[0] if str(exc) else exc}", fix=fix
+        ) from None
+    return check_feeds(signature, raw)
