@@ -181,7 +181,7 @@ def reference_from_feeds(
 
     from torchship.data.stats import prediction_stats
     from torchship.runtime import load_predictor
-    from torchship.runtime.feeds import check_feeds
+    from torchship.runtime.feeds import check_feeds, run_in_chunks
 
     m = artifact.manifest
     sig = m.signature
@@ -189,13 +189,9 @@ def reference_from_feeds(
     n = len(next(iter(feeds.values())))
     predictor = load_predictor(artifact, runtime, warmup=0, allow_import=allow_import)
     try:
-        chunks = [
-            predictor.run({k: v[i : i + batch_size] for k, v in feeds.items()})
-            for i in range(0, n, batch_size)
-        ]
+        outputs = run_in_chunks(predictor, feeds, batch_size)
     finally:
         predictor.close()
-    outputs = {name: np.concatenate([c[name] for c in chunks]) for name in sig.output_names}
     watched = [s for s in sig.inputs if s.is_float]
     arrays = [np.asarray(feeds[s.name], dtype=np.float64) for s in watched]
     ref: dict[str, Any] = {
