@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from byo_nets import regression_artifact
 
 from torchship.artifact import Artifact
@@ -141,3 +142,34 @@ async def test_served_regression_reports_per_input_and_per_output_psi(watched_re
     assert drift["status"] == "drift"
     assert "input_psi:input" in drift["drift"]
     assert "torchship_drift_output_psi" in metrics
+
+
+def test_several_inputs_are_scored_one_psi_per_float_input_and_ids_skipped(tmp_path):
+    from byo_nets import Mixed
+
+    from torchship.importer import from_model
+    from torchship.monitor.baseline import reference_from_feeds
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+
+    def sample(rows, shift_b=0.0):
+        return {
+            "a": rng.standard_normal((rows, 4)).astype(np.float32),
+            "b": rng.standard_normal((rows, 3)).astype(np.float32) + shift_b,
+            "ids": rng.integers(0, 10, size=rows),
+        }
+
+    example = {k: torch.from_numpy(v) for k, v in sample(4).items()}
+    art = from_model(
+        Mixed(), example, name="mixed", task="regression", ranges={"ids": [0, 10]}, out=tmp_path / "m"
+    )
+    art = art.with_manifest(reference=reference_from_feeds(art, sample(400))).save(tmp_path / "w")
+    np.savez(tmp_path / "new.npz", **sample(400, shift_b=2.0))
+    scores = check(Artifact.load(tmp_path / "w"), inputs=tmp_path / "new.npz").scores
+    assert set(scores.input_psi) == {"a", "b"}
+    assert scores.input_psi["a"] < 0.1 < 1.0 < scores.input_psi["b"]  # only b moved
+    assert "input_psi:b" in scores.drift
+    assert "input_psi:a" not in scores.drift
+    assert set(scores.skipped_inputs) == {"ids"}
+    assert set(scores.output_psi) == {"output"}
