@@ -9,7 +9,7 @@ import pytest
 from torchship.artifact import Artifact
 from torchship.compress import CompressError
 from torchship.compress.optimize import OptimizeConfig, mark_pareto_, optimize, recipes_for
-from torchship.compress.optimize import _document as document_for
+from torchship.compress.verdict import document as document_for
 
 from .conftest import checksums
 

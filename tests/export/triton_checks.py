@@ -14,7 +14,7 @@ from google.protobuf import text_format
 
 from torchship.artifact import Artifact
 from torchship.runtime.feeds import example_feeds
-from torchship.serve.model import softmax
+from torchship.serve.v2.signature import softmax
 
 NUMPY_OF = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_INT64": np.int64, "TYPE_INT32": np.int32}
 

@@ -72,3 +72,14 @@ def token_pair_artifact(out):
         architecture={"import": "byo_nets:TokenPair"},
         out=out,
     )
+
+
+class Mixed(nn.Module):
+    """Regression over two float inputs and one of token ids (drift watches the floats only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.ids = nn.Linear(4, 1), nn.Linear(3, 1), nn.Embedding(10, 1)
+
+    def forward(self, a, b, ids):
+        return (self.a(a) + self.b(b) + self.ids(ids)).squeeze(-1)

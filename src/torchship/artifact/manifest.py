@@ -203,8 +203,21 @@ class Lineage(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class Bins(Frozen):
+    """Interior bin edges at a tensor's reference deciles and the share of its values in each bin."""
+
+    edges: list[float]
+    freq: list[float]
+
+
 class Reference(Frozen):
-    """Statistics of the training inputs and predictions, for drift monitoring."""
+    """Statistics of the training inputs and predictions, for drift monitoring.
+
+    A model described by its signature (imported, several inputs) gets ``named_inputs``
+    (bins of every value of each float input), ``named_outputs`` (bins of each output's
+    values, for tasks other than classification) and ``skipped_inputs`` (input -> why it is
+    not watched, e.g. token ids); the per-channel fields then hold one entry per named input.
+    """
 
     n: int
     input_mean: list[float]
@@ -220,6 +233,9 @@ class Reference(Frozen):
     # share of validation predictions whose top-1 probability falls in each of 10 equal bins of [0, 1]
     confidence_hist: list[float] = Field(default_factory=list)
     mean_confidence: float | None = None
+    named_inputs: dict[str, Bins] | None = None
+    named_outputs: dict[str, Bins] | None = None
+    skipped_inputs: dict[str, str] | None = None
 
 
 class Encryption(Frozen):

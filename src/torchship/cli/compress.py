@@ -409,6 +409,13 @@ def optimize(
     max_accuracy_drop: Annotated[
         float | None, typer.Option(help="Largest validation accuracy loss accepted (0.01 = 1 point).")
     ] = None,
+    max_relative_diff: Annotated[
+        float | None,
+        typer.Option(
+            help="Without labelled data, not a classifier: largest max |Δ| / max |fp32 output| "
+            "accepted (default 0.05)."
+        ),
+    ] = None,
     objective: Annotated[
         str | None, typer.Option(help="latency (p50), throughput or size, at --batch-size.")
     ] = None,
@@ -442,6 +449,7 @@ def optimize(
     kwargs = _yaml_mapping(student_kwargs, "--student-kwargs") if student_kwargs is not None else None
     flags = _flags(
         max_accuracy_drop=max_accuracy_drop,
+        max_relative_diff=max_relative_diff,
         objective=objective,
         batch_size=batch_size,
         time_budget_min=time_budget,
@@ -465,13 +473,17 @@ def optimize(
         print(json.dumps(document, indent=2))
     else:
         out.print(optimize_table(document))
+        if document.get("judged_by") == "agreement":
+            out.print(f"judged by {document['judgement']}", soft_wrap=True)
         out.print(f"table: {result.out / 'optimize.json'} and {result.out / 'optimize.md'}", soft_wrap=True)
     if result.picked is None:
         from torchship.compress import CompressError
 
         raise CompressError(
             document["verdict"],
-            fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop, "
+            fix=f"see {result.out / 'optimize.md'}; raise --max-accuracy-drop"
+            + (" or --max-relative-diff" if document.get("judged_by") == "agreement" else "")
+            + ", "
             "try other recipes, or measure at a larger --batch-size",
         )
     if not as_json:
@@ -481,13 +493,17 @@ def optimize(
 
 def optimize_table(document: dict[str, Any]) -> Table:
     """Every candidate against the fastest fp32 runtime: accuracy, latency, size, speed-up, verdict."""
+    from torchship.compress.optimize import quality_cells
+
     base = document["baseline"]
+    agreed = document.get("judged_by") == "agreement"
     table = Table(
         title=f"optimize {document['name']}: {document['settings']['objective']} at batch "
         f"{document['settings']['batch_size']}, vs fp32 {base['runtime']}"
     )
     # fold, never cut: in an 80-column log rich would squeeze the last column away and cut names to "…"
-    for col in ("candidate", "runtime", "acc", "drop pt", "p50 ms", "size", "speed-up", "verdict"):
+    quality = ("top-1 agr", "max |Δ| (rel)") if agreed else ("acc", "drop pt")
+    for col in ("candidate", "runtime", *quality, "p50 ms", "size", "speed-up", "verdict"):
         table.add_column(
             col, justify="left" if col in ("candidate", "runtime", "verdict") else "right", overflow="fold"
         )
@@ -506,13 +522,11 @@ def optimize_table(document: dict[str, Any]) -> Table:
         )
         notes += ["Pareto"] if c["pareto"] else []
         notes += ["[bold]PICKED[/bold]"] if c["picked"] else []
-        drop = "" if first else f"{c['accuracy_drop'] * 100:+.2f}"
         speedup = "1.00x" if first else f"{c['speedup']:.2f}x"
         table.add_row(
             c["name"],
             c["runtime"],
-            f"{c['accuracy']:.4f}",
-            drop,
+            *quality_cells(c),
             f"{c['latency_p50_ms']:.3f}",
             _bytes(c["size_bytes"]),
             speedup,

@@ -41,8 +41,15 @@ def check(
         float | None, typer.Option(help="Drop of the mean top-1 probability that counts as drift.")
     ] = None,
     runtime: Annotated[
-        str, typer.Option(help="Runtime to predict with (eager, onnxruntime, ...).")
-    ] = "eager",
+        str | None,
+        typer.Option(
+            help="Runtime to predict with (eager, onnxruntime, ...; default eager, auto for named inputs)."
+        ),
+    ] = None,
+    inputs: Annotated[
+        Path | None,
+        typer.Option(help="For a model with named inputs: a .npz/.json of new inputs (one array per input)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     allow_import: AllowImport = None,
     key_file: KeyFile = None,
@@ -63,7 +70,13 @@ def check(
     }
     use_key_file(key_file)
     result = run_check(
-        Artifact.load(artifact), data, split, runtime, DriftThresholds(**limits), allow_import or []
+        Artifact.load(artifact),
+        data,
+        split,
+        runtime,
+        DriftThresholds(**limits),
+        allow_import or [],
+        inputs=inputs,
     )
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
@@ -88,7 +101,54 @@ def _table(result) -> Table:
 
     for group, value in s.input_psi.items():
         row(f"input PSI {group}", value, t.input_psi, f"input_psi:{group}" in s.drift)
-    row("prediction PSI", s.prediction_psi, t.prediction_psi, "prediction_psi" in s.drift)
-    row("confidence PSI", s.confidence_psi, None, False)
-    row("mean confidence drop", s.confidence_drop, t.confidence_drop, "confidence_drop" in s.drift)
+    for name, value in s.output_psi.items():
+        row(f"output PSI {name}", value, t.prediction_psi, f"output_psi:{name}" in s.drift)
+    if s.prediction_psi is not None:
+        row("prediction PSI", s.prediction_psi, t.prediction_psi, "prediction_psi" in s.drift)
+        row("confidence PSI", s.confidence_psi, None, False)
+        row("mean confidence drop", s.confidence_drop, t.confidence_drop, "confidence_drop" in s.drift)
+    for name, why in s.skipped_inputs.items():
+        table.add_row(f"input {name}", "-", "", f"[dim]skipped: {why}[/]")
     return table
+
+
+_BASELINE_EXAMPLE = """Example:
+
+  torchship monitor baseline runs/reg/artifact --inputs sample.npz -o runs/reg-watched
+
+Records the reference drift is scored against, for a model torchship did not train.
+"""
+
+
+@monitor_app.command(epilog=_BASELINE_EXAMPLE)
+def baseline(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory (read only).")],
+    inputs: Annotated[
+        Path, typer.Option(help="A sample of the model's inputs: .npz/.json, one array per named input.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory: the artifact goes to OUT/artifact.")
+    ],
+    runtime: Annotated[str, typer.Option(help="Runtime that computes the sample's outputs.")] = "auto",
+    allow_import: AllowImport = None,
+) -> None:
+    """Record ARTIFACT's drift reference from a sample of its inputs (per float input, and per output)."""
+    from torchship.artifact import Artifact
+    from torchship.compress.base import check_out
+    from torchship.monitor.baseline import reference_from_feeds
+    from torchship.runtime.feeds import read_feeds
+
+    parent = Artifact.load(artifact)
+    target = check_out(out_dir, parent)
+    feeds = read_feeds(inputs, parent.manifest.signature)
+    ref = reference_from_feeds(parent, feeds, runtime, allow_import or [])
+    saved = parent.with_manifest(reference=ref).save(target)
+    watched = ", ".join(ref["named_inputs"]) or "none"
+    out.print(f"{parent.manifest.name}: reference of {ref['n']} samples -> {saved.path}", soft_wrap=True)
+    out.print(f"inputs watched: {watched}", soft_wrap=True)
+    for name, why in (ref.get("skipped_inputs") or {}).items():
+        out.print(f"input {name} skipped: {why}", soft_wrap=True)
+    if ref.get("named_outputs"):
+        out.print(f"outputs watched (PSI of their values): {', '.join(ref['named_outputs'])}", soft_wrap=True)
+    else:
+        out.print("predictions watched: predicted-class shares and confidence", soft_wrap=True)

@@ -1,4 +1,5 @@
-"""Measure what compression changes: parameters, MACs, weight bytes and validation accuracy.
+"""Measure what compression changes: parameters, MACs, weight bytes, validation accuracy, and
+for a model without labelled data the agreement of its outputs with its fp32 parent's.
 
 Every method measures parent and child the same way in the same run and records both in
 the child's lineage (``params.report``), so the before/after table is a manifest read.
@@ -11,10 +12,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from torchship.artifact import Artifact
+from torchship.artifact.manifest import Signature
 from torchship.data import DataConfig, Dataset, artifact_data, artifact_split, data_config_for
 from torchship.errors import DataError, require
 
@@ -98,3 +101,40 @@ def weights_file_bytes(artifact: Artifact) -> int | None:
     if artifact.path is None:
         return None
     return (artifact.path / "weights.safetensors").stat().st_size
+
+
+JUDGE_ROWS = 64  # generated rows per size an unlabelled model's candidates are compared on (two sizes)
+Feeds = dict[str, np.ndarray]
+
+
+def judge_feeds(signature: Signature, rows: int = JUDGE_ROWS) -> list[Feeds]:
+    """Two seeded sets of inputs generated from ``signature``: its example sizes and about half of them.
+
+    The inputs a model without labelled data is judged on (valid token ids, masks of ones,
+    standard-normal floats), so a candidate is compared with its fp32 parent at two sizes of
+    every dynamic dim.
+    """
+    from torchship.runtime.feeds import example_feeds
+
+    halves = {d: max(2, s // 2 + 1) for d, s in signature.dims.items()}
+    return [example_feeds(signature, batch=rows, dims=d, seed=seed) for seed, d in enumerate((None, halves))]
+
+
+def output_agreement(
+    signature: Signature, task: str, reference: list[Feeds], candidate: list[Feeds]
+) -> dict[str, Any]:
+    """How far ``candidate``'s outputs are from ``reference``'s, output by output.
+
+    max |Δ| and max |Δ| relative to the output's largest reference value, per output and
+    over all; a classifier also gets the top-1 agreement of its first output.
+    """
+    from torchship.export.signed import compare_outputs
+
+    record = compare_outputs(signature, task, reference, candidate)
+    for name, figures in record["outputs"].items():
+        scale = max(float(np.max(np.abs(np.asarray(r[name], np.float64)), initial=0.0)) for r in reference)
+        figures["max_rel_diff"] = figures["max_abs_diff"] / max(scale, 1e-12)
+    record["max_rel_diff"] = max(v["max_rel_diff"] for v in record["outputs"].values())
+    if task != "classification":  # top-1 of a multilabel/regression output means nothing
+        record.pop("top1_agreement", None)
+    return record

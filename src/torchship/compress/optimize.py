@@ -7,7 +7,15 @@ parent's **fastest fp32 runtime** measured in the same run (eager, ONNX Runtime,
 TorchScript, ... whichever wins), and each candidate runs in its own fastest runtime (an
 int8 graph only in ONNX Runtime). A candidate whose throughput is not at least
 ``min_speedup`` (1.05) times that baseline's is marked ``faster: false`` and never picked;
-one that loses more accuracy than the budget is marked ``within_budget: false``. After the
+one that loses more accuracy than the budget is marked ``within_budget: false``.
+
+A model without a labelled dataset (imported, ONNX-only, regression, embedding: what
+``quantize`` judges by agreement, see :func:`~torchship.export.signed.uses_signature`) is
+judged the same way here: every candidate against the fp32 baseline's outputs on inputs
+generated from the signature (``judged_by: "agreement"``). A classifier's budget is
+``max_accuracy_drop`` of top-1 disagreement; any other task's is ``max_relative_diff``, the
+largest max |Δ| over the output's largest value, of any output. Recipes that need labelled
+data (static int8 calibration, fine-tuning after pruning, distillation) are skipped, saying so. After the
 candidates are made, the baseline and every candidate are timed again in interleaved
 rounds and the verdicts use those medians, so load drifting on a shared machine during a
 long run cannot favour whichever was timed in a quiet moment.
@@ -21,10 +29,7 @@ run continues where it stopped.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
-import platform
 import shutil
 import statistics
 import time
@@ -37,12 +42,31 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from torchship.artifact import RUN_ARTIFACT, Artifact
 from torchship.compress.base import CompressError, Strict, check_out, run
+from torchship.compress.verdict import (
+    SCHEMA,
+    document,
+    mark_pareto_,
+    quality,
+    quality_cells,
+    to_markdown,
+)
 from torchship.errors import TorchshipError
 from torchship.output import make_dirs, write_atomic
 
-SCHEMA = 1
+__all__ = [
+    "SCHEMA",
+    "OptimizeConfig",
+    "OptimizeResult",
+    "Recipe",
+    "mark_pareto_",
+    "optimize",
+    "quality",
+    "quality_cells",
+    "recipes_for",
+    "to_markdown",
+]
+
 RESULT = "result.json"
-_EPS = 1e-9
 
 
 class Timing(Strict):
@@ -59,6 +83,11 @@ class OptimizeConfig(Strict):
     """The accuracy budget, what to optimize for, and which recipes to try."""
 
     max_accuracy_drop: float = Field(default=0.01, ge=0.0, le=1.0, description="0.01 = one accuracy point")
+    max_relative_diff: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="judged by agreement, not a classifier: largest max |Δ| / max |fp32 output|",
+    )
     objective: Literal["latency", "size", "throughput"] = "latency"
     batch_size: PositiveInt = 1
     min_speedup: float = Field(
@@ -171,6 +200,11 @@ def optimize(
             reason = f"time budget of {cfg.time_budget_min:g} min spent"
             results[recipe.name] = _entry(recipe, "skipped", reason)
             continue
+        lacking = needs_labels(recipe, cfg.finetune_epochs) if measure.judged_by == "agreement" else None
+        if lacking is not None:
+            reason = f"{lacking}, and {artifact.manifest.name} has none (pass --data to judge by accuracy)"
+            results[recipe.name] = _entry(recipe, "skipped", reason)
+            continue
         say(f"start {recipe.name}")
         results[recipe.name] = _candidate(
             recipe, artifact, cfg, home, results, baseline, measure, console, allowed
@@ -180,27 +214,43 @@ def optimize(
         computed.append(recipe.name)
         say(f"done {recipe.name}")
     _time_together([baseline, *(r for r in results.values() if r["status"] == "ok")], cfg, allowed)
-    document = _document(artifact, cfg, baseline, [results[r.name] for r in recipes])
-    _write_json(root / "optimize.json", document)
-    (root / "optimize.md").write_text(to_markdown(document))
+    doc = document(artifact, cfg, baseline, [results[r.name] for r in recipes], measure.judged_by)
+    _write_json(root / "optimize.json", doc)
+    (root / "optimize.md").write_text(to_markdown(doc))
     shutil.rmtree(root / RUN_ARTIFACT, ignore_errors=True)  # an earlier run's pick
     picked = None
-    if document["picked_artifact"]:
-        picked = Artifact.load(document["picked_artifact"]).save(root / RUN_ARTIFACT)
-    return OptimizeResult(document, picked, root, computed, reused)
+    if doc["picked_artifact"]:
+        picked = Artifact.load(doc["picked_artifact"]).save(root / RUN_ARTIFACT)
+    return OptimizeResult(doc, picked, root, computed, reused)
+
+
+def judged_by(artifact: Artifact, cfg: OptimizeConfig) -> str:
+    """``accuracy`` on the validation split, or ``agreement`` with fp32 for a model without labelled data."""
+    from torchship.export.signed import uses_signature
+
+    return "agreement" if uses_signature(artifact) and cfg.data is None else "accuracy"
 
 
 class _Measurer:
-    """Times an artifact in each runtime at one batch size, with accuracy on the validation split."""
+    """Times an artifact in each runtime at one batch size, with accuracy on the validation split
+    (or, judged by agreement, its outputs on generated inputs against the baseline's)."""
 
     def __init__(self, cfg: OptimizeConfig, parent: Artifact, allowed: tuple[str, ...]):
         from torchship.bench import BenchData, TimingConfig
-        from torchship.compress.measure import load_val
+        from torchship.compress.measure import judge_feeds, load_val
 
         self.cfg, self.allowed = cfg, allowed
         self.timing = TimingConfig(**cfg.timing.model_dump(exclude={"rounds"}))
-        val = load_val(parent, cfg.data)  # one validation set for every candidate: same samples, same labels
-        self.data = BenchData(val.x.numpy(), val.y.numpy())
+        self.judged_by = judged_by(parent, cfg)
+        self.data: BenchData | None = None
+        self.feeds: list[dict[str, Any]] = []
+        self.reference: list[dict[str, Any]] | None = None  # the baseline's outputs on self.feeds
+        if self.judged_by == "agreement":
+            self.signature, self.task = parent.manifest.signature, parent.manifest.task
+            self.feeds = judge_feeds(self.signature)
+        else:
+            val = load_val(parent, cfg.data)  # one validation set for every candidate: same samples, labels
+            self.data = BenchData(val.x.numpy(), val.y.numpy())
 
     def best(self, artifact: Artifact, runtimes: list[str]) -> dict[str, Any]:
         """The fastest runtime's row (by p50 latency at the batch size), and every runtime's figures."""
@@ -224,13 +274,15 @@ class _Measurer:
             reasons = "; ".join(f"{n}: {r.reason}" for n, r in rows.items())
             raise CompressError(f"no runtime could run {artifact.manifest.name} ({reasons})")
         name, row = min(ok.items(), key=lambda item: item[1].latency_p50_ms)
-        if row.accuracy is None:
+        agreement = self.agreement(artifact, name) if self.judged_by == "agreement" else None
+        if row.accuracy is None and agreement is None:
             raise CompressError(
                 f"accuracy of {artifact.manifest.name} in {name} was not measured ({row.reason})"
             )
         return {
             "runtime": name,
             "accuracy": row.accuracy,
+            **({"agreement": agreement} if agreement is not None else {}),
             "latency_p50_ms": row.latency_p50_ms,
             "latency_p90_ms": row.latency_p90_ms,
             "throughput_sps": row.throughput_sps,
@@ -249,6 +301,33 @@ class _Measurer:
                 for n, r in rows.items()
             },
         }
+
+    def agreement(self, artifact: Artifact, runtime: str) -> dict[str, Any]:
+        """Outputs of ``artifact`` in ``runtime`` on the generated inputs against the baseline's.
+
+        The first artifact asked (the baseline) sets the reference, so it agrees with itself.
+        """
+        from torchship.compress.measure import output_agreement
+        from torchship.runtime import load_predictor
+
+        try:
+            predictor = load_predictor(
+                artifact, runtime, threads=self.cfg.threads, warmup=0, allow_import=self.allowed
+            )
+            try:
+                outputs = [predictor.run(dict(f)) for f in self.feeds]
+            finally:
+                predictor.close()
+        except TorchshipError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one candidate's runtime failing is its failure, not the run's
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise CompressError(
+                f"{artifact.manifest.name} failed on generated inputs in {runtime}: {first}"
+            ) from None
+        if self.reference is None:
+            self.reference = outputs
+        return output_agreement(self.signature, self.task, self.reference, outputs)
 
 
 def _exported_for(artifact: Artifact, runtimes: list[str], allowed: tuple[str, ...]) -> Artifact:
@@ -292,10 +371,13 @@ def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Mea
     done = root / "baseline" / RESULT
     key = _key(cfg, artifact)
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if measure.judged_by == "agreement":  # the reference outputs every candidate is compared with
+            measure.agreement(Artifact.load(result["artifact"]), result["runtime"])
+        return result
     home = root / "baseline"
     shutil.rmtree(home, ignore_errors=True)
-    copy = artifact.derive(op="optimize.baseline").save(home / "artifact")
+    copy = _baseline_copy(artifact, home / "artifact", measure.judged_by)
     copy = _exported_for(copy, cfg.runtimes, measure.allowed)
     result = {
         "name": "fp32",
@@ -308,6 +390,20 @@ def _baseline(artifact: Artifact, cfg: OptimizeConfig, root: Path, measure: _Mea
     }
     _write_json(done, result)
     return result
+
+
+def _baseline_copy(artifact: Artifact, target: Path, judged_by: str) -> Artifact:
+    """The parent as the baseline; judged by agreement it keeps its exports (its stored program,
+    or its ONNX graph, may be all there is to run it from)."""
+    if judged_by == "accuracy":
+        return artifact.derive(op="optimize.baseline").save(target)
+    exports = {
+        fmt: info
+        for fmt, info in artifact.manifest.exports.items()
+        if info.get("file") in artifact.manifest.files  # a file, not a folder such as triton/
+    }
+    files = {info["file"]: artifact.file(info["file"]) for info in exports.values()}
+    return artifact.derive(op="optimize.baseline", exports=exports).save(target, extra_files=files)
 
 
 def _time_together(rows: list[dict[str, Any]], cfg: OptimizeConfig, allowed: tuple[str, ...]) -> None:
@@ -328,17 +424,19 @@ def _time_together(rows: list[dict[str, Any]], cfg: OptimizeConfig, allowed: tup
             predictor = load_predictor(
                 art, row["runtime"], threads=cfg.threads, warmup=0, allow_import=allowed
             )
-            loaded.append((row, predictor, example_batch(art, cfg.batch_size)))
+            batch = example_batch(art, cfg.batch_size)
+            call = predictor.run if isinstance(batch, dict) else predictor.predict
+            loaded.append((row, call, batch, predictor))
         timing = cfg.timing.model_dump(exclude={"rounds"})
         p50s: dict[int, list[float]] = {id(row): [] for row in rows}
         p90s: dict[int, list[float]] = {id(row): [] for row in rows}
         for _ in range(cfg.timing.rounds):
-            for row, predictor, batch in loaded:
-                stats = measure_latency(predictor.predict, batch, **timing)
+            for row, call, batch, _ in loaded:
+                stats = measure_latency(call, batch, **timing)
                 p50s[id(row)].append(stats.p50_ms)
                 p90s[id(row)].append(stats.p90_ms)
     finally:
-        for _, predictor, _ in loaded:
+        for *_, predictor in loaded:
             predictor.close()
     for row in rows:
         row.setdefault("first_pass_p50_ms", row["latency_p50_ms"])
@@ -346,16 +444,6 @@ def _time_together(rows: list[dict[str, Any]], cfg: OptimizeConfig, allowed: tup
         row["latency_p90_ms"] = statistics.median(p90s[id(row)])
         row["throughput_sps"] = cfg.batch_size * 1e3 / row["latency_p50_ms"]
         row["timing_rounds"] = cfg.timing.rounds
-
-
-def _judge_(candidate: dict[str, Any], baseline: dict[str, Any], cfg: OptimizeConfig) -> None:
-    """Set accuracy_drop, speedup, faster and within_budget of a measured candidate against the baseline."""
-    if candidate["status"] != "ok":
-        return
-    candidate["accuracy_drop"] = baseline["accuracy"] - candidate["accuracy"]
-    candidate["speedup"] = candidate["throughput_sps"] / baseline["throughput_sps"]
-    candidate["faster"] = candidate["speedup"] >= cfg.min_speedup
-    candidate["within_budget"] = candidate["accuracy_drop"] <= cfg.max_accuracy_drop + _EPS
 
 
 def _candidate(
@@ -378,7 +466,7 @@ def _candidate(
         if base.get("status") != "ok":
             why = base.get("reason", "not run")
             return _entry(recipe, "skipped", f"its base {recipe.base} has no artifact ({why})")
-        source, used = Artifact.load(base["artifact"]), max(0.0, baseline["accuracy"] - base["accuracy"])
+        source, used = Artifact.load(base["artifact"]), _used(baseline, base)
     try:
         for i, (method, step) in enumerate(recipe.steps):
             step = {**step, "data": cfg.data} if cfg.data is not None else dict(step)
@@ -402,6 +490,25 @@ def _candidate(
     return entry
 
 
+def _used(baseline: dict[str, Any], base: dict[str, Any]) -> float:
+    """The accuracy budget a combination's base already spent (none when judged by agreement)."""
+    if base.get("accuracy") is None or baseline.get("accuracy") is None:
+        return 0.0
+    return max(0.0, baseline["accuracy"] - base["accuracy"])
+
+
+def needs_labels(recipe: Recipe, finetune_epochs: int) -> str | None:
+    """Why ``recipe`` cannot run on a model without labelled data, or None when it can."""
+    for method, step in recipe.steps:
+        if method == "quantize" and step.get("mode") == "static":
+            return "static int8 calibrates on labelled data"
+        if method == "prune" and finetune_epochs > 0:
+            return "pruning fine-tunes on labelled data (set finetune_epochs: 0 to prune without it)"
+        if method == "distill":
+            return "distillation trains on labelled data"
+    return None
+
+
 def _entry(recipe: Recipe, status: str, reason: str | None, time_s: float | None = None) -> dict[str, Any]:
     steps = [{"method": m, **c} for m, c in recipe.steps]
     return {
@@ -412,111 +519,6 @@ def _entry(recipe: Recipe, status: str, reason: str | None, time_s: float | None
         "recipe": steps,
         "time_s": time_s,
     }
-
-
-def _document(
-    artifact: Artifact, cfg: OptimizeConfig, baseline: dict[str, Any], candidates: list[dict[str, Any]]
-) -> dict[str, Any]:
-    for c in candidates:
-        _judge_(c, baseline, cfg)
-    # the reference row, in the candidates' terms (readers such as the report need no special case)
-    baseline.update(accuracy_drop=0.0, speedup=1.0, faster=False, within_budget=True)
-    rows = [baseline, *candidates]
-    mark_pareto_(rows)
-    eligible = [c for c in candidates if c["status"] == "ok" and c["faster"] and c["within_budget"]]
-    key = {
-        "latency": lambda c: c["latency_p50_ms"],
-        "throughput": lambda c: -c["throughput_sps"],
-        "size": lambda c: (c["size_bytes"], c["latency_p50_ms"]),
-    }[cfg.objective]
-    best = min(eligible, key=key) if eligible else None
-    for c in rows:
-        c["picked"] = c is best
-    if best is not None:
-        verdict = (
-            f"picked {best['name']}: {best['speedup']:.2f}x the throughput of fp32 "
-            f"{baseline['runtime']} at batch {cfg.batch_size}, "
-            f"accuracy drop {best['accuracy_drop'] * 100:+.2f} pt"
-        )
-    else:
-        verdict = (
-            f"no candidate is both faster than fp32 {baseline['runtime']} at batch {cfg.batch_size} "
-            f"and within the accuracy budget of {cfg.max_accuracy_drop * 100:.2f} pt"
-        )
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-    return {
-        "kind": "torchship.optimize",
-        "schema": SCHEMA,
-        "created": now.isoformat().replace("+00:00", "Z"),
-        "artifact": str(artifact.path) if artifact.path else None,
-        "parent": artifact.digest,
-        "name": artifact.manifest.name,
-        "settings": cfg.model_dump(mode="json"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-        "baseline": baseline,
-        "candidates": rows,
-        "pareto": [c["name"] for c in rows if c.get("pareto")],
-        "picked": best["name"] if best else None,
-        "picked_artifact": best["artifact"] if best else None,
-        "verdict": verdict,
-    }
-
-
-def mark_pareto_(rows: list[dict[str, Any]]) -> None:
-    """Set ``pareto`` on every measured row: no other row is at least as accurate, as fast and as small."""
-    measured = [r for r in rows if r.get("status") == "ok"]
-
-    def dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        # accuracy up, latency and size down: compare (accuracy, -latency, -size) element-wise
-        left = (a["accuracy"], -a["latency_p50_ms"], -a["size_bytes"])
-        right = (b["accuracy"], -b["latency_p50_ms"], -b["size_bytes"])
-        return all(x >= y for x, y in zip(left, right, strict=True)) and left != right
-
-    for r in rows:
-        r["pareto"] = r in measured and not any(dominates(o, r) for o in measured if o is not r)
-
-
-def to_markdown(document: dict[str, Any]) -> str:
-    """The candidate table as Markdown, baseline first, with the verdict under it."""
-    base, settings = document["baseline"], document["settings"]
-    lines = [
-        f"# optimize {document['name']}",
-        "",
-        f"objective **{settings['objective']}** at batch {settings['batch_size']}, "
-        f"accuracy budget {settings['max_accuracy_drop'] * 100:.2f} pt; baseline: fp32 "
-        f"{base['runtime']} ({base['latency_p50_ms']:.3f} ms p50)",
-        "",
-        "| candidate | status | runtime | accuracy | drop (pt) | p50 ms | samples/s | size | speed-up "
-        "| faster | in budget | Pareto | picked |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |",
-    ]
-    for c in document["candidates"]:
-        if c["status"] != "ok":
-            lines.append(f"| {c['name']} | {c['status']}: {c['reason']} | | | | | | | | | | | |")
-            continue
-        drop = "" if c.get("baseline") else f"{c['accuracy_drop'] * 100:+.2f}"
-        speed = "1.00x" if c.get("baseline") else f"{c['speedup']:.2f}x"
-        judged = ["", ""] if c.get("baseline") else [_yes(c["faster"]), _yes(c["within_budget"])]
-        flags = [*judged, _yes(c["pareto"]), "★" if c["picked"] else ""]
-        figures = [
-            f"{c['accuracy']:.4f}",
-            drop,
-            f"{c['latency_p50_ms']:.3f}",
-            f"{c['throughput_sps']:,.0f}",
-            f"{c['size_bytes']:,}",
-            speed,
-            *flags,
-        ]
-        lines.append(f"| {c['name']} | ok | {c['runtime']} | " + " | ".join(figures) + " |")
-    return "\n".join([*lines, "", document["verdict"], ""])
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -19,7 +19,6 @@ from torchship.compress.base import CompressError
 ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 DYNAMIC_OPS = ("MatMul", "Gemm")
-JUDGE_ROWS = 64  # generated rows per size the int8 graph is compared on (two sizes: 128 rows)
 
 
 def quantize_signed(
@@ -39,11 +38,11 @@ def quantize_signed(
         )
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from torchship.compress.measure import judge_feeds
     from torchship.compress.quantize import _nodes, _preprocess
     from torchship.export import export
     from torchship.export.signed import compare_outputs
     from torchship.runtime.base import RuntimeOptions
-    from torchship.runtime.feeds import example_feeds
     from torchship.runtime.onnxruntime import INT8_EXPORT, OnnxRuntimePredictor
 
     if "onnx" in artifact.manifest.exports and artifact.path is not None:
@@ -76,10 +75,7 @@ def quantize_signed(
     finally:
         root.setLevel(level)
     sig = artifact.manifest.signature
-    feeds = [
-        example_feeds(sig, batch=JUDGE_ROWS, dims=f_dims, seed=seed)
-        for seed, f_dims in enumerate((None, {d: max(2, s // 2 + 1) for d, s in sig.dims.items()}))
-    ]
+    feeds = judge_feeds(sig)
     fp32 = OnnxRuntimePredictor(fp32_path, RuntimeOptions(), None)
     int8 = OnnxRuntimePredictor(q_path, RuntimeOptions(), None)
     scores = compare_outputs(

@@ -52,11 +52,22 @@ def evaluate(
     allow_import: Iterable[str] = (),
     batch_size: int = 512,
 ) -> Evaluation:
-    """Metrics and confusion matrix of ``artifact`` on a split of its data (or ``data``)."""
+    """Metrics and confusion matrix of ``artifact`` on a split of its data (or ``data``).
+
+    Raises:
+        DataError: ``artifact`` records no dataset and takes named inputs, which come from a
+            file instead (:func:`torchship.evaluate.named.evaluate_inputs`).
+    """
     from torchship.data import artifact_data, artifact_split
+    from torchship.evaluate.named import needs_inputs_file, what_to_send
     from torchship.runtime import load_predictor
     from torchship.train.metrics import ClassificationMetrics
 
+    if data is None and needs_inputs_file(artifact):
+        m = artifact.manifest
+        raise DataError(
+            f"{m.name} ({m.task}) records no dataset to evaluate on", fix=what_to_send(artifact, targets=True)
+        )
     x, y = artifact_split(artifact, artifact_data(artifact, data), split)
     predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=1)
     metrics = ClassificationMetrics(len(artifact.manifest.labels), confusion=True)
@@ -91,10 +102,20 @@ def predict_files(
         batch.append(preprocess_image(path, spec))
     predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=0)
     try:
-        logits = torch.from_numpy(np.asarray(predictor.predict(torch.stack(batch).numpy())))
+        logits = np.asarray(predictor.predict(torch.stack(batch).numpy()))
     finally:
         predictor.close()
-    probs = logits.softmax(dim=1)
+    return top_labels(artifact, [str(f) for f in files], logits, top_k)
+
+
+def top_labels(artifact: Artifact, names: Sequence[str], logits: np.ndarray, top_k: int) -> list[Prediction]:
+    """Top-k labels with probabilities of each row of ``logits`` (rows, classes), named ``names``.
+
+    Raises:
+        ModelError: A row is not finite.
+    """
+    files = names
+    probs = torch.from_numpy(np.asarray(logits)).softmax(dim=1)
     bad = [str(f) for f, row in zip(files, probs, strict=True) if not bool(torch.isfinite(row).all())]
     if bad:
         raise ModelError(

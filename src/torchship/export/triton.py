@@ -227,7 +227,7 @@ def check_rewritten(source: Path, written: Path, signature: Signature, probabili
     from torchship.export.signed import parity_feeds
     from torchship.runtime.base import RuntimeOptions
     from torchship.runtime.onnxruntime import OnnxRuntimePredictor
-    from torchship.serve.model import softmax
+    from torchship.serve.v2.signature import softmax
 
     feeds = parity_feeds(signature)
     worst = 0.0

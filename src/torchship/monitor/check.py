@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,22 +46,32 @@ def check(
     artifact: Artifact,
     data: str | None = None,
     split: str = "all",
-    runtime: str = "eager",
+    runtime: str | None = None,
     thresholds: DriftThresholds | None = None,
     allow_import: Iterable[str] = (),
     batch_size: int = 512,
     values_per_row: int | None = 256,
+    inputs: str | Path | None = None,
 ) -> CheckResult:
     """Score the inputs of ``data`` (``NAME[:PATH]``; default: the artifact's own) and its predictions.
 
+    A model described by its signature (a ``named`` baseline) is scored on ``inputs``, a
+    ``.npz``/``.json`` of named inputs, instead of a dataset.
+
     Raises:
-        DataError: The data's samples have another shape than the model's input.
+        DataError: The data's samples have another shape than the model's input, or named
+            inputs are missing (or given to a model that reads a dataset).
     """
     from torchship.runtime import load_predictor
 
     baseline = Baseline.from_artifact(artifact)
+    if baseline.layout == "named" or inputs is not None:
+        named = runtime or "auto"  # an imported model may have no class to run eagerly
+        return _check_named(
+            artifact, baseline, inputs, named, thresholds, allow_import, batch_size, values_per_row
+        )
     x = load_inputs(artifact, data, split)
-    predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=1)
+    predictor = load_predictor(artifact, runtime or "eager", allow_import=allow_import, warmup=1)
     window = Window(baseline)
     rng = np.random.default_rng(0)
     try:
@@ -72,6 +83,46 @@ def check(
         predictor.close()
     scores = score(baseline, window.snapshot(), thresholds or DriftThresholds())
     return CheckResult(artifact.manifest.name, data or "(training data)", split, scores)
+
+
+def _check_named(
+    artifact: Artifact,
+    baseline: Baseline,
+    inputs: str | Path | None,
+    runtime: str,
+    thresholds: DriftThresholds | None,
+    allow_import: Iterable[str],
+    batch_size: int,
+    values_per_row: int | None,
+) -> CheckResult:
+    from torchship.runtime import load_predictor
+    from torchship.runtime.feeds import read_feeds
+
+    name = artifact.manifest.name
+    if baseline.layout != "named":
+        raise DataError(
+            f"{name}'s reference is of its training dataset, not of named inputs",
+            fix="check it with --data NAME[:PATH] instead of --inputs",
+        )
+    if inputs is None:
+        raise DataError(
+            f"{name} takes named inputs ({', '.join(artifact.manifest.signature.input_names)}), "
+            "not a dataset",
+            fix="pass --inputs NEW.npz (one array per input, batch first)",
+        )
+    feeds = read_feeds(inputs, artifact.manifest.signature)
+    n = len(next(iter(feeds.values())))
+    predictor = load_predictor(artifact, runtime, allow_import=allow_import, warmup=0)
+    window = Window(baseline)
+    rng = np.random.default_rng(0)
+    try:
+        for start in range(0, n, batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in feeds.items()}
+            window.add(count_batch(baseline, batch, predictor.run(batch), values_per_row, rng))
+    finally:
+        predictor.close()
+    scores = score(baseline, window.snapshot(), thresholds or DriftThresholds())
+    return CheckResult(name, str(inputs), "all", scores)
 
 
 def load_inputs(artifact: Artifact, data: str | None, split: str = "all") -> np.ndarray:

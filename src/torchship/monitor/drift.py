@@ -1,5 +1,8 @@
 """Drift scores: PSI per input group and over predicted classes, and the mean-confidence drop.
 
+A model described by its signature is scored per named float input, and, unless it is a
+classifier, per output over the output's values (``output_psi``) instead of over classes.
+
 PSI (population stability index) of a baseline share ``e`` and a live share ``a`` over
 the same bins is ``sum((a - e) * ln(a / e))``; shares are floored at 1e-4 so an empty bin
 stays finite. Rule of thumb: below 0.1 no shift, 0.1-0.25 a moderate one, above 0.25 a large one.
@@ -7,7 +10,7 @@ stays finite. Rule of thumb: below 0.1 no shift, 0.1-0.25 a moderate one, above 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,7 +43,7 @@ class DriftScores:
     rows: int
     judged: bool  # enough rows to judge (min_rows)
     input_psi: dict[str, float]
-    prediction_psi: float
+    prediction_psi: float | None  # None: no predicted classes (not a classifier)
     confidence_psi: float | None
     mean_confidence: float | None
     reference_mean_confidence: float | None
@@ -50,6 +53,8 @@ class DriftScores:
     thresholds: DriftThresholds
     drift: list[str]
     note: str = ""
+    output_psi: dict[str, float] = field(default_factory=dict)
+    skipped_inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def max_input_psi(self) -> float:
@@ -68,6 +73,8 @@ class DriftScores:
             "input_psi": self.input_psi,
             "max_input_psi": self.max_input_psi,
             "prediction_psi": self.prediction_psi,
+            **({"output_psi": self.output_psi} if self.output_psi else {}),
+            **({"skipped_inputs": self.skipped_inputs} if self.skipped_inputs else {}),
             "confidence_psi": self.confidence_psi,
             "mean_confidence": self.mean_confidence,
             "reference_mean_confidence": self.reference_mean_confidence,
@@ -83,23 +90,28 @@ class DriftScores:
 def score(baseline: Baseline, counts: Counts, thresholds: DriftThresholds, min_rows: int = 1) -> DriftScores:
     """Compare live ``counts`` with ``baseline``; scores above ``thresholds`` are listed in ``drift``."""
     pairs = zip(baseline.groups, baseline.input_freq, counts.inputs, strict=True)
-    input_psi = {g: psi(e, a) for g, e, a in pairs}
-    prediction = psi(baseline.prediction_freq, counts.classes)
+    every = [(g, psi(e, a)) for g, e, a in pairs]
+    k = baseline.input_groups
+    input_psi, output_psi = dict(every[:k]), dict(every[k:])
+    classifier = len(baseline.prediction_freq) > 0
+    prediction = psi(baseline.prediction_freq, counts.classes) if classifier else None
     conf_psi = (
         psi(baseline.confidence_hist, counts.confidence) if baseline.confidence_hist is not None else None
     )
-    mean_conf = counts.confidence_sum / counts.rows if counts.rows else None
+    mean_conf = counts.confidence_sum / counts.rows if counts.rows and classifier else None
     ref_conf = baseline.mean_confidence
     drop = ref_conf - mean_conf if ref_conf is not None and mean_conf is not None else None
     judged = counts.rows >= min_rows and counts.rows > 0
     drift = []
     if judged:
         drift += [f"input_psi:{g}" for g, v in input_psi.items() if v > thresholds.input_psi]
-        if prediction > thresholds.prediction_psi:
+        if prediction is not None and prediction > thresholds.prediction_psi:
             drift.append("prediction_psi")
+        # an output's values are the predictions of a model without classes
+        drift += [f"output_psi:{g}" for g, v in output_psi.items() if v > thresholds.prediction_psi]
         if drop is not None and drop > thresholds.confidence_drop:
             drift.append("confidence_drop")
-    values = max(counts.values, 1)
+    values = np.maximum(counts.values, 1)
     return DriftScores(
         rows=counts.rows,
         judged=judged,
@@ -109,9 +121,11 @@ def score(baseline: Baseline, counts: Counts, thresholds: DriftThresholds, min_r
         mean_confidence=mean_conf,
         reference_mean_confidence=ref_conf,
         confidence_drop=drop,
-        input_mean=(counts.input_sum / values).tolist(),
+        input_mean=(counts.input_sum / values).tolist()[:k],
         prediction_freq=(counts.classes / max(counts.rows, 1)).tolist(),
         thresholds=thresholds,
         drift=drift,
         note=baseline.note,
+        output_psi=output_psi,
+        skipped_inputs=baseline.skipped,
     )

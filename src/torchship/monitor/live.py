@@ -42,7 +42,9 @@ class LiveMonitor:
         self.offered_batches = 0
         self.skipped_batches = 0
 
-    def offer(self, x: np.ndarray, logits: np.ndarray) -> bool:
+    def offer(
+        self, x: np.ndarray | dict[str, np.ndarray], logits: np.ndarray | dict[str, np.ndarray]
+    ) -> bool:
         """Hand a computed batch over (any thread, never blocks); False when it was skipped."""
         self.offered_batches += 1
         now = time.monotonic()
@@ -52,10 +54,12 @@ class LiveMonitor:
         if self._tokens <= 0 or not self._hub.put((self, x, logits)):
             self.skipped_batches += 1
             return False
-        self._tokens -= len(x)
+        self._tokens -= len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
         return True
 
-    def update(self, x: np.ndarray, logits: np.ndarray) -> None:
+    def update(
+        self, x: np.ndarray | dict[str, np.ndarray], logits: np.ndarray | dict[str, np.ndarray]
+    ) -> None:
         counts = count_batch(self.baseline, x, logits, self.config.values_per_row, self._rng)
         with self._lock:
             self._window.add(counts)
@@ -132,5 +136,8 @@ def _update(jobs: list[tuple[LiveMonitor, np.ndarray, np.ndarray]]) -> None:
         monitor = same[0][0]
         if len(same) == 1:
             monitor.update(same[0][1], same[0][2])
+        elif isinstance(same[0][1], dict):  # named inputs and outputs; sizes of other dims may differ
+            for _, x, y in same:
+                monitor.update(x, y)
         else:
             monitor.update(np.concatenate([j[1] for j in same]), np.concatenate([j[2] for j in same]))

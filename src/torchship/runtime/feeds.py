@@ -8,6 +8,7 @@ size given here, else the signature's example size (``dims``), else 16; ``batch`
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,3 +101,50 @@ def check_feeds(signature: Signature, feeds: Mapping[str, Any]) -> dict[str, np.
                     )
         checked[spec.name] = np.ascontiguousarray(x, dtype=numpy_dtype(spec.dtype))
     return checked
+
+
+def read_arrays(path: str | Path, signature: Signature) -> dict[str, np.ndarray]:
+    """Every array of a file of named arrays: an ``.npz``, or a ``.json`` object of name ->
+    nested list (batch first). Not checked against ``signature`` (only named in the fix).
+
+    Raises:
+        FeedError: Another file type, or a file that cannot be read.
+    """
+    path = Path(path)
+    fix = f"write one array per input ({', '.join(signature.input_names)}), batch first, to a .npz or .json"
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        if path.suffix != ".json":
+            raise FeedError(f"{path} is neither .npz nor .json", fix=fix)
+        import json
+
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FeedError(f"cannot read inputs from {path}: {first}", fix=fix) from None
+    if not isinstance(raw, dict):
+        raise FeedError(f"{path} holds a JSON {type(raw).__name__}, not an object of named arrays", fix=fix)
+    try:
+        return {name: np.asarray(value) for name, value in raw.items()}
+    except ValueError as exc:
+        raise FeedError(f"{path}: an array is ragged ({str(exc).splitlines()[0]})", fix=fix) from None
+
+
+def read_feeds(path: str | Path, signature: Signature) -> dict[str, np.ndarray]:
+    """Named inputs from a file (see :func:`read_arrays`), checked against ``signature``.
+
+    Raises:
+        FeedError: An unreadable file, or inputs that do not fit the signature.
+    """
+    return check_feeds(signature, read_arrays(path, signature))
+
+
+def run_in_chunks(predictor: Any, feeds: Mapping[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Every output of ``predictor.run`` on ``feeds``, fed ``batch_size`` rows at a time."""
+    n = len(next(iter(feeds.values())))
+    chunks = [
+        predictor.run({k: v[i : i + batch_size] for k, v in feeds.items()}) for i in range(0, n, batch_size)
+    ]
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}

@@ -148,8 +148,9 @@ class BatchResult:
     restarted: bool = False
     error: str | None = None
     expired: list[Pending] = field(default_factory=list)
-    x: np.ndarray | None = None  # the batch's rows and outputs, for observers (never written to)
-    y: np.ndarray | None = None
+    # the batch's rows and outputs, for observers (never written to); dicts for named inputs/outputs
+    x: Rows | None = None
+    y: Rows | None = None
 
 
 class Batcher:
@@ -276,8 +277,6 @@ class Batcher:
             compute_s = time.monotonic() - t_input
             outputs: list[Any] = split_rows(y, [p.n for p in live])
             rows = sum(p.n for p in live)
-            if isinstance(x, dict):  # observers (drift, request log) watch one-input models only
-                return BatchResult(live, outputs, compute_s, t_input - now, rows, index, expired=expired)
             return BatchResult(
                 live, outputs, compute_s, t_input - now, rows, index, expired=expired, x=x, y=y
             )

@@ -90,8 +90,13 @@ class ServeMetrics:
 
         self.drift_input_psi = gauge(
             "drift_input_psi",
-            "PSI of live inputs vs the training reference, per channel (images) or feature (tables)",
+            "PSI of live inputs vs the reference, per channel (images), feature (tables) or named input",
             [*mv, "group"],
+        )
+        self.drift_output_psi = gauge(
+            "drift_output_psi",
+            "PSI of an output's live values vs the reference (not classifiers)",
+            [*mv, "output"],
         )
         self.drift_prediction_psi = gauge("drift_prediction_psi", "PSI of live predictions vs validation")
         self.drift_confidence_psi = gauge("drift_confidence_psi", "PSI of live top-1 confidence vs val")
@@ -123,8 +128,10 @@ class ServeMetrics:
             return
         for group, value in drift["input_psi"].items():
             self.drift_input_psi.labels(model, version, group).set(value)
-        self.drift_prediction_psi.labels(model, version).set(drift["prediction_psi"])
+        for output, value in drift.get("output_psi", {}).items():
+            self.drift_output_psi.labels(model, version, output).set(value)
         optional = (
+            (self.drift_prediction_psi, "prediction_psi"),
             (self.drift_confidence_psi, "confidence_psi"),
             (self.drift_mean_confidence, "mean_confidence"),
             (self.drift_confidence_drop, "confidence_drop"),
@@ -152,9 +159,10 @@ class ServeMetrics:
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(model, version)
-        for labels in list(self.drift_input_psi._metrics):
-            if labels[:2] == (model, version):
-                self.drift_input_psi.remove(*labels)
+        for labelled in (self.drift_input_psi, self.drift_output_psi):
+            for labels in list(labelled._metrics):
+                if labels[:2] == (model, version):
+                    labelled.remove(*labels)
 
     def render(self) -> bytes:
         """The exposition text: this registry's, or every worker's summed in multiprocess mode."""

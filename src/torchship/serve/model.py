@@ -111,7 +111,7 @@ class ServedModel:
         """On the instance thread, after the answers went out: feed the drift window and request log."""
         if self.monitor is not None:
             self.monitor.offer(result.x, result.y)
-        if self.request_log is not None:
+        if self.request_log is not None and not isinstance(result.x, dict):  # the log writes one-input rows
             self.request_log.offer(self.name, self.version, [p.rows for p in result.requests], result.outputs)
 
     def drift(self) -> dict[str, Any]:

@@ -53,8 +53,15 @@ function driftSection(d) {
       <td>${limit === null ? "" : `<span class="meter"><i style="width:${width}%"></i></span>`}</td></tr>`;
   };
   const rows = Object.entries(d.input_psi).map(([g, v]) => row(`input PSI ${g}`, v, t.input_psi, `input_psi:${g}`));
-  rows.push(row("prediction PSI", d.prediction_psi, t.prediction_psi, "prediction_psi"));
-  rows.push(row("confidence drop", d.confidence_drop, t.confidence_drop, "confidence_drop"));
+  // a model without classes is watched on its outputs' values instead of predicted classes
+  for (const [o, v] of Object.entries(d.output_psi || {})) rows.push(row(`output PSI ${o}`, v, t.prediction_psi, `output_psi:${o}`));
+  if (d.prediction_psi !== null) {
+    rows.push(row("prediction PSI", d.prediction_psi, t.prediction_psi, "prediction_psi"));
+    rows.push(row("confidence drop", d.confidence_drop, t.confidence_drop, "confidence_drop"));
+  }
+  for (const [i, why] of Object.entries(d.skipped_inputs || {})) {
+    rows.push(`<tr class="muted" data-score="skipped:${esc(i)}"><td>input ${esc(i)}</td><td colspan="3">skipped: ${esc(why)}</td></tr>`);
+  }
   const conf = d.mean_confidence === null ? "" :
     `<p class="muted">mean confidence ${num(d.mean_confidence, 3)} (reference ${num(d.reference_mean_confidence, 3)}) over the last ${d.rows} rows</p>`;
   return `<div class="section drift-section"><h3>drift <span class="badge ${esc(d.status)}" data-drift-status>${esc(d.status)}</span>
