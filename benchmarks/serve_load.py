@@ -1,7 +1,7 @@
 """Load-test torchship's v2 server: req/s and latency percentiles vs the in-process limit.
 
 Single-sample requests at several concurrencies, JSON and binary bodies, against a tiny
-seeded ``cnn`` (or a CIFAR-shaped ``resnet``) served by ``torchship.serve`` in a subprocess.
+seeded ``cnn`` (or a CIFAR-shaped ``resnet``, depth 20, or ``resnet18``, 11.2 M params) served by ``torchship.serve`` in a subprocess.
 The load generator (``loadgen.py``) is a small asyncio HTTP/1.1 keep-alive client with pre-built
 request bytes (tens of microseconds per request), because it shares the two cores with the server;
 ``--client wrk`` is lighter still.
@@ -159,7 +159,12 @@ def start_server(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=["cnn", "resnet"], default="cnn")
+    parser.add_argument(
+        "--model",
+        choices=["cnn", "resnet", "resnet18"],
+        default="cnn",
+        help="cnn: tiny; resnet: the CIFAR resnet20 (0.27 M params); resnet18: 11.2 M params",
+    )
     parser.add_argument("--runtime", default="eager")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--modes", default="json,binary", help="json, binary, grpc, comma-separated")
