@@ -1,7 +1,8 @@
 """Load-test torchship's v2 server: req/s and latency percentiles vs the in-process limit.
 
 Single-sample requests at several concurrencies, JSON and binary bodies, against a tiny
-seeded ``cnn`` (or a CIFAR-shaped ``resnet``, depth 20, or ``resnet18``, 11.2 M params) served by ``torchship.serve`` in a subprocess.
+seeded ``cnn`` (or a CIFAR-shaped ``resnet``, depth 20, or ``resnet18``, 11.2 M params) served
+by ``torchship.serve`` in a subprocess.
 The load generator (``loadgen.py``) is a small asyncio HTTP/1.1 keep-alive client with pre-built
 request bytes (tens of microseconds per request), because it shares the two cores with the server;
 ``--client wrk`` is lighter still.
