@@ -231,3 +231,34 @@ async def test_request_log_records_each_named_input_and_output(tmp_path, name):
         assert np.asarray(record["outputs"]["pooled"]).shape == (len(ids), 8)
         assert record["prediction"] == logits.argmax(axis=1).tolist()  # the class output is judged
         assert len(record["confidence"]) == len(ids)
+
+
+@pytest.mark.anyio
+async def test_request_log_records_a_one_input_regression_without_predictions(tmp_path):
+    """One float input and one (batch,) output travel as arrays, but there are no logits to judge."""
+    from serve_helpers import in_process
+
+    from torchship.importer import from_model
+    from torchship.monitor import RequestLogConfig
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0))
+    from_model(net, (torch.randn(4, 6),), name="lin", task="regression", out=tmp_path / "repo" / "lin" / "1")
+    log_path = tmp_path / "requests.jsonl"
+    config = ServeConfig(
+        access_log=False, monitor=MonitorConfig(request_log=RequestLogConfig(path=log_path, sample_rate=1.0))
+    )
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    body = {"inputs": [{"name": "input", "shape": [2, 6], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    async with in_process(tmp_path / "repo", config) as client:
+        response = await client.post("/v2/models/lin/infer", json=body)
+        assert response.status_code == 200, response.text
+        deadline = time.monotonic() + 20
+        while (summary := (await client.get("/v1/summary")).json())["server"]["request_log"]["written"] < 1:
+            assert time.monotonic() < deadline, summary
+            await asyncio.sleep(0.05)
+    (record,) = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert record["input"] == x.tolist()
+    assert record["prediction"] is None
+    assert set(record["outputs"]) == {"output"}
+    assert len(record["outputs"]["output"]) == 2

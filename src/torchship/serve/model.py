@@ -113,9 +113,12 @@ class ServedModel:
             self.monitor.offer(result.x, result.y)
         if self.request_log is not None:
             # named inputs/outputs: a classifier's first output holds its classes (V2Signature.classifier)
-            logits = self.v2.signature.outputs[0].name if self.v2.classifier and not self.v2.single else None
-            inputs = [p.rows for p in result.requests]
-            self.request_log.offer(self.name, self.version, inputs, result.outputs, logits=logits)
+            first = self.v2.signature.outputs[0].name
+            inputs, outputs = [p.rows for p in result.requests], result.outputs
+            if self.v2.single and not self.v2.classifier:  # one output but no logits: log it by name
+                outputs = [y if isinstance(y, BaseException) else {first: y} for y in outputs]
+            logits = first if self.v2.classifier and not self.v2.single else None
+            self.request_log.offer(self.name, self.version, inputs, outputs, logits=logits)
 
     def drift(self) -> dict[str, Any]:
         """The drift scores of the live window, or why there are none."""
