@@ -175,6 +175,14 @@ def test_several_inputs_are_scored_one_psi_per_float_input_and_ids_skipped(tmp_p
     assert set(scores.output_psi) == {"output"}
 
 
+async def _logged(client, records: int) -> None:
+    """Wait (20 s at most) until the server's request log has written ``records``."""
+    deadline = time.monotonic() + 20
+    while (summary := (await client.get("/v1/summary")).json())["server"]["request_log"]["written"] < records:
+        assert time.monotonic() < deadline, summary
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", ["requests.jsonl", "requests.db"])
 async def test_request_log_records_each_named_input_and_output(tmp_path, name):
@@ -205,10 +213,7 @@ async def test_request_log_records_each_named_input_and_output(tmp_path, name):
             }
             response = await client.post("/v2/models/pair/infer", json=body)
             assert response.status_code == 200, response.text
-        deadline = time.monotonic() + 20
-        while (summary := (await client.get("/v1/summary")).json())["server"]["request_log"]["written"] < 3:
-            assert time.monotonic() < deadline, summary
-            await asyncio.sleep(0.05)
+        await _logged(client, 3)
     if name.endswith(".jsonl"):
         records = [json.loads(line) for line in log_path.read_text().splitlines()]
     else:
@@ -253,10 +258,7 @@ async def test_request_log_records_a_one_input_regression_without_predictions(tm
     async with in_process(tmp_path / "repo", config) as client:
         response = await client.post("/v2/models/lin/infer", json=body)
         assert response.status_code == 200, response.text
-        deadline = time.monotonic() + 20
-        while (summary := (await client.get("/v1/summary")).json())["server"]["request_log"]["written"] < 1:
-            assert time.monotonic() < deadline, summary
-            await asyncio.sleep(0.05)
+        await _logged(client, 1)
     (record,) = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert record["input"] == x.tolist()
     assert record["prediction"] is None
