@@ -173,3 +173,94 @@ def test_several_inputs_are_scored_one_psi_per_float_input_and_ids_skipped(tmp_p
     assert "input_psi:a" not in scores.drift
     assert set(scores.skipped_inputs) == {"ids"}
     assert set(scores.output_psi) == {"output"}
+
+
+async def _logged(client, records: int) -> None:
+    """Wait (20 s at most) until the server's request log has written ``records``."""
+    deadline = time.monotonic() + 20
+    while (summary := (await client.get("/v1/summary")).json())["server"]["request_log"]["written"] < records:
+        assert time.monotonic() < deadline, summary
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["requests.jsonl", "requests.db"])
+async def test_request_log_records_each_named_input_and_output(tmp_path, name):
+    """A served two-input classifier: one record per request, every input and output by name."""
+    import sqlite3
+
+    from byo_nets import token_pair_artifact
+    from serve_helpers import in_process
+
+    from torchship.monitor import RequestLogConfig
+
+    token_pair_artifact(tmp_path / "repo" / "pair" / "1")
+    log_path = tmp_path / "logs" / name
+    config = ServeConfig(
+        access_log=False, monitor=MonitorConfig(request_log=RequestLogConfig(path=log_path, sample_rate=1.0))
+    )
+    rng = np.random.default_rng(0)
+    sent = []
+    async with in_process(tmp_path / "repo", config) as client:
+        for rows, seq in ((2, 5), (1, 9), (3, 4)):
+            ids = rng.integers(0, 50, size=(rows, seq))
+            sent.append(ids)
+            body = {
+                "inputs": [
+                    {"name": "ids", "shape": [rows, seq], "datatype": "INT64", "data": ids.ravel().tolist()},
+                    {"name": "mask", "shape": [rows, seq], "datatype": "INT64", "data": [1] * (rows * seq)},
+                ]
+            }
+            response = await client.post("/v2/models/pair/infer", json=body)
+            assert response.status_code == 200, response.text
+        await _logged(client, 3)
+    if name.endswith(".jsonl"):
+        records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    else:
+        with sqlite3.connect(log_path) as db:
+            rows = db.execute("SELECT model, prediction, confidence, input, logits, outputs FROM requests")
+            records = [
+                dict(zip(("model", "prediction", "confidence", "input", "logits", "outputs"), r, strict=True))
+                for r in rows.fetchall()
+            ]
+            records = [{k: json.loads(v) if k != "model" and v else v for k, v in r.items()} for r in records]
+    assert len(records) == 3  # one per request, none skipped
+    by_rows = sorted(records, key=lambda r: np.asarray(r["input"]["ids"]).size)
+    for record, ids in zip(by_rows, sorted(sent, key=np.size), strict=True):
+        assert record["model"] == "pair"
+        assert set(record["input"]) == {"ids", "mask"}
+        assert record["input"]["ids"] == ids.tolist()
+        assert set(record["outputs"]) == {"logits", "pooled"}
+        logits = np.asarray(record["outputs"]["logits"])
+        assert logits.shape == (len(ids), 3)
+        assert np.asarray(record["outputs"]["pooled"]).shape == (len(ids), 8)
+        assert record["prediction"] == logits.argmax(axis=1).tolist()  # the class output is judged
+        assert len(record["confidence"]) == len(ids)
+
+
+@pytest.mark.anyio
+async def test_request_log_records_a_one_input_regression_without_predictions(tmp_path):
+    """One float input and one (batch,) output travel as arrays, but there are no logits to judge."""
+    from serve_helpers import in_process
+
+    from torchship.importer import from_model
+    from torchship.monitor import RequestLogConfig
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Flatten(0))
+    from_model(net, (torch.randn(4, 6),), name="lin", task="regression", out=tmp_path / "repo" / "lin" / "1")
+    log_path = tmp_path / "requests.jsonl"
+    config = ServeConfig(
+        access_log=False, monitor=MonitorConfig(request_log=RequestLogConfig(path=log_path, sample_rate=1.0))
+    )
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    body = {"inputs": [{"name": "input", "shape": [2, 6], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    async with in_process(tmp_path / "repo", config) as client:
+        response = await client.post("/v2/models/lin/infer", json=body)
+        assert response.status_code == 200, response.text
+        await _logged(client, 1)
+    (record,) = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert record["input"] == x.tolist()
+    assert record["prediction"] is None
+    assert set(record["outputs"]) == {"output"}
+    assert len(record["outputs"]["output"]) == 2

@@ -81,3 +81,28 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path):
     release.set()
     log.close()
     assert log.written + log.dropped == 10
+
+
+def test_named_requests_and_a_database_from_before_named_models(tmp_path):
+    """An old ``requests`` table gains the ``outputs`` column; named records land beside one-input ones."""
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        db.execute(
+            "CREATE TABLE requests (ts REAL, model TEXT, version TEXT, prediction TEXT, "
+            "confidence TEXT, input TEXT, logits TEXT)"
+        )
+    log = RequestLog(RequestLogConfig(path=tmp_path / "r.db", sample_rate=1.0))
+    _offer(log, 1)
+    x = {"a": np.ones((2, 3), np.float32), "ids": np.arange(2)}
+    y = {"mean": np.zeros((2, 2), np.float32), "scale": np.ones(2, np.float32)}
+    log.offer("reg", "1", [x], [y])  # no class output: no prediction
+    log.close()
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        old, new = db.execute(
+            "SELECT prediction, input, logits, outputs FROM requests ORDER BY rowid"
+        ).fetchall()
+    assert old[3] is None
+    assert len(json.loads(old[2])) == 1
+    assert new[0] is None
+    assert json.loads(new[1]) == {"a": [[1.0] * 3] * 2, "ids": [0, 1]}
+    assert new[2] is None
+    assert json.loads(new[3]) == {"mean": [[0.0, 0.0]] * 2, "scale": [1.0, 1.0]}

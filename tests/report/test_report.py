@@ -372,3 +372,35 @@ def test_a_model_that_fails_to_evaluate_is_a_gap_not_a_crash(pruned, tmp_path, m
         "digits-cnn v2 (prune) stores no evaluation.json and could not be evaluated: "
         "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
     ]
+
+
+def test_optimize_classifier_judged_by_top1_agreement(tmp_path):
+    """A classifier without labelled data: top-1 agreement is the y axis and the front's measure."""
+
+    def row(name, top1, rel, p50, **extra):
+        agreement = {"top1_agreement": top1, "max_abs_diff": rel * 3, "max_rel_diff": rel, "samples": 128}
+        return {"name": name, "status": "ok", "runtime": "onnxruntime", "accuracy": None,
+                "agreement": agreement, "latency_p50_ms": p50, "throughput_sps": 1000 / p50,
+                "size_bytes": 1000, "within_budget": True, **extra}  # fmt: skip
+
+    document = {
+        "kind": "torchship.optimize",
+        "judged_by": "agreement",
+        "judgement": "output agreement (no labelled data): top-1 agreement and max |Δ| ...",
+        "candidates": [row("fp32", 1.0, 0.0, 2.0, baseline=True), row("int8-dynamic", 0.99, 0.02, 1.0)],
+        "picked": "int8-dynamic",
+        "verdict": "picked int8-dynamic",
+    }
+    (tmp_path / "optimize.json").write_text(json.dumps(document))
+    doc = read_optimize(tmp_path)
+    assert doc.missing == ["pareto"]  # no accuracy expected when judged by agreement
+    assert [c["name"] for c in doc.candidates if c["pareto"]] == ["fp32", "int8-dynamic"]
+    result = write_report([tmp_path / "optimize.json"], tmp_path / "r.html")
+    opt = section(result.path.read_text(encoding="utf-8"), "optimize")
+    assert "99.00%" in opt
+    assert "2.00%" in opt  # max relative |Δ|
+    (svg,) = parsed_svgs(opt)
+    text = "".join(svg.itertext())
+    assert "top-1 agreement with fp32" in text
+    assert "agreement/latency front" in text
+    assert "picked: int8-dynamic" in text

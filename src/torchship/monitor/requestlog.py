@@ -5,6 +5,12 @@ request with ``sample_rate`` and puts it on a bounded queue, or drops it (counte
 the queue is full, so logging never blocks a request. A writer thread encodes and writes
 records; a file never grows past ``max_bytes`` (it rotates to ``.1`` … ``.N`` first, keeping
 ``backups`` old files) and a record larger than ``max_bytes`` is skipped, counted.
+
+A request of a one-input model is logged with its input rows, its logits and the predicted
+class and top-1 confidence of each row. A request of a model with named inputs/outputs (an
+imported model, see docs/import.md) is logged with every input's rows under its name
+(``input``), every output's rows under its name (``outputs``), and the prediction and
+confidence of its class output when it is a classifier (``logits`` names that output).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from torchship.monitor.config import RequestLogConfig
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (ts REAL, model TEXT, version TEXT, prediction TEXT, "
-    "confidence TEXT, input TEXT, logits TEXT)"
-)  # JSON text: one entry per row of the request
+    "confidence TEXT, input TEXT, logits TEXT, outputs TEXT)"
+)  # JSON text: one entry per row of the request (input/outputs: an object by name for named models)
+_COLUMNS = ("ts", "model", "version", "prediction", "confidence", "input", "logits", "outputs")
+Rows = np.ndarray | dict[str, np.ndarray]
 
 
 class RequestLog:
@@ -43,14 +51,20 @@ class RequestLog:
         self._sink: _Jsonl | _Sqlite = _Sqlite(self.path) if config.kind == "sqlite" else _Jsonl(self.path)
         self._worker = Worker("torchship-request-log", self._write, config.queue_size)
 
-    def offer(self, model: str, version: str, inputs: list[np.ndarray], outputs: list[Any]) -> None:
-        """Sample each request (its input rows and logits) onto the queue; never blocks."""
+    def offer(
+        self, model: str, version: str, inputs: list[Rows], outputs: list[Any], logits: str | None = None
+    ) -> None:
+        """Sample each request (its input rows and outputs) onto the queue; never blocks.
+
+        A request of a model with named inputs is a dict of rows by input name and its outputs
+        a dict by output name; ``logits`` names a classifier's class output among them.
+        """
         rate = self.config.sample_rate
         now = time.time()
         for x, y in zip(inputs, outputs, strict=True):
             if isinstance(y, BaseException) or (rate < 1.0 and self._random.random() >= rate):
                 continue
-            if not self._worker.offer((now, model, version, x, y)):
+            if not self._worker.offer((now, model, version, x, y, logits)):
                 self.dropped += 1
 
     def stats(self) -> dict[str, Any]:
@@ -63,18 +77,22 @@ class RequestLog:
             "rotations": self.rotations,
         }
 
-    def _write(self, item: tuple[float, str, str, np.ndarray, np.ndarray]) -> None:
-        ts, model, version, x, logits = item
-        # logits: (rows, classes) of one request
-        record = {
-            "ts": round(ts, 6),
-            "model": model,
-            "version": version,
-            "prediction": logits.argmax(axis=1).tolist(),
-            "confidence": _confidence(logits).tolist(),
-            "input": x,
-            "logits": logits,
-        }
+    def _write(self, item: tuple[float, str, str, Rows, Rows, str | None]) -> None:
+        ts, model, version, x, y, class_output = item
+        record: dict[str, Any] = {"ts": round(ts, 6), "model": model, "version": version}
+        if isinstance(y, dict):  # named inputs and outputs: each by name, the class output judged
+            logits = y.get(class_output) if class_output is not None else None
+            record.update(
+                prediction=logits.argmax(axis=1).tolist() if logits is not None else None,
+                confidence=_confidence(logits).tolist() if logits is not None else None,
+                input=x,
+                outputs=y,
+            )
+        else:
+            # y: the logits (rows, classes) of one request
+            record.update(
+                prediction=y.argmax(axis=1).tolist(), confidence=_confidence(y).tolist(), input=x, logits=y
+            )
         size = self._sink.size_of(record)
         if size > self.config.max_bytes:
             self.too_large += 1
@@ -147,6 +165,10 @@ class _Sqlite:
     def open(self) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.execute(_SCHEMA)
+        if "outputs" not in {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}:
+            self._db.execute(
+                "ALTER TABLE requests ADD COLUMN outputs TEXT"
+            )  # a file from before named models
         self._db.commit()
         self._page_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self.bytes = self._size()
@@ -157,27 +179,26 @@ class _Sqlite:
 
     @staticmethod
     def _row(record: dict[str, Any]) -> tuple:
-        def text(value: Any) -> str:
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        def text(value: Any) -> str | None:
+            return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
         return (
             record["ts"],
             record["model"],
             record["version"],
-            text(record["prediction"]),
-            text(record["confidence"]),
-            text(record["input"]),
-            text(record["logits"]),
+            *(text(record.get(column)) for column in _COLUMNS[3:]),
         )
 
     def size_of(self, record: dict[str, Any]) -> int:
         record["_row"] = row = self._row(record)
         # the text plus a page: SQLite grows the file a page at a time
-        return sum(len(v) for v in row[3:]) + 64 + self._page_bytes
+        return sum(len(v) for v in row[3:] if v is not None) + 64 + self._page_bytes
 
     def write(self, record: dict[str, Any]) -> None:
         row = record.pop("_row", None) or self._row(record)
-        self._db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        self._db.execute(
+            f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", row
+        )
         self._db.commit()
         self.bytes = self._size()
 

@@ -102,16 +102,32 @@ def confusion_svg(labels: Sequence[str], matrix: Sequence[Sequence[int]], title:
     return to_svg(fig)
 
 
+def pareto_axis(candidates: Sequence[dict[str, Any]]) -> tuple[str, str]:
+    """The quality key the Pareto plot draws and its axis label: accuracy, else (a run judged by
+    agreement with fp32) top-1 agreement for a classifier, else the max relative |Δ|."""
+    for key, label in (
+        ("accuracy", "accuracy"),
+        ("top1_agreement", "top-1 agreement with fp32"),
+        ("max_rel_diff", "max relative |Δ| vs fp32"),
+    ):
+        if any(_finite(c.get(key)) for c in candidates):
+            return key, label
+    return "accuracy", "accuracy"
+
+
 def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
-    """Accuracy against p50 latency; marker area follows file size; the front is joined by a line.
+    """Quality (see :func:`pareto_axis`) against p50 latency; marker area follows file size; the
+    front is joined by a line.
 
     Filled markers are on the Pareto front the file marks, hollow ones off it, faded ones
-    outside the accuracy budget; the picked candidate wears a star; the step line joins the
-    candidates no other beats on both accuracy and latency.
+    outside the budget; the picked candidate wears a star; the step line joins the candidates
+    no other beats on both quality and latency. A max relative |Δ| axis is drawn inverted, so
+    better is up on every plot.
     """
     fig = _figure(7.0, 4.2)
     ax = fig.subplots()
-    usable = [c for c in candidates if _finite(c.get("accuracy")) and _finite(c.get("latency_p50_ms"))]
+    y, label = pareto_axis(candidates)
+    usable = [c for c in candidates if _finite(c.get(y)) and _finite(c.get("latency_p50_ms"))]
     sizes = [c["size_bytes"] for c in usable if _finite(c.get("size_bytes"))]
     largest = max(sizes, default=0) or 1
     for c in usable:
@@ -120,7 +136,7 @@ def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
         on_front = bool(c.get("pareto"))
         ax.scatter(
             c["latency_p50_ms"],
-            c["accuracy"],
+            c[y],
             s=area,
             alpha=0.9 if inside else 0.3,
             facecolors=_COLORS[0] if on_front else "none",
@@ -130,7 +146,7 @@ def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
         if c.get("picked"):
             ax.scatter(
                 c["latency_p50_ms"],
-                c["accuracy"],
+                c[y],
                 s=220,
                 marker="*",
                 color=_COLORS[1],
@@ -139,26 +155,30 @@ def pareto_svg(candidates: Sequence[dict[str, Any]]) -> str:
             )
         ax.annotate(
             str(c["name"]),
-            (c["latency_p50_ms"], c["accuracy"]),
+            (c["latency_p50_ms"], c[y]),
             textcoords="offset points",
             xytext=(6, 4),
             fontsize=8,
         )
     # the line is the two-dimensional front; a file may mark a front over more axes (size too)
-    front = sorted(accuracy_latency_front(list(usable)), key=lambda c: c["latency_p50_ms"])
+    ranked = [{**c, "rank": c[y] if y != "max_rel_diff" else -c[y]} for c in usable]
+    front = sorted(accuracy_latency_front(ranked, "rank"), key=lambda c: c["latency_p50_ms"])
+    short = "accuracy" if y == "accuracy" else "agreement"
     if len(front) > 1:
         ax.plot(
             [c["latency_p50_ms"] for c in front],
-            [c["accuracy"] for c in front],
+            [c[y] for c in front],
             color=_COLORS[0],
             alpha=0.5,
             drawstyle="steps-post",
-            label="accuracy/latency front",
+            label=f"{short}/latency front",
         )
     ax.margins(0.08, 0.15)
+    if y == "max_rel_diff":
+        ax.invert_yaxis()
     ax.set_xlabel("latency p50 (ms)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("accuracy vs latency (marker area ∝ file size)")
+    ax.set_ylabel(label)
+    ax.set_title(f"{short} vs latency (marker area ∝ file size)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", loc="lower right")

@@ -27,6 +27,12 @@ OPTIMIZE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 # Shown when present, never reported missing: torchship optimize's own extras (docs/compress.md).
 OPTIMIZE_DETAILS = ("status", "reason", "runtime", "accuracy_drop", "faster", "baseline")
+# A run judged by output agreement (no labelled data) gives these instead of accuracy.
+AGREEMENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "top1_agreement": ("agreement.top1_agreement", "top1_agreement"),
+    "max_abs_diff": ("agreement.max_abs_diff", "max_abs_diff"),
+    "max_rel_diff": ("agreement.max_rel_diff", "max_rel_diff"),
+}
 _CANDIDATE_LISTS = ("candidates", "results", "trials", "recipes")
 
 
@@ -53,12 +59,25 @@ class OptimizeDoc:
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def by_agreement(self) -> bool:
+        """Judged by output agreement with fp32 rather than accuracy (a model without labelled data)."""
+        if self.raw.get("judged_by") is not None:
+            return self.raw["judged_by"] == "agreement"
+        return any(c["max_rel_diff"] is not None for c in self.candidates) and all(
+            c["accuracy"] is None for c in self.candidates
+        )
+
     def summary(self) -> list[str]:
         """The run's own verdict and settings, as far as the file records them."""
         lines = [str(self.raw["verdict"])] if self.raw.get("verdict") else []
+        if self.raw.get("judgement"):
+            lines.append(f"judged by {self.raw['judgement']}")
         settings = self.raw.get("settings")
         if isinstance(settings, dict):
             shown = ("objective", "batch_size", "max_accuracy_drop", "runtimes")
+            if self.by_agreement:
+                shown += ("max_relative_diff",)
             lines.append(", ".join(f"{k} {settings[k]}" for k in shown if settings.get(k) is not None))
         return [line for line in lines if line]
 
@@ -117,22 +136,37 @@ def read_optimize(path: str | Path) -> OptimizeDoc:
         for c in candidates:
             c["picked"] = bool(c.get("picked")) or c["name"] == picked_name
     doc = OptimizeDoc(path, candidates, raw)
-    doc.missing = [
-        name for name in OPTIMIZE_FIELDS if name != "name" and all(c.get(name) is None for c in candidates)
-    ]
+    # judged by agreement, accuracy is not expected: the agreement with fp32 stands in for it
+    expected = [n for n in OPTIMIZE_FIELDS if n != "name" and not (n == "accuracy" and doc.by_agreement)]
+    if doc.by_agreement:
+        expected.append("max_rel_diff")
+    doc.missing = [name for name in expected if all(c.get(name) is None for c in candidates)]
     if "pareto" in doc.missing and candidates:
         mark_pareto_front_(candidates)
-        doc.notes.append("the file marks no Pareto front; it was computed here (max accuracy, min latency)")
+        best = "max agreement" if doc.by_agreement else "max accuracy"
+        doc.notes.append(f"the file marks no Pareto front; it was computed here ({best}, min latency)")
     return doc
 
 
 def _candidate(raw: dict[str, Any], index: int) -> dict[str, Any]:
-    out = {name: _lookup(raw, spellings) for name, spellings in OPTIMIZE_FIELDS.items()}
+    out = {
+        name: _lookup(raw, spellings) for name, spellings in {**OPTIMIZE_FIELDS, **AGREEMENT_FIELDS}.items()
+    }
     out["name"] = str(out["name"]) if out["name"] is not None else f"candidate {index + 1}"
     out.update({key: raw[key] for key in OPTIMIZE_DETAILS if raw.get(key) is not None})
     if out.get("baseline") and out["speedup"] is None:
         out["speedup"] = 1.0  # the baseline is what speed-ups are measured against
+    out["quality"] = _quality(out)
     return out
+
+
+def _quality(c: dict[str, Any]) -> float | None:
+    """Higher is better: accuracy, else top-1 agreement with fp32, else minus the max relative |Δ|
+    (as torchship optimize ranks candidates, compress/verdict.py)."""
+    for key, sign in (("accuracy", 1), ("top1_agreement", 1), ("max_rel_diff", -1)):
+        if _number(c.get(key)):
+            return sign * float(c[key])
+    return None
 
 
 def _lookup(raw: dict[str, Any], spellings: tuple[str, ...]) -> Any:
@@ -157,20 +191,24 @@ def _picked_name(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def accuracy_latency_front(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The candidates no other beats on both accuracy (higher) and p50 latency (lower)."""
-    usable = [c for c in candidates if _number(c.get("accuracy")) and _number(c.get("latency_p50_ms"))]
+def accuracy_latency_front(candidates: list[dict[str, Any]], key: str = "accuracy") -> list[dict[str, Any]]:
+    """The candidates no other beats on both ``key`` (higher; accuracy, or ``quality`` for a run
+    judged by agreement) and p50 latency (lower)."""
+    usable = [c for c in candidates if _number(c.get(key)) and _number(c.get("latency_p50_ms"))]
 
     def beats(o: dict[str, Any], c: dict[str, Any]) -> bool:
-        at_least = o["accuracy"] >= c["accuracy"] and o["latency_p50_ms"] <= c["latency_p50_ms"]
-        return at_least and (o["accuracy"] > c["accuracy"] or o["latency_p50_ms"] < c["latency_p50_ms"])
+        at_least = o[key] >= c[key] and o["latency_p50_ms"] <= c["latency_p50_ms"]
+        return at_least and (o[key] > c[key] or o["latency_p50_ms"] < c["latency_p50_ms"])
 
     return [c for c in usable if not any(beats(o, c) for o in usable if o is not c)]
 
 
 def mark_pareto_front_(candidates: list[dict[str, Any]]) -> None:
-    """Set ``pareto`` on the candidates of the accuracy/latency front, clear it on the others."""
-    front = accuracy_latency_front(candidates)
+    """Set ``pareto`` on the candidates of the quality/latency front, clear it on the others
+    (quality is the accuracy, or the agreement with fp32 where there is no accuracy)."""
+    for c in candidates:
+        c.setdefault("quality", _quality(c))
+    front = accuracy_latency_front(candidates, "quality")
     for c in candidates:
         c["pareto"] = any(c is f for f in front)
 

@@ -23,7 +23,7 @@ def _overview(report: Report) -> Section:
             [
                 e.label,
                 f"<code>{escape(str(e.path))}</code>",
-                escape(model_summary(e.manifest)),
+                model_summary(e.manifest),  # table() escapes it
                 num(val.get("accuracy"), ".4f"),
                 num(val.get("f1_macro"), ".4f"),
                 size(e.size_bytes),
@@ -196,6 +196,12 @@ PARETO_LEGEND = (
     "faded: outside the accuracy budget; red star: picked. The step line joins the candidates no "
     "other beats on both accuracy and latency.</p>"
 )
+AGREEMENT_LEGEND = (
+    '<p class="note">Judged by output agreement with fp32 (no labelled data). Marker area follows '
+    "file size. Filled: on the Pareto front; hollow: off it; faded: outside the agreement budget; "
+    "red star: picked. The step line joins the candidates no other beats on both agreement and "
+    "latency; better is up.</p>"
+)
 
 
 def _optimize(report: Report) -> Section:
@@ -209,16 +215,22 @@ def _optimize(report: Report) -> Section:
     parts, missing = [], []
     for doc in report.optimize:
         missing += [f"{doc.path.name} has no '{name}' for any candidate" for name in doc.missing]
-        rows = [_candidate_cells(c) for c in doc.candidates]
+        rows = [_candidate_cells(c, doc.by_agreement) for c in doc.candidates]
         classes = [_candidate_class(c) for c in doc.candidates]
         reasons = [
             f"{c['name']} {c.get('status', '')}: {c['reason']}" for c in doc.candidates if c.get("reason")
         ]
-        plottable = any(c["accuracy"] is not None and c["latency_p50_ms"] is not None for c in doc.candidates)
+        y, _ = plots.pareto_axis(doc.candidates)
+        plottable = any(c[y] is not None and c["latency_p50_ms"] is not None for c in doc.candidates)
         plot = (
-            figure(plots.pareto_svg(doc.candidates), "Pareto front") + PARETO_LEGEND
+            figure(plots.pareto_svg(doc.candidates), "Pareto front")
+            + (AGREEMENT_LEGEND if doc.by_agreement else PARETO_LEGEND)
             if plottable
-            else '<p class="missing">no candidate has both accuracy and latency, so there is no plot</p>'
+            else f'<p class="missing">no candidate has both {escape(_quality_name(doc))} and latency, '
+            "so there is no plot</p>"
+        )
+        quality = (
+            ["top-1 agreement", "max |Δ|", "max |Δ| rel"] if doc.by_agreement else ["accuracy", "drop (pt)"]
         )
         parts.append(
             f"<h3><code>{escape(str(doc.path))}</code></h3>"
@@ -229,8 +241,7 @@ def _optimize(report: Report) -> Section:
                 [
                     "candidate",
                     "runtime",
-                    "accuracy",
-                    "drop (pt)",
+                    *quality,
                     "p50 ms",
                     "samples/s",
                     "size",
@@ -249,14 +260,24 @@ def _optimize(report: Report) -> Section:
     return Section("optimize", "Optimize: candidates and Pareto front", "".join(parts), missing)
 
 
-def _candidate_cells(c: dict[str, Any]) -> list[str]:
+def _quality_name(doc: Any) -> str:
+    return "agreement with fp32" if doc.by_agreement else "accuracy"
+
+
+def _candidate_cells(c: dict[str, Any], by_agreement: bool = False) -> list[str]:
     drop = c.get("accuracy_drop")
     status = c.get("status", "ok")
+    top1 = c.get("top1_agreement")
+    quality = (
+        [num(100 * top1 if top1 is not None else None, ".2f", "%"), num(c.get("max_abs_diff"), ".3g")]
+        + [num(100 * c["max_rel_diff"] if c.get("max_rel_diff") is not None else None, ".2f", "%")]
+        if by_agreement
+        else [num(c["accuracy"], ".4f"), num(100 * drop if drop is not None else None, "+.2f")]
+    )
     return [
         c["name"] + (" (baseline)" if c.get("baseline") else ""),
         str(c.get("runtime", "–")) if status == "ok" else status,
-        num(c["accuracy"], ".4f"),
-        num(100 * drop if drop is not None else None, "+.2f"),
+        *quality,
         num(c["latency_p50_ms"], ".3f"),
         num(c["throughput_sps"], ",.0f"),
         size(c["size_bytes"]),

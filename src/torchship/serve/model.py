@@ -111,8 +111,14 @@ class ServedModel:
         """On the instance thread, after the answers went out: feed the drift window and request log."""
         if self.monitor is not None:
             self.monitor.offer(result.x, result.y)
-        if self.request_log is not None and not isinstance(result.x, dict):  # the log writes one-input rows
-            self.request_log.offer(self.name, self.version, [p.rows for p in result.requests], result.outputs)
+        if self.request_log is not None:
+            # named inputs/outputs: a classifier's first output holds its classes (V2Signature.classifier)
+            first = self.v2.signature.outputs[0].name
+            inputs, outputs = [p.rows for p in result.requests], result.outputs
+            if self.v2.single and not self.v2.classifier:  # one output but no logits: log it by name
+                outputs = [y if isinstance(y, BaseException) else {first: y} for y in outputs]
+            logits = first if self.v2.classifier and not self.v2.single else None
+            self.request_log.offer(self.name, self.version, inputs, outputs, logits=logits)
 
     def drift(self) -> dict[str, Any]:
         """The drift scores of the live window, or why there are none."""
