@@ -1,4 +1,4 @@
-"""A full queue is refused from the request head: 503 + Retry-After, connection closed, counted."""
+"""A full queue is refused from the request head: 503 + Retry-After at once, counted, body dropped."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from serve_helpers import AT_GATE, GATE, real_server, settings, v2_body
 
@@ -33,22 +34,34 @@ def _fill(url: str, http: httpx.Client, pool: cf.Executor) -> list[cf.Future]:
     pytest.fail("the second request never queued")
 
 
-def _head_only(url: str, token: str | None) -> bytes:
-    """Send a request head announcing a 1 MB body, send no body, read the answer until close."""
+def _connect(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _head(token: str | None, body_bytes: int, close: bool = False) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    head = (
-        f"POST {INFER} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
-        "Content-Length: 1000000\r\n\r\n"
-    )
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-            if not token:  # the app answers 401 and waits on the keep-alive connection
-                break
-        return b"".join(chunks)
+    connection = "Connection: close\r\n" if close else ""
+    return (
+        f"POST {INFER} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{auth}{connection}"
+        f"Content-Length: {body_bytes}\r\n\r\n"
+    ).encode()
+
+
+def _response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response (head, body) read by its content-length; the connection may stay open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a whole response head: {data[:80]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower())[1])
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert len(body) == length, "more than one response arrived"
+    return head, body
 
 
 class _Records(logging.Handler):
@@ -60,54 +73,12 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def _whole_request(url: str, body_bytes: int) -> bytes:
-    """Send a head and its whole (large) body, then read the answer until the server's FIN."""
-    host, port = url.removeprefix("http://").split(":")
-    head = (
-        f"POST {INFER} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer s3cret\r\nContent-Length: {body_bytes}\r\n\r\n"
-    )
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode() + b" " * body_bytes)  # a reset here, if the server closed at once
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def test_a_refused_client_still_sending_its_body_gets_the_answer_not_a_reset(repo):
+@pytest.fixture
+def full_queue(repo):
+    """A server whose queue (limit 1) is full until the test ends; yields (url, http)."""
     config = settings(runtime="test-gate", max_batch_size=1, queue_limit=1)
-    security = Security(inference_token="s3cret")
     with (
-        real_server(repo, config, security) as url,
-        httpx.Client(timeout=30) as http,
-        cf.ThreadPoolExecutor(2) as pool,
-    ):
-        GATE.clear()
-        AT_GATE.clear()
-        warnings = _Records()
-        logging.getLogger("uvicorn.error").addHandler(warnings)
-        try:
-            fill = _fill(url, http, pool)
-            # 8 MB does not fit in the socket buffers: most of it arrives after the refusal
-            answers = [_whole_request(url, 8_000_000) for _ in range(3)]
-        finally:
-            GATE.set()
-            logging.getLogger("uvicorn.error").removeHandler(warnings)
-        assert [f.result().status_code for f in fill] == [200, 200]
-        assert not [
-            r for r in warnings.records if "Invalid HTTP" in r.getMessage()
-        ]  # a shed is no bad request
-        for answer in answers:
-            assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
-            assert b"overloaded" in answer
-
-
-def test_a_full_queue_refuses_from_the_head_and_closes_the_connection(repo):
-    config = settings(runtime="test-gate", max_batch_size=1, queue_limit=1)
-    security = Security(inference_token="s3cret")
-    with (
-        real_server(repo, config, security) as url,
+        real_server(repo, config, Security(inference_token="s3cret")) as url,
         httpx.Client(timeout=30) as http,
         cf.ThreadPoolExecutor(2) as pool,
     ):
@@ -115,17 +86,102 @@ def test_a_full_queue_refuses_from_the_head_and_closes_the_connection(repo):
         AT_GATE.clear()
         try:
             fill = _fill(url, http, pool)
-            # no body sent: only an answer from the head can arrive, and the server closes
-            answer = _head_only(url, "s3cret")
-            unauthorized = _head_only(url, None)
+            yield url, http
         finally:
             GATE.set()
         assert [f.result().status_code for f in fill] == [200, 200]
-        head, _, body = answer.partition(b"\r\n\r\n")
+
+
+def test_a_full_queue_answers_from_the_head_before_the_body_and_keeps_the_connection(full_queue):
+    url, http = full_queue
+    with _connect(url) as sock:
+        sock.sendall(_head("s3cret", 1_000_000))  # the 1 MB body is not sent: only the head is judged
+        head, body = _response(sock)
         assert head.startswith(b"HTTP/1.1 503 ")
         assert b"retry-after: 1" in head.lower()
-        assert b"connection: close" in head.lower()
+        assert b"connection: close" not in head.lower()
         assert b"overloaded" in body
-        assert unauthorized.startswith(b"HTTP/1.1 401 ")  # no token, no news about the queue
-        metrics = http.get(url + "/metrics").text
-        assert 'torchship_requests_total{model="mlp",status="503",version="1"} 1.0' in metrics
+        # the body that follows is dropped, and the same connection serves the next request
+        sock.sendall(b" " * 1_000_000 + b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        head, _ = _response(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+    with _connect(url) as sock:
+        sock.sendall(_head(None, 1_000_000))
+        head, _ = _response(sock)
+        assert head.startswith(b"HTTP/1.1 401 ")  # no token, no news about the queue
+    metrics = http.get(url + "/metrics").text
+    assert 'torchship_requests_total{model="mlp",status="503",version="1"} 1.0' in metrics
+
+
+def test_a_refused_client_still_sending_its_body_gets_the_answer_not_a_reset(full_queue):
+    url, _ = full_queue
+    warnings = _Records()
+    logging.getLogger("uvicorn.error").addHandler(warnings)
+    try:
+        for close in (False, True):  # keep-alive: body dropped; Connection: close: lingering close
+            with _connect(url) as sock:
+                # 8 MB does not fit in the socket buffers: most of it arrives after the refusal
+                sock.sendall(_head("s3cret", 8_000_000, close) + b" " * 8_000_000)
+                head, body = _response(sock)
+                assert head.startswith(b"HTTP/1.1 503 "), head[:80]
+                assert b"overloaded" in body
+                assert (b"connection: close" in head.lower()) is close
+                if close:
+                    assert sock.recv(1) == b""  # then the server's FIN, not a reset
+    finally:
+        logging.getLogger("uvicorn.error").removeHandler(warnings)
+    assert not [r for r in warnings.records if "Invalid HTTP" in r.getMessage()]  # a shed is no bad request
+
+
+def test_a_shed_request_whose_body_stalls_is_closed(repo):
+    from torchship.serve import ModelSettings, ServeConfig
+
+    config = ServeConfig(
+        default=ModelSettings(runtime="test-gate", max_batch_size=1, queue_limit=1), header_timeout_s=0.5
+    )
+    with (
+        real_server(repo, config, Security(inference_token="s3cret")) as url,
+        httpx.Client(timeout=30) as http,
+        cf.ThreadPoolExecutor(2) as pool,
+    ):
+        GATE.clear()
+        AT_GATE.clear()
+        try:
+            fill = _fill(url, http, pool)
+            with _connect(url) as sock:
+                sock.sendall(_head("s3cret", 1000) + b" " * 10)  # 10 of 1,000 bytes, then nothing
+                head, _ = _response(sock)
+                assert head.startswith(b"HTTP/1.1 503 ")
+                assert sock.recv(1) == b""  # closed by the server within the timeout, not the test's 10 s
+        finally:
+            GATE.set()
+        assert [f.result().status_code for f in fill] == [200, 200]
+
+
+def test_a_request_holds_its_place_from_its_head_so_a_burst_cannot_overshoot_the_queue(repo):
+    config = settings(runtime="test-gate", max_batch_size=1, queue_limit=2)
+    body = orjson.dumps(v2_body(np.ones((1, 16), np.float32)))
+    with (
+        real_server(repo, config, Security(inference_token="s3cret")) as url,
+        httpx.Client(timeout=30) as http,
+        cf.ThreadPoolExecutor(2) as pool,
+    ):
+        GATE.clear()
+        AT_GATE.clear()
+        try:
+            fill = _fill(url, http, pool)  # one computing, one queued: one place left
+            with _connect(url) as held, _connect(url) as late:
+                held.sendall(_head("s3cret", len(body)))  # takes the last place; its body comes later
+                late.sendall(_head("s3cret", len(body)))  # nothing is queued yet, but no place is left
+                head, _ = _response(late)
+                assert head.startswith(b"HTTP/1.1 503 ")
+                held.sendall(body)
+                GATE.set()
+                head, answer = _response(held)
+                assert head.startswith(b"HTTP/1.1 200 "), answer
+        finally:
+            GATE.set()
+        assert [f.result().status_code for f in fill] == [200, 200]
+        stats = http.get(url + "/v2/models/mlp/stats", headers={"authorization": "Bearer s3cret"}).json()
+        stats = stats["model_stats"][0]["inference_stats"]
+        assert stats["success"]["count"] == 3

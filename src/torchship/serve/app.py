@@ -36,7 +36,8 @@ from torchship.serve.config import ServeConfig
 from torchship.serve.dashboard import RateTracker
 from torchship.serve.errors import error_parts, error_response
 from torchship.serve.metrics import ServeMetrics
-from torchship.serve.model import ServedModel
+from torchship.serve.model import Admission, ServedModel
+from torchship.serve.protocol import ADMISSION
 from torchship.serve.repository import Repository
 from torchship.serve.security import Security
 from torchship.serve.v2 import ServeError, decode_infer, decode_json, encode_infer
@@ -214,7 +215,14 @@ class InferEndpoint:
             if key in (b"authorization", b"content-length", b"inference-header-content-length")
         }
         params = scope["path_params"]
-        payload, extra = await _infer(state, params["model"], params.get("version"), headers, receive)
+        admission = scope.get(ADMISSION)  # a place taken at the request head (serve/protocol.py)
+        try:
+            payload, extra = await _infer(
+                state, params["model"], params.get("version"), headers, receive, admission
+            )
+        finally:
+            if admission is not None:
+                admission.release()
         await send_response(send, 200, payload, extra)
 
 
@@ -227,33 +235,48 @@ async def send_response(send: Any, status: int, body: bytes, headers: dict[str, 
 
 
 async def _infer(
-    state: ServeState, name: str, version: str | None, headers: dict[bytes, bytes], receive: Any
+    state: ServeState,
+    name: str,
+    version: str | None,
+    headers: dict[bytes, bytes],
+    receive: Any,
+    admission: Admission | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     authorization = headers.get(b"authorization")
     state.security.check_inference(authorization.decode("latin-1") if authorization is not None else None)
     model = state.repository.get(name, version)
     with model.record_outcome():
-        model.check_capacity()
-        declared = headers.get(b"content-length")
-        header_length = headers.get(b"inference-header-content-length")
-        body = await state.limited_receive(
-            receive, declared.decode("latin-1") if declared else None, json=header_length is None
-        ).read()
-        max_json = state.config.max_json_bytes
-        if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
-            raise too_large(max_json, "max_json_bytes")
-        req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
-        rows = model.v2.check_input(req)
-        model.v2.check_outputs(req.outputs)
-        timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
-        gone = asyncio.ensure_future(receive())  # completes when the client hangs up
+        if admission is None or admission.model is not model:
+            admission = model.admit()
         try:
-            logits = await model.infer(rows, timeout_s, gone)
+            return await _infer_admitted(state, model, headers, receive, admission)
         finally:
-            gone.cancel()
-        return encode_infer(
-            model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, req.binary_output)
-        )
+            admission.release()  # idempotent: infer released it once the request was queued
+
+
+async def _infer_admitted(
+    state: ServeState, model: ServedModel, headers: dict[bytes, bytes], receive: Any, admission: Admission
+) -> tuple[bytes, dict[str, str]]:
+    declared = headers.get(b"content-length")
+    header_length = headers.get(b"inference-header-content-length")
+    body = await state.limited_receive(
+        receive, declared.decode("latin-1") if declared else None, json=header_length is None
+    ).read()
+    max_json = state.config.max_json_bytes
+    if header_length is not None and header_length.isdigit() and int(header_length) > max_json:
+        raise too_large(max_json, "max_json_bytes")
+    req = decode_infer(body, header_length.decode("latin-1") if header_length is not None else None)
+    rows = model.v2.check_input(req)
+    model.v2.check_outputs(req.outputs)
+    timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
+    gone = asyncio.ensure_future(receive())  # completes when the client hangs up
+    try:
+        logits = await model.infer(rows, timeout_s, gone, admission)
+    finally:
+        gone.cancel()
+    return encode_infer(
+        model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, req.binary_output)
+    )
 
 
 # ---------------------------------------------------------------------- repository API

@@ -26,6 +26,20 @@ from torchship.serve.v2 import ServeError, V2Signature
 log = logging.getLogger("torchship.serve")
 
 
+class Admission:
+    """A place held in a model's queue from the request head until the request is queued."""
+
+    __slots__ = ("model", "held")
+
+    def __init__(self, model: ServedModel):
+        self.model, self.held = model, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.model.admitted -= 1
+
+
 class ServedModel:
     """A loaded, warmed-up model version behind a batcher."""
 
@@ -47,6 +61,7 @@ class ServedModel:
         self.loop = loop
         self.stats = ModelStats(name, version)
         self.in_flight = 0
+        self.admitted = 0  # requests past the capacity check and not yet queued (see check_capacity)
         self._idle = asyncio.Event()
         self._idle.set()
         self._queue_h, self._compute_h, self._total_h, self._batch_h = metrics.for_model(name, version)
@@ -136,16 +151,36 @@ class ServedModel:
         )
 
     def check_capacity(self) -> None:
-        """Shed before the body is read or decoded: a full queue answers 503 at the cost of a lookup."""
-        if self.batcher.depth >= self.settings.queue_limit:
+        """Shed before the body is read or decoded: a full queue answers 503 at the cost of a lookup.
+
+        Full counts the queued requests and the admitted ones still on their way to the queue
+        (body being read or decoded): under a burst, many heads pass this check before the
+        first of them is queued, and without them the queue would overshoot its limit.
+        """
+        if self.batcher.depth + self.admitted >= self.settings.queue_limit:
             raise self.overloaded()
 
-    async def infer(self, rows: Any, timeout_s: float, gone: asyncio.Future | None = None) -> Any:
+    def admit(self) -> Admission:
+        """Check capacity and hold a place for this request until it is queued (or fails)."""
+        self.check_capacity()
+        self.admitted += 1
+        return Admission(self)
+
+    async def infer(
+        self,
+        rows: Any,
+        timeout_s: float,
+        gone: asyncio.Future | None = None,
+        admission: Admission | None = None,
+    ) -> Any:
         """Queue ``rows`` for the batcher and wait for this request's logits."""
         try:
             pending = self.batcher.submit(rows, timeout_s)
         except QueueFullError:
             raise self.overloaded() from None
+        finally:
+            if admission is not None:
+                admission.release()  # queued (or refused): the queue's depth counts it from here
         self.in_flight += 1
         self._idle.clear()
         self._depth.set(self.batcher.depth)

@@ -12,11 +12,17 @@ in the socket makes the kernel send a reset, and a client still sending its body
 lose the answer (the reason for Apache's lingering close). Bodies have their own limits in
 the app (``serve/body.py``).
 
-Shedding: when a model's queue is full, an inference request for it is refused from the head
-alone (``shed``, given by the server), before uvicorn builds an ASGI request, before the body
-is read, and with the connection closed so the unread body costs nothing. Clients that retry
-at once without honouring ``Retry-After`` then pay a reconnect per retry instead of making the
-server parse a body it will not use (measured in docs/benchmarks.md, overload section).
+Admission and shedding (``admit``, given by the server): an inference request takes its place
+in the model's queue from its head, before its body is read, so a burst of heads cannot
+overshoot the queue's limit while their bodies are on the way; and when the queue is full it is
+refused from the head alone, before uvicorn builds an ASGI request and without its
+body ever being buffered or decoded: the 503 goes out at once, the body's bytes pass through
+the C parser and are dropped, and the connection stays open for the client's next request
+(closed instead when the client asked for that). A client that retries at once without
+honouring ``Retry-After`` then costs a parsed head and a skipped body per retry, not an ASGI
+request nor a reconnect (measured in docs/benchmarks.md, overload section). The refusal is
+made only when no other request of the same connection is in flight, so pipelined answers
+keep their order, and a skipped body that stalls is bounded by ``header_timeout_s`` too.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+ADMISSION = "torchship.admission"  # the ASGI scope key of a place taken at the request head
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -42,13 +49,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_header_bytes = 16 * 1024
     header_timeout_s = 10.0
     linger_s = 2.0  # after a refusal, how long the client's remaining bytes are read and dropped
-    # (method, raw target, headers) -> a whole HTTP response refusing the request, or None
-    shed: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None] | None = None
+    # (method, raw target, headers) -> a whole HTTP response refusing the request, or a place held
+    # for it (an object with release(), put in the ASGI scope under ADMISSION), or None
+    admit: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], Any] | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._head_bytes = self._chunk_bytes = 0
         self._refused = False  # answered from the head: what still arrives is read and dropped
+        self._skipping = False  # a shed request's body is passing: dropped, the connection kept
         self._linger_timer: asyncio.TimerHandle | None = None
         self._in_head = False  # between the first byte of a request and the end of its headers
         # when the pending head began (the connection's start until a request begins); None: no head due.
@@ -106,12 +115,32 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
             self._refuse_head()
             raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
-        if self.shed is not None:
-            refusal = self.shed(self.parser.get_method(), self.url, self.headers)
-            if refusal is not None:
-                self._close_with(refusal)
-                raise _HeadRefusedError
+        idle = self.cycle is None or (self.cycle.response_complete and not self.pipeline)
+        if self.admit is not None and idle:
+            refusal = self.admit(self.parser.get_method(), self.url, self.headers)
+            if refusal is not None and not isinstance(refusal, bytes):
+                self.scope[ADMISSION] = refusal  # the app releases it once the request is queued
+            elif refusal is not None:
+                if not self.parser.should_keep_alive():
+                    self._close_with(refusal.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1))
+                    raise _HeadRefusedError
+                self.transport.write(refusal)
+                self._skipping = True
+                self._head_since = self.loop.time()  # the body must pass within header_timeout_s
+                return  # no ASGI request: on_body drops the body, on_message_complete re-arms keep-alive
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._skipping:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._skipping:
+            super().on_message_complete()
+            return
+        self._skipping = False
+        self._head_since = None
+        self.on_response_complete()  # uvicorn's own bookkeeping: counts it, arms the keep-alive timer
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # already answered 431 from a parser callback
@@ -146,6 +175,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_since is None or now - self._head_since < self.header_timeout_s:
             since = now if self._head_since is None else self._head_since
             self._head_timer = self.loop.call_at(since + self.header_timeout_s, self._check_head)
+        elif self._skipping:  # a shed request's body stalled: nothing is owed to it any more
+            self.transport.close()
         elif self._in_head:
             self._refuse(
                 408,
@@ -171,7 +202,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 def guarded_http_protocol(
     max_header_bytes: int,
     header_timeout_s: float,
-    shed: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], bytes | None] | None = None,
+    admit: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], Any] | None = None,
 ) -> type[asyncio.Protocol]:
     """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing these head limits."""
     return type(
@@ -180,14 +211,14 @@ def guarded_http_protocol(
         {
             "max_header_bytes": max_header_bytes,
             "header_timeout_s": header_timeout_s,
-            "shed": staticmethod(shed) if shed is not None else None,
+            "admit": staticmethod(admit) if admit is not None else None,
         },
     )
 
 
 def raw_response(status: int, reason: str, body: bytes, headers: dict[str, str]) -> bytes:
-    """A whole HTTP/1.1 response that closes the connection."""
+    """A whole HTTP/1.1 response (keep-alive: the caller closes the connection if it must)."""
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "connection")
-    return (
-        f"HTTP/1.1 {status} {reason}\r\n{head}content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode("latin-1") + body
+    return (f"HTTP/1.1 {status} {reason}\r\n{head}content-length: {len(body)}\r\n\r\n").encode(
+        "latin-1"
+    ) + body

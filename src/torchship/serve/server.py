@@ -155,18 +155,22 @@ def uvicorn_config(
         http=guarded_http_protocol(
             config.max_header_bytes,
             config.header_timeout_s,
-            shed=early_refusal(state) if state is not None else None,
+            admit=head_admission(state) if state is not None else None,
         ),
     )
 
 
-def early_refusal(state: Any) -> Any:
-    """The protocol's ``shed``: a 503 for an inference request whose model's queue is full.
+def head_admission(state: Any) -> Any:
+    """The protocol's ``admit``: an inference request's place in its model's queue, from its head.
 
-    Decided from the request head alone (method, path, authorization), so an overloaded server
-    spends no body reading, decoding or ASGI work on requests it will refuse. Anything else
-    (another route, an unknown or loading model, a bad token) goes on to the app, which
-    answers it as usual; an unauthenticated client never learns a model is overloaded.
+    Decided from the request head alone (method, path, authorization). While the queue has
+    room, the request holds a place (``ServedModel.admit``) that the app releases once the
+    request is queued or has failed, so heads arriving together cannot overshoot the queue's
+    limit while their bodies are read. When it is full, the answer is a 503 at once: an
+    overloaded server spends no body reading, decoding or ASGI work on requests it will
+    refuse. Anything else (another route, an unknown or loading model, a full queue with a
+    bad token) goes on to the app, which answers it as usual; an unauthenticated client never
+    learns a model is overloaded.
     """
     import httptools
 
@@ -175,7 +179,7 @@ def early_refusal(state: Any) -> Any:
     from torchship.serve.protocol import raw_response
     from torchship.serve.v2 import ServeError
 
-    def shed(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    def admit(method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Any:
         if method != b"POST" or not url.endswith(b"/infer") or state.draining:
             return None
         path = httptools.parse_url(url).path.decode("latin-1")
@@ -184,8 +188,10 @@ def early_refusal(state: Any) -> Any:
             return None
         try:
             model = state.repository.get(params["model"], params.get("version"))
-            if model.batcher.depth < model.settings.queue_limit:
-                return None
+            try:
+                return model.admit()
+            except ServeError:
+                pass  # full: refused below, once the client has shown it may know
             authorization = next((v for k, v in headers if k == b"authorization"), None)
             state.security.check_inference(authorization.decode("latin-1") if authorization else None)
         except ServeError:
@@ -194,7 +200,7 @@ def early_refusal(state: Any) -> Any:
         status, body, extra = error_parts(model.overloaded(), "POST", path)
         return raw_response(status, "Service Unavailable", body, extra)
 
-    return shed
+    return admit
 
 
 class _StderrHandler(logging.StreamHandler):
