@@ -185,3 +185,19 @@ def test_a_request_holds_its_place_from_its_head_so_a_burst_cannot_overshoot_the
         stats = http.get(url + "/v2/models/mlp/stats", headers={"authorization": "Bearer s3cret"}).json()
         stats = stats["model_stats"][0]["inference_stats"]
         assert stats["success"]["count"] == 3
+
+
+def test_a_place_nobody_released_is_given_back_when_dropped():
+    from torchship.serve.model import Admission
+
+    class Model:
+        admitted = 1
+
+    model = Model()
+    place = Admission(model)
+    place.release()
+    place.release()  # idempotent
+    assert model.admitted == 0
+    model.admitted = 1
+    Admission(model)  # never released: dropped at once
+    assert model.admitted == 0

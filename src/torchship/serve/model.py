@@ -39,6 +39,10 @@ class Admission:
             self.held = False
             self.model.admitted -= 1
 
+    # a request dropped before the endpoint released its place (a middleware answered, the task
+    # never ran) must not shrink the queue for good: the place goes with the last reference
+    __del__ = release
+
 
 class ServedModel:
     """A loaded, warmed-up model version behind a batcher."""
