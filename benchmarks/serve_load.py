@@ -68,13 +68,14 @@ def make_artifact(kind: str, root: Path, runtime: str = "eager"):
     """A seeded toy with reference statistics (from random inputs), so drift monitoring has work to do,
     exported (and verified) for the runtime that serves it."""
     from torchship.export import export
+    from torchship.export.base import format_runtimes
     from torchship.monitor.baseline import reference_from_inputs
     from torchship.testing import tiny_artifact
 
     art = tiny_artifact(kind, shape=(3, 32, 32))
     x = np.random.default_rng(2).standard_normal((256, 3, 32, 32)).astype(np.float32)
     art = art.with_manifest(reference=reference_from_inputs(art, x)).save(root / kind)
-    formats = {"onnxruntime": ["onnx"], "torchscript": ["torchscript"], "exported": ["exported"]}
+    formats = {runs.runtime: [fmt] for fmt, runs in format_runtimes().items()}
     return export(art, formats[runtime]) if runtime in formats else art
 
 

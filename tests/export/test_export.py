@@ -162,3 +162,13 @@ def test_aoti_package_matches_eager(tmp_path):
     predictor = load_predictor(Artifact.load(done.path), "aoti")
     assert predictor.predict(np.zeros((3, 1, 8, 8), np.float32)).shape == (3, 10)
     assert json.dumps(predictor.describe())
+
+
+def test_every_format_names_a_registered_runtime_and_only_triton_has_none():
+    from torchship.export.base import format_runtimes
+    from torchship.runtime.base import runtimes
+
+    served = format_runtimes()
+    assert list(served) == ["onnx", "torchscript", "exported", "aoti"]  # the order auto tries them in
+    assert all(runs.runtime in runtimes for runs in served.values())
+    assert served["onnx"].module == "onnxruntime"

@@ -22,16 +22,10 @@ from torchship.bench import memory
 from torchship.bench.accuracy import BenchData, DataSource, data_for, measure_accuracy
 from torchship.bench.latency import BenchError, LatencyStats, TimingConfig, measure_latency
 from torchship.errors import TorchshipError
+from torchship.export.base import format_runtimes
 
 # The runtime that picks another is a choice, not a runtime to compare.
 NOT_IN_ALL = ("auto",)
-# Where a runtime's model file lives when its predictor does not say (describe()["file"]).
-_EXPORT_OF_RUNTIME = {
-    "onnxruntime": "onnx",
-    "torchscript": "torchscript",
-    "exported": "exported",
-    "aoti": "aoti",
-}
 
 
 @dataclass
@@ -322,7 +316,9 @@ def _model_file(artifact: Artifact, runtime: str, info: dict[str, Any]) -> tuple
     candidates: list[str] = []
     if info.get("file"):
         candidates.append(str(info["file"]))
-    export = artifact.manifest.exports.get(_EXPORT_OF_RUNTIME.get(runtime, runtime), {})
+    # where a runtime's model file lives when its predictor does not say (describe()["file"])
+    fmt = next((f for f, runs in format_runtimes().items() if runs.runtime == runtime), runtime)
+    export = artifact.manifest.exports.get(fmt, {})
     if export.get("file"):
         candidates.append(str(export["file"]))
     candidates.append(WEIGHTS)

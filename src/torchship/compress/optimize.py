@@ -333,12 +333,12 @@ class _Measurer:
 def _exported_for(artifact: Artifact, runtimes: list[str], allowed: tuple[str, ...]) -> Artifact:
     """The artifact with the exports its fp32 runtimes need (written into its own directory)."""
     from torchship.export import export
-    from torchship.runtime.auto import FORMAT_RUNTIMES
+    from torchship.export.base import format_runtimes
 
     formats = [
         fmt
-        for fmt, (runtime, _) in FORMAT_RUNTIMES.items()
-        if runtime in runtimes and fmt not in artifact.manifest.exports
+        for fmt, runs in format_runtimes().items()
+        if runs.runtime in runtimes and fmt not in artifact.manifest.exports
     ]
     for fmt in formats:  # one format failing (say, TorchScript) must not cost the others
         try:

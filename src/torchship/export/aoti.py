@@ -12,13 +12,14 @@ from pathlib import Path
 
 import torch
 
-from torchship.export.base import ExportContext, ExportError, Staged, exporters
+from torchship.export.base import ExportContext, ExportError, Staged, exporters, runs_in
 from torchship.export.capture import failure_summary
 
 FILE = "model.aoti.pt2"
 
 
 @exporters.register("aoti")
+@runs_in("aoti")
 def export_aoti(ctx: ExportContext) -> Staged:
     """Compile the shared ExportedProgram with ``aoti_compile_and_package``.
 

@@ -1,9 +1,12 @@
 """What every exporter shares: the errors, the context it works in, and the registry.
 
 An exporter is one function, registered under its format name, that writes its files into
-a staging directory and says how to run them::
+a staging directory and says how to run them; ``runs_in`` records on it which runtime serves
+the format (the one place that fact lives: ``auto``, ``bench`` and ``optimize`` read it back
+with :func:`format_runtimes`)::
 
     @exporters.register("onnx")
+    @runs_in("onnxruntime", module="onnxruntime")
     def export_onnx(ctx: ExportContext) -> Staged: ...
 
 The pipeline (``torchship.export.export``) verifies every ``Staged`` result against eager
@@ -91,3 +94,38 @@ class Staged:
 
 Exporter = Callable[[ExportContext], Staged]
 exporters: Registry[Exporter] = Registry("export format", error=ExportError)
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The runtime that runs a format's files, and the module it needs (None: torch alone)."""
+
+    runtime: str
+    module: str | None = None
+
+
+def runs_in(runtime: str, module: str | None = None) -> Callable[[Exporter], Exporter]:
+    """Record on an exporter which ``torchship.runtime`` runtime serves its format."""
+
+    def mark(exporter: Exporter) -> Exporter:
+        exporter.runs = Runs(runtime, module)  # type: ignore[attr-defined]
+        return exporter
+
+    return mark
+
+
+def format_runtimes() -> dict[str, Runs]:
+    """Export format -> the runtime serving it, for every registered format that has one.
+
+    Example:
+        >>> format_runtimes()["onnx"].runtime
+        'onnxruntime'
+    """
+    import torchship.export  # noqa: F401 - importing the package registers every format
+
+    marked = {name: exporter.runs for name, exporter in exporters if getattr(exporter, "runs", None)}
+    return {name: marked[name] for name in sorted(marked, key=_production_rank)}
+
+
+def _production_rank(name: str) -> tuple[int, str]:
+    return (FORMAT_ORDER.index(name) if name in FORMAT_ORDER else len(FORMAT_ORDER), name)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from torchship.export.base import ExportContext, Staged, exporters
+from torchship.export.base import ExportContext, Staged, exporters, runs_in
 
 FILE = "model.pt2"
 
 
 @exporters.register("exported")
+@runs_in("exported")
 def export_program(ctx: ExportContext) -> Staged:
     """Save the shared ExportedProgram as ``model.pt2``.
 

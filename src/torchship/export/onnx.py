@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from torchship.errors import require
-from torchship.export.base import ExportContext, ExportError, Staged, exporters
+from torchship.export.base import ExportContext, ExportError, Staged, exporters, runs_in
 from torchship.export.capture import failure_summary
 
 FILE = "model.onnx"
@@ -26,6 +26,7 @@ MAX_EMBEDDED_BYTES = 1_800_000_000
 
 
 @exporters.register("onnx")
+@runs_in("onnxruntime", module="onnxruntime")
 def export_onnx(ctx: ExportContext) -> Staged:
     """Write ``model.onnx`` (and ``model.onnx.data`` for models over 2 GB) into the staging directory.
 

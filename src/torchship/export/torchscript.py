@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
-from torchship.export.base import ExportContext, ExportError, Staged, exporters
+from torchship.export.base import ExportContext, ExportError, Staged, exporters, runs_in
 from torchship.export.capture import failure_summary
 
 FILE = "model.ts"
 
 
 @exporters.register("torchscript")
+@runs_in("torchscript")
 def export_torchscript(ctx: ExportContext) -> Staged:
     """Script the model (trace it if scripting fails), freeze it, save ``model.ts``.
 

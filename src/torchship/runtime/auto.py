@@ -20,25 +20,19 @@ from torchship.runtime.base import Predictor, RuntimeError_, RuntimeOptions, run
 
 log = logging.getLogger(__name__)
 
-# export format -> the runtime that serves it, and the module it needs
-FORMAT_RUNTIMES = {
-    "onnx": ("onnxruntime", "onnxruntime"),
-    "torchscript": ("torchscript", None),
-    "exported": ("exported", None),
-    "aoti": ("aoti", None),
-}
-
 
 def int8_programs(artifact: Artifact) -> dict[str, str]:
     """Export key -> runtime of every int8 program the artifact holds (made by ``compress quantize``)."""
+    from torchship.export.base import format_runtimes
     from torchship.runtime.onnxruntime import INT8_EXPORT
 
+    served = format_runtimes()
     programs = {}
     for fmt, record in artifact.manifest.exports.items():
         if fmt == INT8_EXPORT:
             programs[fmt] = "onnxruntime"
-        elif fmt in FORMAT_RUNTIMES and isinstance(record, dict) and record.get("precision") == "int8":
-            programs[fmt] = FORMAT_RUNTIMES[fmt][0]
+        elif fmt in served and isinstance(record, dict) and record.get("precision") == "int8":
+            programs[fmt] = served[fmt].runtime
     return programs
 
 
@@ -49,11 +43,13 @@ def candidates(artifact: Artifact, include: tuple[str, ...] = ()) -> list[str]:
     and the fp32 exports would compute the float model it was made from, so the fastest of
     them would be a different model, not a faster runtime.
     """
+    from torchship.export.base import format_runtimes
+
     exports = artifact.manifest.exports
     available = [
-        runtime
-        for fmt, (runtime, module) in FORMAT_RUNTIMES.items()
-        if fmt in exports and (module is None or importlib.util.find_spec(module))
+        runs.runtime
+        for fmt, runs in format_runtimes().items()
+        if fmt in exports and (runs.module is None or importlib.util.find_spec(runs.module))
     ]
     int8 = set(int8_programs(artifact).values())
     if int8:
