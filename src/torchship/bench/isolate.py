@@ -88,7 +88,7 @@ def _main() -> None:
     job = json.loads(sys.stdin.read())
     data = None
     if job["data"] is not None:
-        with np.load(job["data"]) as arrays:
+        with np.load(job["data"], allow_pickle=False) as arrays:
             data = BenchData(arrays["x"], arrays["y"])
     try:
         artifact = Artifact.load(job["artifact"])
