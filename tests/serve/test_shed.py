@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import re
 import socket
@@ -11,7 +12,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from serve_helpers import AT_GATE, GATE, real_server, settings, v2_body
+from serve_helpers import AT_GATE, GATE, real_server, v2_body
 
 from torchship.serve import Security
 
@@ -73,12 +74,15 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture
-def full_queue(repo):
-    """A server whose queue (limit 1) is full until the test ends; yields (url, http)."""
-    config = settings(runtime="test-gate", max_batch_size=1, queue_limit=1)
+@contextlib.contextmanager
+def _filled(repo, queue_limit: int = 1, **config):
+    """A server whose queue is full but for ``queue_limit - 1`` places until the block ends (one
+    request computing behind the closed gate, one queued); yields (url, http)."""
+    from torchship.serve import ModelSettings, ServeConfig
+
+    model = ModelSettings(runtime="test-gate", max_batch_size=1, queue_limit=queue_limit)
     with (
-        real_server(repo, config, Security(inference_token="s3cret")) as url,
+        real_server(repo, ServeConfig(default=model, **config), Security(inference_token="s3cret")) as url,
         httpx.Client(timeout=30) as http,
         cf.ThreadPoolExecutor(2) as pool,
     ):
@@ -90,6 +94,13 @@ def full_queue(repo):
         finally:
             GATE.set()
         assert [f.result().status_code for f in fill] == [200, 200]
+
+
+@pytest.fixture
+def full_queue(repo):
+    """A server whose queue (limit 1) is full until the test ends; yields (url, http)."""
+    with _filled(repo) as served:
+        yield served
 
 
 def test_a_full_queue_answers_from_the_head_before_the_body_and_keeps_the_connection(full_queue):
@@ -134,57 +145,31 @@ def test_a_refused_client_still_sending_its_body_gets_the_answer_not_a_reset(ful
 
 
 def test_a_shed_request_whose_body_stalls_is_closed(repo):
-    from torchship.serve import ModelSettings, ServeConfig
-
-    config = ServeConfig(
-        default=ModelSettings(runtime="test-gate", max_batch_size=1, queue_limit=1), header_timeout_s=0.5
-    )
-    with (
-        real_server(repo, config, Security(inference_token="s3cret")) as url,
-        httpx.Client(timeout=30) as http,
-        cf.ThreadPoolExecutor(2) as pool,
-    ):
-        GATE.clear()
-        AT_GATE.clear()
-        try:
-            fill = _fill(url, http, pool)
-            with _connect(url) as sock:
-                sock.sendall(_head("s3cret", 1000) + b" " * 10)  # 10 of 1,000 bytes, then nothing
-                head, _ = _response(sock)
-                assert head.startswith(b"HTTP/1.1 503 ")
-                assert sock.recv(1) == b""  # closed by the server within the timeout, not the test's 10 s
-        finally:
-            GATE.set()
-        assert [f.result().status_code for f in fill] == [200, 200]
+    with _filled(repo, header_timeout_s=0.5) as (url, _), _connect(url) as sock:
+        sock.sendall(_head("s3cret", 1000) + b" " * 10)  # 10 of 1,000 bytes, then nothing
+        head, _ = _response(sock)
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert sock.recv(1) == b""  # closed by the server within the timeout, not the test's 10 s
 
 
 def test_a_request_holds_its_place_from_its_head_so_a_burst_cannot_overshoot_the_queue(repo):
-    config = settings(runtime="test-gate", max_batch_size=1, queue_limit=2)
     body = orjson.dumps(v2_body(np.ones((1, 16), np.float32)))
     with (
-        real_server(repo, config, Security(inference_token="s3cret")) as url,
-        httpx.Client(timeout=30) as http,
-        cf.ThreadPoolExecutor(2) as pool,
+        _filled(repo, queue_limit=2) as (url, http),  # one computing, one queued: one place left
+        _connect(url) as held,
+        _connect(url) as late,
     ):
-        GATE.clear()
-        AT_GATE.clear()
-        try:
-            fill = _fill(url, http, pool)  # one computing, one queued: one place left
-            with _connect(url) as held, _connect(url) as late:
-                held.sendall(_head("s3cret", len(body)))  # takes the last place; its body comes later
-                late.sendall(_head("s3cret", len(body)))  # nothing is queued yet, but no place is left
-                head, _ = _response(late)
-                assert head.startswith(b"HTTP/1.1 503 ")
-                held.sendall(body)
-                GATE.set()
-                head, answer = _response(held)
-                assert head.startswith(b"HTTP/1.1 200 "), answer
-        finally:
-            GATE.set()
-        assert [f.result().status_code for f in fill] == [200, 200]
+        held.sendall(_head("s3cret", len(body)))  # takes the last place; its body comes later
+        late.sendall(_head("s3cret", len(body)))  # nothing is queued yet, but no place is left
+        head, _ = _response(late)
+        assert head.startswith(b"HTTP/1.1 503 ")
+        held.sendall(body)
+        GATE.set()
+        head, answer = _response(held)
+        assert head.startswith(b"HTTP/1.1 200 "), answer
+        # answered last (one row a batch, first come first served): the two before it are counted
         stats = http.get(url + "/v2/models/mlp/stats", headers={"authorization": "Bearer s3cret"}).json()
-        stats = stats["model_stats"][0]["inference_stats"]
-        assert stats["success"]["count"] == 3
+        assert stats["model_stats"][0]["inference_stats"]["success"]["count"] == 3
 
 
 def test_a_place_nobody_released_is_given_back_when_dropped():

@@ -84,7 +84,9 @@ def from_model(
         raise ImportError_(
             f"{len(names)} input names for {len(tensors)} example inputs", fix="pass one name per input"
         )
-    with contextlib.suppress(NotImplementedError):  # an ExportedProgram's module() has no eval()
+    # not a stub of ours: torch's ExportedProgram.module() raises NotImplementedError for eval()
+    # and train(); such a program keeps the mode it was captured in, which a .pt2 import wants
+    with contextlib.suppress(NotImplementedError):
         model = model.eval()
     module = SignatureModule(model, names, keyword)
     dynamic = dynamic_dims or {}
