@@ -304,6 +304,12 @@ class Manifest(Frozen):
         )
 
     @property
+    def answers_classes(self) -> bool:
+        """A classifier whose first output is (batch, classes) logits: probabilities, top-k and
+        class drift apply to it."""
+        return self.task == "classification" and len(self.signature.outputs[0].shape) == 2
+
+    @property
     def classes(self) -> int | None:
         """Classes of a classifier's first output (its last dim), when known."""
         if self.labels:

@@ -45,8 +45,7 @@ class OutputEvaluation:
 
 def is_classifier(artifact: Artifact) -> bool:
     """Whether ``artifact`` answers with class logits (its first output is (batch, classes))."""
-    m = artifact.manifest
-    return m.task == "classification" and len(m.signature.outputs[0].shape) == 2
+    return artifact.manifest.answers_classes
 
 
 def needs_inputs_file(artifact: Artifact) -> bool:

@@ -203,7 +203,7 @@ def reference_from_feeds(
         "class_freq": [],
     }
     first = sig.outputs[0]
-    if m.task == "classification" and len(first.shape) == 2:
+    if m.answers_classes:
         probs = torch.from_numpy(outputs[first.name].astype(np.float64)).softmax(1)
         classes = probs.shape[1]
         stats = prediction_stats(probs, classes)

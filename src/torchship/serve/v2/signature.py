@@ -57,8 +57,7 @@ class V2Signature:
         self.single = shape is not None and len(self.signature.outputs) == 1
         self.sample_shape = tuple(shape) if self.single else ()
         self.labels = list(manifest.labels)
-        first = self.signature.outputs[0]
-        self.classifier = self.task == "classification" and len(first.shape) == 2
+        self.classifier = manifest.answers_classes
         self.output_names = self.signature.output_names + ([PROBABILITIES] if self.classifier else [])
 
     def _tensors(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
