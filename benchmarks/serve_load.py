@@ -58,7 +58,8 @@ if sys.argv[6] != "0":
     settings["threads"] = int(sys.argv[6])
 settings["instances"] = int(sys.argv[8])
 config = ServeConfig(access_log=False, default=ModelSettings(**settings, queue_limit=int(sys.argv[9])),
-                     monitor=MonitorConfig(enabled=sys.argv[7] == "on"))
+                     monitor=MonitorConfig(enabled=sys.argv[7] == "on"),
+                     max_connections=int(sys.argv[12]) or None)
 serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[10]),
       grpc_port=int(sys.argv[11]) or None)
 """
@@ -143,6 +144,7 @@ def start_server(
             str(args.queue_limit),
             str(workers),
             str(grpc_port or 0),
+            str(args.max_connections or 0),
         ]
     )
     import urllib.request
@@ -180,6 +182,12 @@ def main() -> None:
         type=int,
         default=1024,
         help="requests queued per model before the server sheds load with 503",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="the server's connection limit per worker (serve config max_connections); default none",
     )
     parser.add_argument(
         "--client",
@@ -279,7 +287,7 @@ def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
                     f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  "
                     if "shed_503" in row
                     else ""
-                )
+                ) + (f"(unanswered: {row['unanswered']})  " if "unanswered" in row else "")
                 print(
                     f"workers {workers} {mode:6} monitor {monitor:3} c={c:3}  "
                     f"{row['req_per_s']:8.0f} req/s  "

@@ -131,13 +131,9 @@ def real_server(path: Path, config: ServeConfig | None = None, security: Securit
 @contextlib.contextmanager
 def serve_app(app):
     """Run a ``create_app`` app under uvicorn on 127.0.0.1 (free port); yield its URL once ready."""
-    import uvicorn
+    from torchship.serve.server import uvicorn_server
 
-    from torchship.serve.server import uvicorn_config
-
-    server = uvicorn.Server(
-        uvicorn_config(app, app.state.serve.config, host="127.0.0.1", port=0, log_level="warning")
-    )
+    server = uvicorn_server(app, app.state.serve.config, host="127.0.0.1", port=0, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

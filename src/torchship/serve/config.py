@@ -78,6 +78,13 @@ class ServeConfig(Frozen):
     header_timeout_s: float = Field(default=10.0, gt=0, description="time to send the request head")
     body_timeout_s: float = Field(default=60.0, gt=0, description="time to send the whole body; 408 after")
     keep_alive_timeout_s: float = Field(default=30.0, gt=0, description="idle time between requests")
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="open HTTP connections per worker; at the limit the server stops accepting and "
+        "further connections wait in the kernel's listen queue (as long) or are not answered at all, "
+        "so an overloaded server spends nothing on them; None: no limit (full queues refuse with 503)",
+    )
     strict_readiness: bool = Field(default=True, description="ready only when every startup model is READY")
     access_log: bool = True
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

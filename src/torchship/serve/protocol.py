@@ -23,11 +23,27 @@ honouring ``Retry-After`` then costs a parsed head and a skipped body per retry,
 request nor a reconnect (measured in docs/benchmarks.md, overload section). The refusal is
 made only when no other request of the same connection is in flight, so pipelined answers
 keep their order, and a skipped body that stalls is bounded by ``header_timeout_s`` too.
+
+Connection limit (``ConnectionGate``, ``max_connections`` in the serve config): a refusal, however
+cheap, is work on the event loop, and a client that retries at once turns every refusal into
+another one, so under a retry storm the loop answers refusals while accepted requests wait for
+it. With a limit, the server stops accepting connections while that many are open (HAProxy's
+``maxconn``): further connections wait in the kernel's listen queue, kept short
+(``server.listen_backlog``), and beyond it their SYNs go unanswered and the client's kernel
+retries. Neither costs the server a system call, so the accepted requests keep their latency.
+So that keep-alive clients cannot hold every place for ever, a request that starts while the
+server is at its limit and connections wait in the listen queue is the last on its connection
+(answered with ``connection: close``): places rotate, and a waiting connection waits about one
+request's time per connection ahead of it. asyncio's and uvloop's servers cannot pause
+accepting, so ``GatedListener`` accepts by hand while the gate has room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import select
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +53,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ADMISSION = "torchship.admission"  # the ASGI scope key of a place taken at the request head
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+log = logging.getLogger("torchship.serve")
 
 
 class _HeadRefusedError(Exception):
@@ -52,9 +69,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # (method, raw target, headers) -> a whole HTTP response refusing the request, or a place held
     # for it (an object with release(), put in the ASGI scope under ADMISSION), or None
     admit: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], Any] | None = None
+    gate: ConnectionGate | None = None  # the connection limit; the listener took the place at accept
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        self._gated = self.gate is not None and self.gate.owns(transport)
         self._head_bytes = self._chunk_bytes = 0
         self._refused = False  # answered from the head: what still arrives is read and dropped
         self._skipping = False  # a shed request's body is passing: dropped, the connection kept
@@ -68,6 +87,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._gated:
+            self._gated = False
+            self.gate.release()  # type: ignore[union-attr]
         self._stop_head_timer()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
@@ -115,6 +137,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
             self._refuse_head()
             raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
+        if self._gated and self.gate.crowded():  # type: ignore[union-attr]
+            # at the limit with connections waiting in the kernel: this exchange is the connection's
+            # last (uvicorn answers "connection: close" and closes), so the waiting ones get its place
+            self.headers.append((b"connection", b"close"))
         idle = self.cycle is None or (self.cycle.response_complete and not self.pipeline)
         if self.admit is not None and idle:
             refusal = self.admit(self.parser.get_method(), self.url, self.headers)
@@ -199,10 +225,133 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
 
+class ConnectionGate:
+    """At most ``limit`` open connections: the listeners stop accepting at the limit, resume below it.
+
+    A place is taken when a listener accepts (so a burst of accepts cannot overshoot) and given
+    back by the protocol's ``connection_lost``, or by the listener when the connection never
+    reached a protocol. Runs on the event loop only.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = 0
+        self.listeners: list[GatedListener] = []
+        self._pending: set[int] = set()  # file numbers accepted, their protocol not yet made
+
+    def has_room(self) -> bool:
+        return self.open < self.limit
+
+    def crowded(self) -> bool:
+        """At the limit with connections waiting to be accepted (one poll per listener, only then)."""
+        return self.open >= self.limit and any(listener.waiting() for listener in self.listeners)
+
+    def take(self, fileno: int) -> None:
+        self.open += 1
+        self._pending.add(fileno)
+        if self.open >= self.limit:
+            for listener in self.listeners:
+                listener.pause()
+
+    def owns(self, transport: Any) -> bool:
+        """Whether ``transport``'s connection holds a place (one the gate's listeners accepted)."""
+        sock = transport.get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+        if fileno in self._pending:
+            self._pending.discard(fileno)
+            return True
+        return False
+
+    def release(self, fileno: int | None = None) -> None:
+        if fileno is not None:
+            self._pending.discard(fileno)
+        self.open -= 1
+        if self.open < self.limit:
+            for listener in self.listeners:
+                listener.resume()
+
+
+class GatedListener:
+    """Accepts connections on a listening socket while its gate has room (uvicorn's ``Server.servers`` entry).
+
+    Hand-written because neither asyncio's nor uvloop's ``Server`` can stop accepting and
+    start again; each accepted socket goes to ``loop.connect_accepted_socket`` with uvicorn's
+    protocol factory, so everything after the accept is the usual path.
+    """
+
+    def __init__(
+        self, sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol], gate: ConnectionGate
+    ):
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._factory = protocol_factory
+        self._gate = gate
+        self._reading = self._closed = False
+        self._tasks: set[asyncio.Task] = set()
+        sock.setblocking(False)
+        gate.listeners.append(self)
+        if gate.has_room():
+            self.resume()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [self._sock]
+
+    def resume(self) -> None:
+        if not self._reading and not self._closed:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+            self._reading = True
+
+    def waiting(self) -> bool:
+        """Whether a connection waits in the kernel's listen queue."""
+        return not self._closed and bool(select.select([self._sock], [], [], 0)[0])
+
+    def pause(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._sock.fileno())
+            self._reading = False
+
+    def _accept(self) -> None:
+        while self._reading and self._gate.has_room():
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, say: try again shortly, as asyncio does
+                log.error("accepting a connection failed (%s); retrying in 1 s", exc)
+                self.pause()
+                self._loop.call_later(1.0, self.resume)
+                return
+            conn.setblocking(False)
+            self._gate.take(conn.fileno())
+            task = self._loop.create_task(self._connect(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        fileno = conn.fileno()
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn)
+        except Exception as exc:  # the connection never reached a protocol: its place is free again
+            log.debug("an accepted connection failed to start: %s", exc)
+            conn.close()
+            self._gate.release(fileno)
+
+    def close(self) -> None:
+        """Stop accepting for good (uvicorn's shutdown); open connections drain as usual."""
+        self.pause()
+        self._closed = True
+
+    async def wait_closed(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 def guarded_http_protocol(
     max_header_bytes: int,
     header_timeout_s: float,
     admit: Callable[[bytes, bytes, list[tuple[bytes, bytes]]], Any] | None = None,
+    gate: ConnectionGate | None = None,
 ) -> type[asyncio.Protocol]:
     """A uvicorn HTTP protocol class (``uvicorn.Config(http=...)``) enforcing these head limits."""
     return type(
@@ -212,6 +361,7 @@ def guarded_http_protocol(
             "max_header_bytes": max_header_bytes,
             "header_timeout_s": header_timeout_s,
             "admit": staticmethod(admit) if admit is not None else None,
+            "gate": gate,
         },
     )
 

@@ -9,8 +9,10 @@ timeout comes from the serve config.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,21 +95,55 @@ def run_uvicorn(
     sockets: list[Any] | None = None,
 ) -> None:
     """Run ``app`` under uvicorn on ``host:port`` (or on bound ``sockets``) until a signal drains it."""
-    import uvicorn
-
-    class DrainingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.serve.draining = True
-            super().handle_exit(sig, frame)
-
-    server = DrainingServer(
-        uvicorn_config(
-            app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s
-        )
+    server = uvicorn_server(
+        app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s
     )
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(1)
+
+
+def uvicorn_server(app: Any, config: ServeConfig, **kwargs: Any) -> Any:
+    """A ``uvicorn.Server`` for ``app`` (``kwargs`` as ``uvicorn_config``'s): readiness turns false
+    on the first signal, and with ``max_connections`` its listeners stop accepting at the limit."""
+    import uvicorn
+
+    from torchship.serve.protocol import GatedListener
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.serve.draining = True
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            gate = self.config.http_protocol_class.gate
+            if gate is None:
+                await super().startup(sockets)
+                return
+            # uvicorn's startup, with listeners that stop accepting at the connection limit
+            await self.lifespan.startup()
+            if self.lifespan.should_exit:
+                self.should_exit = True
+                return
+            if sockets is None:  # (sockets passed in listen already: the workers' parent sized their queue)
+                sockets = [self.config.bind_socket()]  # logs the address, as uvicorn does
+                sockets[0].listen(self.config.backlog)  # as create_server would
+
+            def create_protocol() -> Any:
+                return self.config.http_protocol_class(
+                    config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+                )
+
+            # the workers' private Unix socket is the supervisor's channel: never gated
+            self.servers = [
+                GatedListener(sock, create_protocol, gate)
+                if sock.family != socket.AF_UNIX
+                else await asyncio.get_running_loop().create_server(create_protocol, sock=sock)
+                for sock in sockets
+            ]
+            self.started = True
+
+    return Server(uvicorn_config(app, config, **kwargs))
 
 
 def default_workers(threads: int | None = None, cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -138,10 +174,10 @@ def uvicorn_config(
     """The ``uvicorn.Config`` that runs ``app`` with the serve config's connection limits."""
     uvicorn = require("uvicorn", "serve")
     require("httptools", "serve")
-    from torchship.serve.protocol import guarded_http_protocol
+    from torchship.serve.protocol import ConnectionGate, guarded_http_protocol
 
     state = getattr(getattr(app, "state", None), "serve", None)
-
+    limit = config.max_connections
     return uvicorn.Config(
         app,
         host=host,
@@ -156,8 +192,21 @@ def uvicorn_config(
             config.max_header_bytes,
             config.header_timeout_s,
             admit=head_admission(state) if state is not None else None,
+            gate=ConnectionGate(limit) if limit is not None else None,
         ),
+        backlog=listen_backlog(limit),
     )
+
+
+def listen_backlog(max_connections: int | None, workers: int = 1) -> int:
+    """The listen queue's length: 2048 (uvicorn's) without a connection limit; with one, short.
+
+    At the limit a connection waits in this queue until a place rotates, about one request's
+    time per connection ahead of it; beyond the queue the kernel leaves a SYN unanswered and
+    the client's kernel sends it again a second later, which costs the server nothing and holds
+    no request. So the queue is kept to a few connections per worker.
+    """
+    return 2048 if max_connections is None else workers * min(max_connections, 8)
 
 
 def head_admission(state: Any) -> Any:

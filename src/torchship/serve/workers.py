@@ -83,7 +83,7 @@ def run_workers(
     Raises:
         ConfigError: ``path`` is not a directory, or a port is taken.
     """
-    from torchship.serve.server import _configure_logging
+    from torchship.serve.server import _configure_logging, listen_backlog
 
     if not Path(path).is_dir():
         raise ConfigError(
@@ -98,7 +98,7 @@ def run_workers(
         check_port_free(host, grpc_port)
         grpc_address = address(host, grpc_port)
     _configure_logging(log_level, config.access_log)
-    listener = bind(host, port)
+    listener = bind(host, port, backlog=listen_backlog(config.max_connections, workers))
     with listener, tempfile.TemporaryDirectory(prefix="torchship-serve-") as directory:
         metrics_dir = Path(directory) / "metrics"
         metrics_dir.mkdir()
@@ -128,7 +128,7 @@ def run_workers(
         raise SystemExit(code)
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, backlog: int) -> socket.socket:
     """The listening socket, bound once (SO_REUSEADDR only: a port in use fails here)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -140,7 +140,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError(
             f"cannot listen on {host}:{port} ({exc.strerror})", fix="choose another --port"
         ) from None
-    sock.listen(2048)
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 

@@ -1,0 +1,66 @@
+"""``max_connections``: at the limit the server stops accepting; the next connection waits in the kernel."""
+
+from __future__ import annotations
+
+import socket
+
+from serve_helpers import real_server
+
+from torchship.serve import ServeConfig
+
+LIVE = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _answered(sock: socket.socket) -> bytes:
+    sock.sendall(LIVE)
+    return sock.recv(65536)
+
+
+def _unanswered(sock: socket.socket) -> bool:
+    """Sends a request; True when no answer comes within half a second (the connection waits)."""
+    sock.sendall(LIVE)
+    sock.settimeout(0.5)
+    try:
+        sock.recv(65536)
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(10)
+    return False
+
+
+def test_at_the_limit_a_new_connection_waits_until_a_place_is_free(repo):
+    with real_server(repo, ServeConfig(max_connections=2)) as url:
+        first, second = _connect(url), _connect(url)
+        assert _answered(first).startswith(b"HTTP/1.1 200 ")
+        assert _answered(second).startswith(b"HTTP/1.1 200 ")
+        with _connect(url) as third:  # the kernel completes the handshake: it sits in the listen queue
+            assert _unanswered(third)  # not accepted, so not read, while two are open
+            first.close()
+            assert third.recv(65536).startswith(b"HTTP/1.1 200 ")  # accepted once a place is free
+            with _connect(url) as fourth:
+                assert _unanswered(fourth)
+                # a request while one waits is its connection's last: the place rotates
+                head = _answered(second)
+                assert head.startswith(b"HTTP/1.1 200 ")
+                assert b"connection: close" in head.lower()
+                assert second.recv(65536) == b""  # closed by the server
+                assert fourth.recv(65536).startswith(b"HTTP/1.1 200 ")
+                # nobody waits now: keep-alive as usual
+                assert b"connection: close" not in _answered(third).lower()
+        second.close()
+
+
+def test_without_a_limit_connections_are_not_gated(repo):
+    with real_server(repo, ServeConfig()) as url:
+        sockets = [_connect(url) for _ in range(4)]
+        try:
+            assert all(_answered(s).startswith(b"HTTP/1.1 200 ") for s in sockets)
+        finally:
+            for s in sockets:
+                s.close()
