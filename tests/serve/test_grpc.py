@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import contextlib
 import functools
@@ -344,6 +345,23 @@ def test_cli_refuses_a_taken_grpc_port_in_one_line(run_cli, repo):
     assert "Traceback" not in err
     assert last.startswith(f"error: cannot listen for gRPC on 127.0.0.1:{port}")
     assert "--no-grpc" in last
+
+
+def test_one_process_does_not_share_a_taken_grpc_port(repo):
+    from torchship.errors import ConfigError
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # it would share; this server must not
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        app = create_app(repo, grpc_address=f"127.0.0.1:{taken.getsockname()[1]}")
+
+        async def start() -> None:
+            async with app.router.lifespan_context(app):
+                pass
+
+        with pytest.raises(ConfigError, match="cannot listen for gRPC"):
+            asyncio.run(start())
 
 
 def test_cli_defaults_to_the_triton_port():

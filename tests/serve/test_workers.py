@@ -191,47 +191,96 @@ def test_unload_and_load_reach_every_worker_and_a_killed_worker_is_replaced(serv
     assert _infer(server.url, "mlp", np.ones((1, 16), np.float32)).status_code == 200
 
 
-def test_grpc_is_served_by_one_worker_and_sees_the_whole_server(server):
+def _grpc_client(server: Server):
+    """A tritonclient.grpc client on a connection of its own, so the kernel may give it to either worker.
+
+    grpcio shares one connection between channels with the same target and arguments unless
+    each channel keeps its own subchannel pool.
+    """
     grpcclient = pytest.importorskip("tritonclient.grpc")
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    return grpcclient.InferenceServerClient(
+        f"127.0.0.1:{server.grpc_port}", channel_args=[("grpc.use_local_subchannel_pool", 1)]
+    )
+
+
+def _own_counts(server: Server, model: str) -> list[int]:
+    """Each worker's own inference count (its private socket answers for itself alone)."""
+    with server.worker(0) as w0, server.worker(1) as w1:
+        return [
+            c.get(f"/v2/models/{model}/stats").json()["model_stats"][0]["inference_count"] for c in (w0, w1)
+        ]
+
+
+def test_grpc_is_served_by_every_worker_and_counted_over_all(server, repo):
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    k = 24  # connections: all on one worker by chance with probability 2 * 2**-24
+    xs = np.random.default_rng(1).normal(size=(k, 1, 16)).astype(np.float32)
+    clients = [_grpc_client(server) for _ in range(k)]
+    by_worker: dict[int, list] = {0: [], 1: []}
     try:
-        assert client.is_server_ready()
-        x = np.ones((1, 1, 8, 8), np.float32)
-        with server.worker(1) as w1:  # worker 1 does not serve gRPC: this request reaches it over HTTP
-            assert w1.post("/v2/models/cnn/infer", json=v2_body(x)).status_code == 200
-        http = httpx.get(f"{server.url}/v2/models/cnn/stats", timeout=10).json()["model_stats"]
-        grpc = client.get_inference_statistics("cnn", as_json=True)["model_stats"]
-        assert [int(e.get("inference_count", 0)) for e in grpc] == [e["inference_count"] for e in http]
-        client.unload_model("mlp")
-        with server.worker(0) as w0, server.worker(1) as w1:
-            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [404, 404]
-        client.load_model("mlp")
-        with server.worker(0) as w0, server.worker(1) as w1:
-            assert [c.get("/v2/models/mlp/ready").status_code for c in (w0, w1)] == [200, 200]
+        before, own = _counts(server, "mlp"), _own_counts(server, "mlp")
+        for client, x in zip(clients, xs, strict=True):
+            inp = grpcclient.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            logits = client.infer("mlp", [inp], client_timeout=30).as_numpy("logits")
+            np.testing.assert_allclose(logits, reference(repo, "mlp", "1", x), atol=1e-5)
+            now = _own_counts(server, "mlp")
+            (served,) = [i for i in (0, 1) if now[i] == own[i] + 1]  # the one worker that answered
+            by_worker[served].append(client)
+            own = now
+        after = _counts(server, "mlp")
+        assert [b - a for a, b in zip(before, after, strict=True)] == [k, k, float(k)]
+        assert [len(by_worker[0]) > 0, len(by_worker[1]) > 0] == [True, True]  # both workers answered gRPC
+        on_0, on_1 = by_worker[0][0], by_worker[1][0]
+        for client in (on_0, on_1):  # each worker's gRPC service sees the whole server
+            assert client.is_server_ready(client_timeout=30)
+            stats = client.get_inference_statistics("mlp", as_json=True, client_timeout=30)["model_stats"]
+            assert int(stats[0]["inference_count"]) == after[0]
+        on_1.unload_model("mlp", client_timeout=60)  # from worker 1: reaches worker 0 too
+        assert [c.is_model_ready("mlp", client_timeout=30) for c in (on_0, on_1)] == [False, False]
+        on_0.load_model("mlp", client_timeout=60)
+        assert [c.is_model_ready("mlp", client_timeout=30) for c in (on_0, on_1)] == [True, True]
     finally:
-        client.close()
+        for client in clients:
+            client.close()
 
 
 def test_sigterm_drains_every_worker(repo, tmp_path):
-    server = Server(repo / "mlp" / "1", tmp_path, slow_s=0.25, max_rows=1)
+    grpc = importlib.util.find_spec("tritonclient") is not None
+    server = Server(repo / "mlp" / "1", tmp_path, slow_s=0.25, max_rows=1, grpc=grpc)
+    clients = [_grpc_client(server) for _ in range(8 if grpc else 0)]  # on either worker
     try:
-        with cf.ThreadPoolExecutor(12) as pool:
-            futures = [
-                pool.submit(_infer, server.url, "tiny-mlp", np.ones((1, 16), np.float32)) for _ in range(12)
-            ]
+        x = np.ones((1, 16), np.float32)
+        for client in clients:
+            assert client.is_server_live(client_timeout=30)  # connected before the signal
+        with cf.ThreadPoolExecutor(20) as pool:
+            futures = [pool.submit(lambda: _infer(server.url, "tiny-mlp", x).status_code) for _ in range(12)]
+            futures += [pool.submit(_grpc_infer, client, "tiny-mlp", x) for client in clients]
             busy_by = time.monotonic() + 20
             while (in_flight := _in_flight(server.url)) < 5 and time.monotonic() < busy_by:
                 time.sleep(0.01)
             server.proc.send_signal(signal.SIGTERM)
-            statuses = [f.result().status_code for f in futures]
+            statuses = [f.result() for f in futures]
         assert in_flight >= 5  # 0.25 s per request, one at a time per worker: most still queued
-        assert statuses == [200] * 12
+        assert statuses == [200] * len(futures)  # HTTP and gRPC, in every worker
         assert server.proc.wait(timeout=TIMEOUT_S) == 0
         assert not list(tmp_path.glob("torchship-serve-*"))  # metrics files and sockets removed
         with pytest.raises(httpx.TransportError):
             httpx.get(server.url + "/v2/health/live", timeout=2)
     finally:
+        for client in clients:
+            client.close()
         server.stop()
+
+
+def _grpc_infer(client, model: str, x: np.ndarray) -> int:
+    """200 once ``client`` got its answer (a failure raises)."""
+    from tritonclient.grpc import InferInput
+
+    inp = InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    client.infer(model, [inp], client_timeout=30)
+    return 200
 
 
 def _in_flight(url: str) -> float:
@@ -248,11 +297,20 @@ def test_a_bad_artifact_is_one_line_and_exit_2_with_workers(run_cli, tmp_path):
     assert err.count("holds no model") == 1
 
 
-def test_a_taken_port_is_one_line_with_workers(run_cli, repo):
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_taken_port_is_one_line_with_workers(run_cli, repo, protocol):
+    if protocol == "grpc":
+        pytest.importorskip("tritonclient.grpc")
     with socket.socket() as taken:
+        # a listener that allows sharing: the workers' own SO_REUSEPORT binds would join it silently
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, _, err = run_cli("serve", str(repo), "--workers", "2", "--no-grpc", "--port", str(port))
+        ports = ["--port", str(port), "--no-grpc"]
+        if protocol == "grpc":
+            ports = ["--port", str(_free_port()), "--grpc-port", str(port)]
+        code, _, err = run_cli("serve", str(repo), "--workers", "2", *ports)
     assert code == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in err
+    where = "for gRPC on" if protocol == "grpc" else "on"
+    assert err.strip().splitlines()[-1].startswith(f"error: cannot listen {where} 127.0.0.1:{port}")

@@ -434,11 +434,15 @@ def create_app(
     config: ServeConfig | None = None,
     security: Security | None = None,
     grpc_address: str | None = None,
+    *,
+    grpc_reuse_port: bool = False,
 ) -> ServeApp:
     """Build the ASGI app serving the artifact or repository at ``path``.
 
     With ``grpc_address`` (``host:port``; port 0 picks a free one) the lifespan also serves
     the v2 gRPC service there, in the same event loop (``serve/grpc_service.py``).
+    ``grpc_reuse_port`` shares that port with other processes (``serve --workers``); without
+    it a taken port fails.
 
     Example:
         >>> from torchship.testing import tiny_artifact
@@ -466,7 +470,7 @@ def create_app(
         if grpc_address is not None:
             from torchship.serve.grpc_service import STOP_GRACE_S, start_grpc
 
-            grpc_server = await start_grpc(state, grpc_address)
+            grpc_server = await start_grpc(state, grpc_address, reuse_port=grpc_reuse_port)
         loader = asyncio.create_task(start())
         try:
             yield

@@ -371,8 +371,12 @@ def grpc_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Fail with one line, before anything starts, when the gRPC port is taken.
+def check_port_free(host: str, port: int) -> int:
+    """Fail with one line, before anything starts, when the gRPC port is taken; returns the port.
+
+    The probe binds without ``SO_REUSEPORT``, so any listener there fails it, one that shares
+    the port too. Port 0 returns the free port the probe got (``serve --workers`` binds that
+    one in every worker).
 
     Raises:
         ConfigError: Another process listens on ``host:port``.
@@ -386,10 +390,16 @@ def check_port_free(host: str, port: int) -> None:
                 f"cannot listen for gRPC on {grpc_address(host, port)} ({exc.strerror})",
                 fix="choose another --grpc-port, or pass --no-grpc",
             ) from None
+        return probe.getsockname()[1]
 
 
-async def start_grpc(state: ServeState, address: str) -> Any:
-    """Start the gRPC service on ``address`` in the running loop; returns the server (``stop(grace)``)."""
+async def start_grpc(state: ServeState, address: str, *, reuse_port: bool = False) -> Any:
+    """Start the gRPC service on ``address`` in the running loop; returns the server (``stop(grace)``).
+
+    ``reuse_port`` binds with ``SO_REUSEPORT``, so every ``serve --workers`` process listens on
+    the one port and the kernel spreads connections over them (the supervisor has checked the
+    port is free first). Without it a taken port fails here instead of being shared.
+    """
     pb = require_grpc()
     import grpc
     from google.protobuf import message_factory
@@ -398,7 +408,7 @@ async def start_grpc(state: ServeState, address: str) -> Any:
         options=[
             ("grpc.max_receive_message_length", state.config.max_body_bytes),  # larger: RESOURCE_EXHAUSTED
             ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared silently
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
     )
     service = InferenceService(state)

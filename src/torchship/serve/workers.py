@@ -11,10 +11,13 @@ requests of that worker's connections), plus:
   repository API (``serve/cluster.py``);
 - prometheus-client's multiprocess files in the supervisor's private temporary directory,
   so ``/metrics`` sums every worker (``serve/metrics.py``); the directory is removed at exit;
+- every worker serves gRPC too: grpcio cannot adopt an inherited socket, so each binds the
+  gRPC port itself with ``SO_REUSEPORT`` (after the supervisor checked it is free) and the
+  kernel hands each new connection to one of them; a channel is one long-lived connection,
+  so it stays with the worker it reached;
 - worker 0 alone runs drift monitoring (the other workers' rows would otherwise form N
-  separate windows) and serves gRPC (a gRPC channel is one long-lived connection, so
-  per-connection balancing could not spread it anyway); the request log gets one file per
-  worker (``log.w1.jsonl``, ...) because its writer owns its file;
+  separate windows); the request log gets one file per worker (``log.w1.jsonl``, ...)
+  because its writer owns its file;
 - every access-log line carries ``"worker": i``.
 
 On SIGTERM or SIGINT the supervisor sends SIGTERM to every worker; each stops accepting and
@@ -95,8 +98,9 @@ def run_workers(
         from torchship.serve.grpc_service import grpc_address as address
 
         require_grpc()
-        check_port_free(host, grpc_port)
-        grpc_address = address(host, grpc_port)
+        # free now (a listener sharing it with SO_REUSEPORT fails the probe too); then every
+        # worker binds it with SO_REUSEPORT. Port 0 becomes one free port for all of them.
+        grpc_address = address(host, check_port_free(host, grpc_port))
     _configure_logging(log_level, config.access_log)
     listener = bind(host, port, backlog=listen_backlog(config.max_connections, workers))
     with listener, tempfile.TemporaryDirectory(prefix="torchship-serve-") as directory:
@@ -292,13 +296,13 @@ def worker_main(spec: WorkerSpec, index: int, listener: socket.socket) -> None:
     _exit_with_parent(spec.parent_pid)
     config = _worker_config(spec.config, index, read_repository_file(spec.directory))
     try:
-        app = create_app(spec.path, config, spec.security, spec.grpc_address if index == 0 else None)
+        app = create_app(spec.path, config, spec.security, spec.grpc_address, grpc_reuse_port=True)
     except TorchshipError as exc:  # a bad artifact: the supervisor says it in one line and stops
         with contextlib.suppress(FileExistsError), open(Path(spec.directory) / _FATAL, "x") as fatal:
             fatal.write(str(exc))
         raise SystemExit(_BAD_INPUT) from None
     cluster = Cluster(index, spec.count, spec.directory)
-    app.state.serve.cluster = cluster  # the gRPC service (worker 0) fans out through it too
+    app.state.serve.cluster = cluster  # the gRPC service fans out through it too
     app.user_middleware.insert(1, _middleware(ClusterRoute, cluster=cluster))
     _configure_logging(spec.log_level, config.access_log, _WorkerFormatter(index))
     private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
