@@ -139,12 +139,14 @@ async def _worker(port: int, payload: bytes, stop_at: float, lat: list, statuses
     the connection (a shed request), it reconnects and goes on, as an impatient client would."""
     while time.perf_counter() < stop_at:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        first = True  # the first request of a connection also waits for the server to accept it
         try:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 writer.write(payload)
                 status, head = await read_response(reader)
-                lat.append((time.perf_counter() - t0, status))
+                lat.append((time.perf_counter() - t0, status, first))
+                first = False
                 statuses[status] = statuses.get(status, 0) + 1
                 if b"connection: close" in head:
                     statuses["reconnects"] = statuses.get("reconnects", 0) + 1
@@ -161,7 +163,7 @@ async def run_load(port: int, payload: bytes, concurrency: int, duration_s: floa
     separately over the 503s (load shedding: they should be fast) when there are any. A client
     still waiting 1 s after the end, for its connection or its answer (a server at its connection
     limit leaves it in the kernel's listen queue), is stopped and counted as "unanswered"."""
-    lat: list[tuple[float, int]] = []
+    lat: list[tuple[float, int, bool]] = []
     statuses: dict = {}
     stop_at = time.perf_counter() + duration_s
     t0 = time.perf_counter()
@@ -176,7 +178,7 @@ async def run_load(port: int, payload: bytes, concurrency: int, duration_s: floa
         statuses["unanswered"] = len(waiting)
     elapsed = duration_s if waiting else time.perf_counter() - t0  # not the second spent waiting
     ok = statuses.get(200, 0)
-    ms = np.array([t for t, _ in lat]) * 1e3 if lat else np.array([np.nan])
+    ms = np.array([t for t, _, _ in lat]) * 1e3 if lat else np.array([np.nan])
     row = {
         "concurrency": concurrency,
         "req_per_s": ok / elapsed,
@@ -188,13 +190,23 @@ async def run_load(port: int, payload: bytes, concurrency: int, duration_s: floa
     for key in ("reconnects", "unanswered"):
         if statuses.get(key):
             row[key] = statuses[key]
-    shed = np.array([t for t, status in lat if status == 503]) * 1e3
-    ok_ms = np.array([t for t, status in lat if status == 200]) * 1e3
+    shed = np.array([t for t, status, _ in lat if status == 503]) * 1e3
+    ok_ms = np.array([t for t, status, _ in lat if status == 200]) * 1e3
     if shed.size:
         row |= {
             "shed_503": int(shed.size),
             "p99_503_ms": float(np.percentile(shed, 99)),
             "p99_ok_ms": float(np.percentile(ok_ms, 99)) if ok_ms.size else None,
+        }
+    if statuses.get("reconnects") or statuses.get("unanswered"):
+        # connections came and went: the first request of each also waited to be accepted (in the
+        # kernel's listen queue, or for a TCP retransmission when that queue was full)
+        later = np.array([t for t, status, first in lat if status == 200 and not first]) * 1e3
+        firsts = np.array([t for t, status, first in lat if status == 200 and first]) * 1e3
+        row |= {
+            "first_requests": int(firsts.size),
+            "p99_first_ms": float(np.percentile(firsts, 99)) if firsts.size else None,
+            "p99_later_ms": float(np.percentile(later, 99)) if later.size else None,
         }
     return row
 

@@ -283,11 +283,21 @@ def serve_and_load(art, args, monitor: str, workers: int = 1) -> list[dict]:
                 row["monitor_cpu_s"] = _monitor_cpu_s(port, art.manifest.name)
                 rows.append(row)
                 shed = (
-                    f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
-                    f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  "
-                    if "shed_503" in row
-                    else ""
-                ) + (f"(unanswered: {row['unanswered']})  " if "unanswered" in row else "")
+                    (
+                        f"(503: {row['shed_503']}, p99 of 503s {row['p99_503_ms']:.2f} ms, p99 of 200s "
+                        f"{row['p99_ok_ms'] or float('nan'):.2f} ms)  "
+                        if "shed_503" in row
+                        else ""
+                    )
+                    + (f"(unanswered: {row['unanswered']})  " if "unanswered" in row else "")
+                    + (
+                        f"(first requests {row['first_requests']}: "
+                        f"p99 {row['p99_first_ms'] or float('nan'):.1f} ms; "
+                        f"later p99 {row['p99_later_ms'] or float('nan'):.1f} ms)  "
+                        if "first_requests" in row
+                        else ""
+                    )
+                )
                 print(
                     f"workers {workers} {mode:6} monitor {monitor:3} c={c:3}  "
                     f"{row['req_per_s']:8.0f} req/s  "

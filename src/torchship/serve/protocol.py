@@ -137,9 +137,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
             self._refuse_head()
             raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
-        if self._gated and self.gate.crowded():  # type: ignore[union-attr]
-            # at the limit with connections waiting in the kernel: this exchange is the connection's
-            # last (uvicorn answers "connection: close" and closes), so the waiting ones get its place
+        last = self._gated and self.gate.rotate()  # type: ignore[union-attr]
+        if last:
+            # at the limit with a connection waiting in the kernel: this exchange is the connection's
+            # last (uvicorn answers "connection: close" and closes), so the waiting one gets its place
             self.headers.append((b"connection", b"close"))
         idle = self.cycle is None or (self.cycle.response_complete and not self.pipeline)
         if self.admit is not None and idle:
@@ -147,7 +148,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if refusal is not None and not isinstance(refusal, bytes):
                 self.scope[ADMISSION] = refusal  # the app releases it once the request is queued
             elif refusal is not None:
-                if not self.parser.should_keep_alive():
+                if last or not self.parser.should_keep_alive():
                     self._close_with(refusal.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1))
                     raise _HeadRefusedError
                 self.transport.write(refusal)
@@ -238,16 +239,24 @@ class ConnectionGate:
         self.open = 0
         self.listeners: list[GatedListener] = []
         self._pending: set[int] = set()  # file numbers accepted, their protocol not yet made
+        self._rotating = False  # a connection is answering its last request to free a place
 
     def has_room(self) -> bool:
         return self.open < self.limit
 
-    def crowded(self) -> bool:
-        """At the limit with connections waiting to be accepted (one poll per listener, only then)."""
-        return self.open >= self.limit and any(listener.waiting() for listener in self.listeners)
+    def rotate(self) -> bool:
+        """Whether a request starting now should be its connection's last: the gate is at its limit,
+        a connection waits to be accepted (one poll per listener, only then), and no place is on its
+        way to it already. One place at a time: each rotation makes a client reconnect, and a
+        reconnect that finds the short listen queue full waits for a TCP retransmission."""
+        if self._rotating or self.open < self.limit:
+            return False
+        self._rotating = any(listener.waiting() for listener in self.listeners)
+        return self._rotating
 
     def take(self, fileno: int) -> None:
         self.open += 1
+        self._rotating = False  # the place freed for a waiting connection has reached one
         self._pending.add(fileno)
         if self.open >= self.limit:
             for listener in self.listeners:
