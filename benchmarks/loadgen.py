@@ -4,7 +4,7 @@
   (tens of microseconds per request), for machines without wrk;
 - ``run_wrk``: the same request under wrk (C, one thread), lighter still: on a 2-core machine
   the client's CPU is CPU the server does not get;
-- ``run_grpc``: a grpc.aio client with a pre-serialized ``ModelInferRequest``.
+- ``run_grpc``: grpc.aio clients (several connections) with a pre-serialized ``ModelInferRequest``.
 
 ``drive`` runs one of them and reports its own CPU share beside the load figures;
 ``group_cpu_seconds`` is the CPU a server's whole process tree used.
@@ -77,24 +77,32 @@ def grpc_request_bytes(model: str, shape: list[int]) -> bytes:
     return request.SerializeToString()
 
 
-async def run_grpc(port: int, payload: bytes, concurrency: int, duration_s: float) -> dict:
-    """``concurrency`` ModelInfer calls in flight on one grpc.aio channel (one HTTP/2 connection, as
-    tritonclient's aio client uses) for ``duration_s``. The request is pre-serialized and the answer
-    left as bytes (no serializers), the gRPC analogue of the HTTP client's pre-built request bytes."""
+async def run_grpc(port: int, payload: bytes, concurrency: int, duration_s: float, channels: int = 4) -> dict:
+    """``concurrency`` ModelInfer calls in flight, spread over ``channels`` grpc.aio channels (each its
+    own HTTP/2 connection, as separate tritonclient clients have: with ``serve --workers N`` the kernel
+    spreads connections, not calls, over the workers) for ``duration_s``. The request is
+    pre-serialized and the answer left as bytes (no serializers), the gRPC analogue of the HTTP
+    client's pre-built request bytes."""
     import grpc
 
     lat: list[float] = []
     codes: dict = {}
-    async with grpc.aio.insecure_channel(
-        f"127.0.0.1:{port}",
-        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
-    ) as channel:
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-        answer = await infer(payload, timeout=30)  # connects, and proves the request is valid
-        if not answer:
-            raise SystemExit("gRPC ModelInfer answered an empty message")
+    options = [
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.use_local_subchannel_pool", 1),  # one connection per channel, not one shared
+    ]
+    opened = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
+        for _ in range(max(1, min(channels, concurrency)))
+    ]
+    try:
+        calls = [channel.unary_unary("/inference.GRPCInferenceService/ModelInfer") for channel in opened]
+        for infer in calls:
+            if not await infer(payload, timeout=30):  # connects, and proves the request is valid
+                raise SystemExit("gRPC ModelInfer answered an empty message")
 
-        async def worker(stop_at: float) -> None:
+        async def worker(infer, stop_at: float) -> None:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
                 try:
@@ -106,8 +114,11 @@ async def run_grpc(port: int, payload: bytes, concurrency: int, duration_s: floa
                 codes[code] = codes.get(code, 0) + 1
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(t0 + duration_s) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(calls[i % len(calls)], t0 + duration_s) for i in range(concurrency)))
         elapsed = time.perf_counter() - t0
+    finally:
+        for channel in opened:
+            await channel.close()
     ms = np.array(lat) * 1e3 if lat else np.array([np.nan])
     return {
         "concurrency": concurrency,

@@ -8,7 +8,7 @@ concurrency from wrk (``--client wrk``, the default: C, one thread, the lightest
 2-core machine) or ``loadgen.py``'s asyncio client; gRPC rows use a grpc.aio client.
 
 - torchship with 1 and N workers (``--workers 1,2``): v2 JSON (3,072 floats, ~34 KB), v2
-  binary tensors, and gRPC ``ModelInfer`` with ``raw_input_contents`` (worker 0 serves gRPC);
+  binary tensors, and gRPC ``ModelInfer`` with ``raw_input_contents`` (every worker serves gRPC);
 - TorchServe 0.12, each configuration of a sweep (``--torchserve-workers 1,2`` x
   ``--torchserve-batch 16,32``, 5 ms max batch delay, torch threads = cores / workers), with
   quiet logging (``serve_peers.py``): its best configuration at each concurrency is the

@@ -14,7 +14,7 @@ samples/s over batch sizes, the ceiling the server is compared against.
     .venv/bin/python benchmarks/serve_load.py --monitor off,on --concurrency 32 --modes binary
 
 ``--modes json,binary,grpc`` adds the v2 gRPC service (``--grpc-port``), loaded by a grpc.aio
-client at the same concurrency (wrk speaks HTTP only); with ``--workers N`` worker 0 serves it.
+client at the same concurrency over up to 4 connections (wrk speaks HTTP only; every worker serves gRPC).
 ``--workers 1,2`` serves it once per worker count (``torchship serve --workers N``) and reports
 rows per executed batch beside req/s, so the cost of N separate batch queues shows.
 ``--monitor off,on`` serves the same artifact (it carries reference statistics either way)
