@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 from serve_helpers import real_server
 
@@ -64,3 +66,40 @@ def test_without_a_limit_connections_are_not_gated(repo):
         finally:
             for s in sockets:
                 s.close()
+
+
+def test_the_workers_private_unix_socket_is_never_gated(repo, tmp_path):
+    """At the limit on the TCP port, the supervisor's channel (a Unix socket) is still answered."""
+    from torchship.serve.app import create_app
+    from torchship.serve.server import uvicorn_server
+
+    app = create_app(repo, ServeConfig(max_connections=1))
+    server = uvicorn_server(app, app.state.serve.config, host="127.0.0.1", port=0, log_level="warning")
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(8)
+    private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    private.bind(str(tmp_path / "w0.sock"))
+    private.listen(8)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [tcp, private]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive(), "the server stopped"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        url = "http://127.0.0.1:%d" % tcp.getsockname()[1]
+        with _connect(url) as held:
+            assert _answered(held).startswith(b"HTTP/1.1 200 ")  # the one place is taken
+            waiting = _connect(url)
+            assert _unanswered(waiting)
+            for _ in range(3):  # the Unix socket answers, connection after connection
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                    unix.settimeout(10)
+                    unix.connect(str(tmp_path / "w0.sock"))
+                    assert _answered(unix).startswith(b"HTTP/1.1 200 ")
+            waiting.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -347,9 +347,11 @@ class GatedListener:
             self._gate.release(fileno)
 
     def close(self) -> None:
-        """Stop accepting for good (uvicorn's shutdown); open connections drain as usual."""
+        """Stop accepting for good and close the socket, as asyncio's ``Server.close`` does
+        (uvicorn's shutdown); open connections drain as usual."""
         self.pause()
         self._closed = True
+        self._sock.close()
 
     async def wait_closed(self) -> None:
         if self._tasks:
