@@ -103,3 +103,48 @@ def test_the_workers_private_unix_socket_is_never_gated(repo, tmp_path):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+class _Listener:
+    """Records what the gate asks of a listener."""
+
+    def __init__(self) -> None:
+        self.reading, self.queue, self.poll = True, None, False
+
+    def pause(self) -> None:
+        self.reading = False
+
+    def resume(self) -> None:
+        self.reading = True
+
+    def size_queue(self, length: int) -> None:
+        self.queue = length
+
+    def waiting(self) -> bool:
+        return self.poll
+
+
+def test_the_gate_pauses_at_the_limit_sizes_the_queue_by_the_places_left_and_rotates_one_at_a_time():
+    from torchship.serve.protocol import PAUSED_BACKLOG, ConnectionGate
+
+    gate, listener = ConnectionGate(4), _Listener()
+    gate.listeners.append(listener)
+    gate.take(0)
+    assert (listener.reading, listener.queue) == (True, 3)  # three places left
+    gate.take(1)
+    gate.take(2)
+    assert (listener.reading, listener.queue) == (True, max(1, PAUSED_BACKLOG))
+    gate.take(3)
+    assert (listener.reading, listener.queue) == (False, PAUSED_BACKLOG)
+    listener.poll = True  # a connection waits: one request, not every one, frees a place
+    assert gate.rotate()
+    assert not gate.rotate()
+    gate.release()
+    assert listener.reading
+    gate.take(4)  # the waiting connection got the place: the next may rotate again
+    assert gate.rotate()
+    listener.poll = False
+    gate.release()
+    gate.release()
+    gate.release()
+    assert (listener.reading, listener.queue) == (True, 3)

@@ -28,14 +28,15 @@ Connection limit (``ConnectionGate``, ``max_connections`` in the serve config): 
 cheap, is work on the event loop, and a client that retries at once turns every refusal into
 another one, so under a retry storm the loop answers refusals while accepted requests wait for
 it. With a limit, the server stops accepting connections while that many are open (HAProxy's
-``maxconn``): further connections wait in the kernel's listen queue, kept short
-(``server.listen_backlog``), and beyond it their SYNs go unanswered and the client's kernel
-retries. Neither costs the server a system call, so the accepted requests keep their latency.
-So that keep-alive clients cannot hold every place for ever, a request that starts while the
-server is at its limit and connections wait in the listen queue is the last on its connection
-(answered with ``connection: close``): places rotate, and a waiting connection waits about one
-request's time per connection ahead of it. asyncio's and uvloop's servers cannot pause
-accepting, so ``GatedListener`` accepts by hand while the gate has room.
+``maxconn``). Further connections wait in the kernel's listen queue, whose length follows the
+places left (``listen()`` again on every accept and close; ``PAUSED_BACKLOG`` at the limit), so
+a burst below the limit is queued whole and nothing waits there long; beyond it their SYNs go
+unanswered and the client's kernel sends them again a second later. Neither costs the server
+anything, so the accepted requests keep their latency. So that keep-alive clients cannot hold
+every place for ever, a request that starts while the server is at its limit and a connection
+waits in the listen queue is the last on its connection (answered with ``connection: close``),
+one place at a time: places rotate. asyncio's and uvloop's servers cannot pause accepting, so
+``GatedListener`` accepts by hand while the gate has room.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 ADMISSION = "torchship.admission"  # the ASGI scope key of a place taken at the request head
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 log = logging.getLogger("torchship.serve")
+# The listen queue at the connection limit. A connection that waits there has sent its request,
+# which waits with it (measured, docs/benchmarks.md: the p99 of all 200s at 4-8x overload was
+# 81-97 ms with 2 and 220-275 ms with 8); one turned away waits in its own kernel and costs nothing.
+PAUSED_BACKLOG = 2
 
 
 class _HeadRefusedError(Exception):
@@ -258,9 +263,10 @@ class ConnectionGate:
         self.open += 1
         self._rotating = False  # the place freed for a waiting connection has reached one
         self._pending.add(fileno)
-        if self.open >= self.limit:
-            for listener in self.listeners:
+        for listener in self.listeners:
+            if self.open >= self.limit:
                 listener.pause()
+            listener.size_queue(self.queue_length())
 
     def owns(self, transport: Any) -> bool:
         """Whether ``transport``'s connection holds a place (one the gate's listeners accepted)."""
@@ -275,9 +281,14 @@ class ConnectionGate:
         if fileno is not None:
             self._pending.discard(fileno)
         self.open -= 1
-        if self.open < self.limit:
-            for listener in self.listeners:
+        for listener in self.listeners:
+            listener.size_queue(self.queue_length())
+            if self.open < self.limit:
                 listener.resume()
+
+    def queue_length(self) -> int:
+        """The listen queue's length: the places left, so what waits there is accepted at once."""
+        return max(PAUSED_BACKLOG, self.limit - self.open)
 
 
 class GatedListener:
@@ -298,6 +309,7 @@ class GatedListener:
         self._reading = self._closed = False
         self._tasks: set[asyncio.Task] = set()
         sock.setblocking(False)
+        self.size_queue(gate.queue_length())  # (bound by uvicorn, it is not listening yet)
         gate.listeners.append(self)
         if gate.has_room():
             self.resume()
@@ -319,6 +331,11 @@ class GatedListener:
         if self._reading:
             self._loop.remove_reader(self._sock.fileno())
             self._reading = False
+
+    def size_queue(self, length: int) -> None:
+        """Set the listen queue's length (``listen()`` on a listening socket does; Linux, BSD, macOS)."""
+        if not self._closed:
+            self._sock.listen(length)
 
     def _accept(self) -> None:
         while self._reading and self._gate.has_room():

@@ -125,9 +125,8 @@ def uvicorn_server(app: Any, config: ServeConfig, **kwargs: Any) -> Any:
             if self.lifespan.should_exit:
                 self.should_exit = True
                 return
-            if sockets is None:  # (sockets passed in listen already: the workers' parent sized their queue)
+            if sockets is None:
                 sockets = [self.config.bind_socket()]  # logs the address, as uvicorn does
-                sockets[0].listen(self.config.backlog)  # as create_server would
 
             def create_protocol() -> Any:
                 return self.config.http_protocol_class(
@@ -194,19 +193,7 @@ def uvicorn_config(
             admit=head_admission(state) if state is not None else None,
             gate=ConnectionGate(limit) if limit is not None else None,
         ),
-        backlog=listen_backlog(limit),
     )
-
-
-def listen_backlog(max_connections: int | None, workers: int = 1) -> int:
-    """The listen queue's length: 2048 (uvicorn's) without a connection limit; with one, short.
-
-    At the limit a connection waits in this queue until a place rotates, about one request's
-    time per connection ahead of it; beyond the queue the kernel leaves a SYN unanswered and
-    the client's kernel sends it again a second later, which costs the server nothing and holds
-    no request. So the queue is kept to a few connections per worker.
-    """
-    return 2048 if max_connections is None else workers * min(max_connections, 8)
 
 
 def head_admission(state: Any) -> Any:

@@ -86,7 +86,7 @@ def run_workers(
     Raises:
         ConfigError: ``path`` is not a directory, or a port is taken.
     """
-    from torchship.serve.server import _configure_logging, listen_backlog
+    from torchship.serve.server import _configure_logging
 
     if not Path(path).is_dir():
         raise ConfigError(
@@ -102,7 +102,7 @@ def run_workers(
         # worker binds it with SO_REUSEPORT. Port 0 becomes one free port for all of them.
         grpc_address = address(host, check_port_free(host, grpc_port))
     _configure_logging(log_level, config.access_log)
-    listener = bind(host, port, backlog=listen_backlog(config.max_connections, workers))
+    listener = bind(host, port)
     with listener, tempfile.TemporaryDirectory(prefix="torchship-serve-") as directory:
         metrics_dir = Path(directory) / "metrics"
         metrics_dir.mkdir()
@@ -132,7 +132,7 @@ def run_workers(
         raise SystemExit(code)
 
 
-def bind(host: str, port: int, backlog: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound once (SO_REUSEADDR only: a port in use fails here)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -144,7 +144,7 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
         raise ConfigError(
             f"cannot listen on {host}:{port} ({exc.strerror})", fix="choose another --port"
         ) from None
-    sock.listen(backlog)
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
