@@ -35,6 +35,7 @@ def test_missing_path_is_one_line(run_cli, tmp_path):
         (["--threads", "0"], "--threads 0"),
         (["--log-level", "loud"], "'--log-level'"),
         (["--port", "99999"], "'--port'"),
+        (["--max-connections", "0"], "'--max-connections'"),
     ],
 )
 def test_invalid_option_is_one_line_before_anything_starts(run_cli, monkeypatch, repo, option, expected):
@@ -48,3 +49,13 @@ def test_invalid_option_is_one_line_before_anything_starts(run_cli, monkeypatch,
     assert code == 2, err
     assert err.count("\n") == 1
     assert expected in err
+
+
+def test_max_connections_reaches_the_server_config(run_cli, monkeypatch, repo):
+    import torchship.serve
+
+    seen = {}
+    monkeypatch.setattr(torchship.serve, "serve", lambda path, **kwargs: seen.update(kwargs))
+    code, _, err = run_cli("serve", str(repo), "--max-connections", "24", "--workers", "1")
+    assert code == 0, err
+    assert seen["config"].max_connections == 24

@@ -63,6 +63,14 @@ def serve(
             "each model gets cores/N threads unless --threads says otherwise.",
         ),
     ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Open HTTP connections per worker; at the limit the server stops accepting, so "
+            "clients that retry at once cost it nothing (default: the config's, none).",
+        ),
+    ] = None,
     token: Annotated[
         str | None, typer.Option(envvar="TORCHSHIP_TOKEN", help="Bearer token required for inference.")
     ] = None,
@@ -119,6 +127,8 @@ def serve(
         cfg = cfg.model_copy(update={"access_log": False})
     if strict_readiness is not None:
         cfg = cfg.model_copy(update={"strict_readiness": strict_readiness})
+    if max_connections is not None:
+        cfg = cfg.model_copy(update={"max_connections": max_connections})
     security = Security(
         inference_token=token, management_token=management_token, management=not no_management
     )
