@@ -148,3 +148,49 @@ def test_the_gate_pauses_at_the_limit_sizes_the_queue_by_the_places_left_and_rot
     gate.release()
     gate.release()
     assert (listener.reading, listener.queue) == (True, 3)
+
+
+class _FailingOnce(socket.socket):
+    """A listening socket whose first accept fails as when the process is out of file descriptors."""
+
+    failed = False
+
+    def accept(self):
+        if not _FailingOnce.failed:
+            _FailingOnce.failed = True
+            raise OSError(24, "Too many open files")
+        return super().accept()
+
+
+def test_a_failed_accept_pauses_and_retries_only_when_there_is_room():
+    import asyncio
+
+    from torchship.serve.protocol import ConnectionGate, GatedListener
+
+    _FailingOnce.failed = False
+
+    async def scenario():
+        with _FailingOnce() as sock:
+            sock.bind(("127.0.0.1", 0))
+            gate = ConnectionGate(1)
+            listener = GatedListener(sock, asyncio.Protocol, gate)
+            with socket.create_connection(sock.getsockname(), timeout=10):
+                for _ in range(20):  # the first accept fails: paused, no busy loop on a readable socket
+                    await asyncio.sleep(0.01)
+                    if _FailingOnce.failed:
+                        break
+                assert _FailingOnce.failed
+                assert not listener._reading
+                gate.take(999)  # the one place is taken meanwhile (by another listener, say)
+                await asyncio.sleep(1.2)
+                assert not listener._reading  # the retry found no room: it stays paused, not spinning
+                gate.release(999)  # a place is free: it resumes and accepts the waiting connection
+                for _ in range(300):
+                    await asyncio.sleep(0.01)
+                    if gate.open:
+                        break
+                assert gate.open == 1
+            listener.close()
+            await listener.wait_closed()
+
+    asyncio.run(scenario())

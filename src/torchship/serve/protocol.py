@@ -346,13 +346,17 @@ class GatedListener:
             except OSError as exc:  # out of file descriptors, say: try again shortly, as asyncio does
                 log.error("accepting a connection failed (%s); retrying in 1 s", exc)
                 self.pause()
-                self._loop.call_later(1.0, self.resume)
+                self._loop.call_later(1.0, self._retry)
                 return
             conn.setblocking(False)
             self._gate.take(conn.fileno())
             task = self._loop.create_task(self._connect(conn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _retry(self) -> None:
+        if self._gate.has_room():  # (at the limit, the next close resumes it)
+            self.resume()
 
     async def _connect(self, conn: socket.socket) -> None:
         fileno = conn.fileno()
