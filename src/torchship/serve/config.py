@@ -81,9 +81,10 @@ class ServeConfig(Frozen):
     max_connections: int | None = Field(
         default=None,
         ge=1,
-        description="open HTTP connections per worker; at the limit the server stops accepting and "
-        "further connections wait in the kernel's listen queue (as long) or are not answered at all, "
-        "so an overloaded server spends nothing on them; None: no limit (full queues refuse with 503)",
+        description="open HTTP connections per worker; at the limit the server stops accepting: "
+        "further connections wait in the kernel's short listen queue or go unanswered until a place "
+        "is free, so an overloaded server spends nothing on them; None: no limit (full queues "
+        "refuse with 503)",
     )
     strict_readiness: bool = Field(default=True, description="ready only when every startup model is READY")
     access_log: bool = True
