@@ -194,3 +194,31 @@ def test_a_failed_accept_pauses_and_retries_only_when_there_is_room():
             await listener.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_the_server_process_hands_the_interpreter_lock_to_a_model_thread_within_half_a_millisecond(
+    monkeypatch,
+):
+    """An instance thread waits for the lock after every batch; Python's 5 ms default idled small models."""
+    import sys
+
+    from torchship.serve import ServeConfig, server
+
+    seen = []
+
+    class Stub:
+        started = True
+
+        def run(self, sockets=None):
+            seen.append(sys.getswitchinterval())
+
+    monkeypatch.setattr(server, "uvicorn_server", lambda *args, **kwargs: Stub())
+    before = sys.getswitchinterval()
+    try:
+        server.run_uvicorn(
+            None, ServeConfig(), host="127.0.0.1", port=0, log_level="warning", drain_timeout_s=1
+        )
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [server.SWITCH_INTERVAL_S]
+    assert server.SWITCH_INTERVAL_S <= 0.0005

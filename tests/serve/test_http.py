@@ -8,6 +8,7 @@ import time
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from serve_helpers import AT_GATE, GATE, real_server, reference, settings, v2_body
 
@@ -131,6 +132,50 @@ def test_a_full_queue_sheds_before_the_body_is_decoded(repo):
         assert [f.result().status_code for f in fill] == [200, 200]
 
 
+def test_a_queued_request_whose_client_hangs_up_is_dropped_before_compute(repo):
+    """The protocol tells the request its client left (no receive() watcher): never computed, counted 499."""
+    import socket
+
+    config = settings(runtime="test-gate", max_batch_size=1)
+    infer = "/v2/models/mlp/infer"
+    body = orjson.dumps(v2_body(np.ones((1, 16), np.float32)))
+    with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(1) as pool:
+        GATE.clear()
+        AT_GATE.clear()
+        try:
+            first = pool.submit(http.post, url + infer, content=body)
+            assert AT_GATE.wait(30), "the first request never reached the model"
+            host, port = url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                sock.sendall(
+                    f"POST {infer} HTTP/1.1\r\nhost: t\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+                )
+                for _ in range(3000):  # until it waits in the queue behind the first
+                    if _metric(http, url, 'torchship_queue_depth{model="mlp",version="1"}') >= 1:
+                        break
+                    time.sleep(0.01)
+                else:
+                    pytest.fail("the second request never queued")
+            for _ in range(3000):  # the hang-up is seen while the gate is still closed
+                if _metric(http, url, 'torchship_requests_total{model="mlp",status="499",version="1"}') == 1:
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail("the request of the client that hung up was not counted 499")
+        finally:
+            GATE.set()
+        assert first.result().status_code == 200
+        stats = http.get(url + "/v2/models/mlp/stats").json()["model_stats"][0]
+        assert stats["inference_count"] == 1  # only the first request's row reached the model
+        assert stats["inference_stats"]["fail"]["count"] == 1
+
+
+def _metric(http: httpx.Client, url: str, series: str) -> float:
+    """The value of one series (labels as prometheus-client writes them, sorted) in /metrics; 0 if absent."""
+    found = re.search(re.escape(series) + r" (\S+)", http.get(url + "/metrics").text)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_request_timeout_parameter_expires_queued_requests(repo):
     config = settings(runtime="test-slow", max_batch_size=1)
     with real_server(repo, config) as url, httpx.Client(timeout=30) as http, cf.ThreadPoolExecutor(8) as pool:
@@ -141,3 +186,18 @@ def test_request_timeout_parameter_expires_queued_requests(repo):
         ]
         assert 503 in codes
         assert 200 in codes
+
+
+@pytest.mark.parametrize("trusted", [[], ["127.0.0.1"]])
+def test_forwarded_headers_name_the_client_only_from_a_trusted_proxy(repo, caplog, trusted):
+    import logging
+
+    from torchship.serve import ServeConfig
+
+    caplog.set_level(logging.INFO, logger="torchship.serve.access")
+    with real_server(repo, ServeConfig(trusted_proxies=trusted)) as url:
+        r = httpx.get(url + "/v2/health/live", headers={"x-forwarded-for": "203.0.113.7"}, timeout=30)
+    assert r.status_code == 200
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.name == "torchship.serve.access"]
+    live = [line for line in lines if line["path"] == "/v2/health/live"]
+    assert live[-1]["client"] == ("203.0.113.7" if trusted else "127.0.0.1")

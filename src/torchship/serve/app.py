@@ -37,7 +37,7 @@ from torchship.serve.dashboard import RateTracker
 from torchship.serve.errors import error_parts, error_response
 from torchship.serve.metrics import ServeMetrics
 from torchship.serve.model import Admission, ServedModel
-from torchship.serve.protocol import ADMISSION
+from torchship.serve.protocol import ADMISSION, GONE
 from torchship.serve.repository import Repository
 from torchship.serve.security import Security
 from torchship.serve.v2 import ServeError, decode_infer, decode_json, encode_infer
@@ -218,7 +218,7 @@ class InferEndpoint:
         admission = scope.get(ADMISSION)  # a place taken at the request head (serve/protocol.py)
         try:
             payload, extra = await _infer(
-                state, params["model"], params.get("version"), headers, receive, admission
+                state, params["model"], params.get("version"), headers, receive, admission, scope.get(GONE)
             )
         finally:
             if admission is not None:
@@ -241,6 +241,7 @@ async def _infer(
     headers: dict[bytes, bytes],
     receive: Any,
     admission: Admission | None = None,
+    gone: asyncio.Future | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     authorization = headers.get(b"authorization")
     state.security.check_inference(authorization.decode("latin-1") if authorization is not None else None)
@@ -249,13 +250,18 @@ async def _infer(
         if admission is None or admission.model is not model:
             admission = model.admit()
         try:
-            return await _infer_admitted(state, model, headers, receive, admission)
+            return await _infer_admitted(state, model, headers, receive, admission, gone)
         finally:
             admission.release()  # idempotent: infer released it once the request was queued
 
 
 async def _infer_admitted(
-    state: ServeState, model: ServedModel, headers: dict[bytes, bytes], receive: Any, admission: Admission
+    state: ServeState,
+    model: ServedModel,
+    headers: dict[bytes, bytes],
+    receive: Any,
+    admission: Admission,
+    gone: asyncio.Future | None,
 ) -> tuple[bytes, dict[str, str]]:
     declared = headers.get(b"content-length")
     header_length = headers.get(b"inference-header-content-length")
@@ -269,11 +275,14 @@ async def _infer_admitted(
     rows = model.v2.check_input(req)
     model.v2.check_outputs(req.outputs)
     timeout_s = req.timeout_us / 1e6 if req.timeout_us else model.settings.timeout_ms / 1e3
-    gone = asyncio.ensure_future(receive())  # completes when the client hangs up
-    try:
+    if gone is not None:  # our protocol completes it when the client hangs up (serve/protocol.py)
         logits = await model.infer(rows, timeout_s, gone, admission)
-    finally:
-        gone.cancel()
+    else:  # another ASGI server: a receive() after the body completes when the client hangs up
+        watch = asyncio.ensure_future(receive())
+        try:
+            logits = await model.infer(rows, timeout_s, watch, admission)
+        finally:
+            watch.cancel()
     return encode_infer(
         model.name, model.version, req.id, model.v2.outputs(logits, req.outputs, req.binary_output)
     )

@@ -86,6 +86,12 @@ class ServeConfig(Frozen):
         "is free, so an overloaded server spends nothing on them; None: no limit (full queues "
         "refuse with 503)",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto give the client's address and scheme (access log); empty: those headers "
+        "are ignored and cost nothing",
+    )
     strict_readiness: bool = Field(default=True, description="ready only when every startup model is READY")
     access_log: bool = True
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

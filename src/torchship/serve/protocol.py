@@ -53,6 +53,9 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 ADMISSION = "torchship.admission"  # the ASGI scope key of a place taken at the request head
+# the ASGI scope key of a future the protocol completes when the client hangs up before its answer
+# was sent: a request watches it without a receive() task of its own (serve/app.py)
+GONE = "torchship.gone"
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 log = logging.getLogger("torchship.serve")
 # The listen queue at the connection limit. A connection that waits there has sent its request,
@@ -92,6 +95,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        for cycle in (self.cycle, *(cycle for cycle, _ in self.pipeline)):
+            gone = cycle.scope.get(GONE) if cycle is not None and not cycle.response_complete else None
+            if gone is not None and not gone.done():
+                gone.set_result(None)
         if self._gated:
             self._gated = False
             self.gate.release()  # type: ignore[union-attr]
@@ -160,6 +167,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._skipping = True
                 self._head_since = self.loop.time()  # the body must pass within header_timeout_s
                 return  # no ASGI request: on_body drops the body, on_message_complete re-arms keep-alive
+        self.scope[GONE] = self.loop.create_future()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

@@ -24,6 +24,12 @@ from torchship.serve.security import Security
 HTTP_PORT = 8000
 DRAIN_TIMEOUT_S = 60.0  # longest wait for accepted HTTP requests after SIGTERM (deploy/ sizes pods by it)
 GRPC_PORT = 8001  # Triton's default
+# How long a thread waiting for the interpreter lock waits before the holder must hand it over
+# (Python's default: 5 ms). A model instance thread needs the lock for a moment after every batch
+# (split the outputs, hand them to the loop, take the next batch) while a busy event loop holds it:
+# with 5 ms the model sat idle for up to 5 ms per batch, a third of a small model's batch time.
+# Measured, docs/benchmarks.md ("The interpreter lock between batches").
+SWITCH_INTERVAL_S = 0.0005
 
 
 def serve(
@@ -95,6 +101,7 @@ def run_uvicorn(
     sockets: list[Any] | None = None,
 ) -> None:
     """Run ``app`` under uvicorn on ``host:port`` (or on bound ``sockets``) until a signal drains it."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server = uvicorn_server(
         app, config, host=host, port=port, log_level=log_level, drain_timeout_s=drain_timeout_s
     )
@@ -187,6 +194,10 @@ def uvicorn_config(
         timeout_graceful_shutdown=drain_timeout_s,
         timeout_keep_alive=config.keep_alive_timeout_s,
         loop="auto",
+        # uvicorn trusts 127.0.0.1's X-Forwarded-* by default, parsing the peer's address on every
+        # request (about 4 % of the event loop's time, docs/benchmarks.md); only when asked here
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=config.trusted_proxies or None,
         http=guarded_http_protocol(
             config.max_header_bytes,
             config.header_timeout_s,
