@@ -87,3 +87,53 @@ def test_sigterm_under_load_finishes_every_accepted_request(repo):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_a_connection_accepted_before_sigterm_gets_its_first_request_answered(repo):
+    """uvicorn closes every connection without a request in progress at shutdown, so a client that
+    connected just before SIGTERM and sent its request just after lost it (Server disconnected)."""
+    import signal as signals
+    import threading
+
+    import orjson
+
+    from torchship.serve import ServeConfig, create_app
+    from torchship.serve.server import uvicorn_server
+
+    app = create_app(repo / "mlp" / "1", ServeConfig(access_log=False))
+    server = uvicorn_server(app, app.state.serve.config, host="127.0.0.1", port=0, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (server.started and app.state.serve.started):
+        assert thread.is_alive(), "the server did not start"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    body = orjson.dumps(v2_body(np.ones((1, 16), np.float32)))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        while not server.server_state.connections:  # accepted, no request sent yet
+            assert time.monotonic() < deadline, "the connection was never accepted"
+            time.sleep(0.01)
+        server.handle_exit(signals.SIGTERM, None)
+        while True:  # until the listener is closed: the shutdown has begun
+            assert time.monotonic() < deadline, "the server never stopped listening"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.02)
+        time.sleep(0.2)  # past uvicorn's closing of the connections between requests
+        sock.sendall(
+            b"POST /v2/models/tiny-mlp/infer HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    thread.join(30)
+    head, _, answer = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b"connection: close" in head.lower()
+    assert orjson.loads(answer)["outputs"][0]["shape"][0] == 1
+    assert not thread.is_alive()

@@ -87,6 +87,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._skipping = False  # a shed request's body is passing: dropped, the connection kept
         self._linger_timer: asyncio.TimerHandle | None = None
         self._in_head = False  # between the first byte of a request and the end of its headers
+        self._draining = False  # the server is shutting down: the request on its way is the last
         # when the pending head began (the connection's start until a request begins); None: no head due.
         # One timer per connection re-arms itself, so a request costs no timer of its own.
         self._head_since: float | None = self.loop.time()
@@ -149,10 +150,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._chunk_bytes > limit and self._exact_head_bytes() > limit:
             self._refuse_head()
             raise _HeadRefusedError  # stops the parser; uvicorn then calls send_400_response
-        last = self._gated and self.gate.rotate()  # type: ignore[union-attr]
+        last = self._draining or (self._gated and self.gate.rotate())  # type: ignore[union-attr]
         if last:
-            # at the limit with a connection waiting in the kernel: this exchange is the connection's
-            # last (uvicorn answers "connection: close" and closes), so the waiting one gets its place
+            # draining, or at the limit with a connection waiting in the kernel: this exchange is the
+            # connection's last (uvicorn answers "connection: close" and closes); at the limit the
+            # waiting one gets its place
             self.headers.append((b"connection", b"close"))
         idle = self.cycle is None or (self.cycle.response_complete and not self.pipeline)
         if self.admit is not None and idle:
@@ -181,6 +183,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._skipping = False
         self._head_since = None
         self.on_response_complete()  # uvicorn's own bookkeeping: counts it, arms the keep-alive timer
+
+    def shutdown(self) -> None:
+        """Drain: uvicorn closes every connection that is between requests at once. One accepted
+        but whose first request has not arrived yet (its client sent it as soon as it connected), or
+        whose request head is half read, is owed an answer: it gets one, with ``connection: close``.
+        ``header_timeout_s`` still bounds the wait, so a connection that never sends closes then."""
+        between = self.cycle is None or self.cycle.response_complete
+        if between and (self.cycle is None or self._in_head) and not self.transport.is_closing():
+            self._draining = True
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # already answered 431 from a parser callback
