@@ -37,6 +37,12 @@ every place for ever, a request that starts while the server is at its limit and
 waits in the listen queue is the last on its connection (answered with ``connection: close``),
 one place at a time: places rotate. asyncio's and uvloop's servers cannot pause accepting, so
 ``GatedListener`` accepts by hand while the gate has room.
+
+Hang-ups and drain: every request's scope carries a future (``GONE``) that ``connection_lost``
+completes when the client leaves before its answer was sent, so a queued request is dropped
+without a ``receive()`` task watching for ``http.disconnect``. At shutdown uvicorn closes every
+connection between requests; one whose first request has not arrived yet, or whose head is half
+read, is answered first (``shutdown``), since its client may already have sent it.
 """
 
 from __future__ import annotations
