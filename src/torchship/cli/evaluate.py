@@ -119,7 +119,7 @@ def predict(
     from torchship.artifact import Artifact
     from torchship.errors import DataError
     from torchship.evaluate import predict_files
-    from torchship.evaluate.named import is_classifier, predict_inputs, what_to_send
+    from torchship.evaluate.named import predict_inputs, what_to_send
     from torchship.runtime.base import legacy_shape
 
     use_key_file(key_file)
@@ -135,7 +135,7 @@ def predict(
         raise DataError(
             f"nothing to predict for {art.manifest.name}", fix="pass image/.npy files, or --inputs FILE.npz"
         )
-    if legacy_shape(art) is None or not is_classifier(art):
+    if legacy_shape(art) is None or not art.manifest.answers_classes:
         what = "takes named inputs" if legacy_shape(art) is None else f"is a {art.manifest.task} model"
         raise DataError(
             f"{art.manifest.name} {what}: files give top-k labels of a one-input classifier",

@@ -43,11 +43,6 @@ class OutputEvaluation:
         }
 
 
-def is_classifier(artifact: Artifact) -> bool:
-    """Whether ``artifact`` answers with class logits (its first output is (batch, classes))."""
-    return artifact.manifest.answers_classes
-
-
 def needs_inputs_file(artifact: Artifact) -> bool:
     """Whether ``artifact`` has no dataset it can be fed from: named inputs must come from a file."""
     from torchship.export.signed import uses_signature
@@ -57,10 +52,10 @@ def needs_inputs_file(artifact: Artifact) -> bool:
 
 def what_to_send(artifact: Artifact, targets: bool) -> str:
     """The fix line naming the arrays an --inputs file must hold."""
-    sig = artifact.manifest.signature
-    names = list(sig.input_names)
+    m = artifact.manifest
+    names = list(m.signature.input_names)
     if targets:
-        names += [LABELS] if is_classifier(artifact) else [f"{o} (targets)" for o in sig.output_names]
+        names += [LABELS] if m.answers_classes else [f"{o} (targets)" for o in m.signature.output_names]
     return f"pass --inputs FILE.npz holding {', '.join(names)} (batch first)"
 
 
@@ -105,7 +100,7 @@ def evaluate_inputs(
     arrays = read_arrays(path, sig)
     feeds = check_feeds(sig, {k: v for k, v in arrays.items() if k in sig.input_names})
     name = artifact.manifest.name
-    if is_classifier(artifact):
+    if artifact.manifest.answers_classes:
         if LABELS not in arrays:
             raise DataError(
                 f"{path} has no {LABELS!r} array to evaluate {name} against", fix=what_to_send(artifact, True)
@@ -189,7 +184,7 @@ def predict_inputs(
     feeds = check_feeds(sig, {k: v for k, v in read_arrays(path, sig).items() if k not in targets})
     outputs = run_feeds(artifact, feeds, runtime, allow_import, batch_size)
     n = len(next(iter(feeds.values())))
-    if not is_classifier(artifact):
+    if not artifact.manifest.answers_classes:
         return [{"row": i, "outputs": {k: v[i].tolist() for k, v in outputs.items()}} for i in range(n)]
     from torchship.evaluate import top_labels
 
