@@ -157,3 +157,12 @@ def test_compile_matches_eager():
     eager = load_predictor(art, "eager")
     for batch in _batches():
         np.testing.assert_allclose(compiled.predict(batch), eager.predict(batch), atol=1e-5)
+
+
+def test_onnxruntime_spin_run_spins_within_runs_and_sleeps_between_them(exported_mlp):
+    """spin="run": intra-op threads spin between a run's operators and stop at its end."""
+    predictor = load_predictor(exported_mlp, "onnxruntime", warmup=0, spin="run")
+    options = predictor.session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    with pytest.raises(Exception, match="does not have configuration"):
+        options.get_session_config_entry("session.intra_op.allow_spinning")

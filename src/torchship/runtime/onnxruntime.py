@@ -45,9 +45,14 @@ class OnnxRuntimePredictor:
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             session_options.intra_op_num_threads = options.threads
-        if options.extra.get("spin") is False:
+        spin = options.extra.get("spin")
+        if spin is False:
             # a server shares its cores with the HTTP loop: idle intra-op threads must sleep, not spin
             session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        elif spin == "run":
+            # spin between the operators of a run, sleep from its end (the server's choice for a
+            # model whose run is long next to the loop's work per request: serve/model.py)
+            session_options.add_session_config_entry("session.force_spinning_stop", "1")
         if options.inter_op_threads:
             session_options.inter_op_num_threads = options.inter_op_threads
             session_options.execution_mode = ort.ExecutionMode.ORT_PARALLEL

@@ -16,7 +16,7 @@ import numpy as np
 
 from torchship.artifact import Artifact
 from torchship.monitor.live import MonitorHub
-from torchship.serve.batcher import Batcher, BatchResult, Pending, QueueFullError
+from torchship.serve.batcher import Batcher, BatchResult, Pending, QueueFullError, run_rows
 from torchship.serve.config import ModelSettings
 from torchship.serve.errors import ClientGoneError, error_status
 from torchship.serve.metrics import ServeMetrics
@@ -24,6 +24,19 @@ from torchship.serve.stats import ModelStats
 from torchship.serve.v2 import ServeError, V2Signature
 
 log = logging.getLogger("torchship.serve")
+
+# A one-row run at least this long lets the runtime's intra-op threads spin between the run's
+# operators (they sleep between runs either way). Woken for every operator instead, they cost a
+# resnet18 (6-7 ms a row) about 0.5 ms per lone request, and the event loop, idle while such a run
+# computes, needs little CPU per request next to it. For a short run the loop's work per request is
+# a large share and spinning threads take the core it needs: a resnet20 (0.4 ms) formed smaller
+# batches and lost throughput at concurrency 32. Measured in docs/benchmarks.md (2026-12-07, night).
+SPIN_WITHIN_RUNS_MS = 2.0
+
+
+def spins_within_runs(one_row_ms: float) -> bool:
+    """Whether a model whose one-row run takes ``one_row_ms`` should spin between its operators."""
+    return one_row_ms >= SPIN_WITHIN_RUNS_MS
 
 
 class Admission:
@@ -78,9 +91,24 @@ class ServedModel:
         )
         self.request_log = monitoring.request_log if monitoring else None
         observe = self._observe if self.monitor is not None or self.request_log is not None else None
-        predictors = [self._make_predictor() for _ in range(settings.instances)]
-        self.runtime = getattr(predictors[0], "picked", predictors[0].name)
+        self._runtime, self._spin = settings.runtime, False  # how _make_predictor loads an instance
+        first = self._make_predictor()
+        self.runtime = getattr(first, "picked", first.name)
         self.v2 = V2Signature(name, version, artifact, settings, self.runtime)
+        if self.runtime == "onnxruntime" and spins_within_runs(one_row_ms := self._one_row_ms(first)):
+            log.info(
+                "%s/%s: a one-row run takes %.1f ms; its intra-op threads spin within runs",
+                name,
+                version,
+                one_row_ms,
+            )
+            close = getattr(first, "close", None)
+            if close is not None:
+                close()
+            # "auto" measured the runtimes once and picked this one: keep it, without measuring again
+            self._runtime, self._spin = "onnxruntime", "run"
+            first = self._make_predictor()
+        predictors = [first] + [self._make_predictor() for _ in range(settings.instances - 1)]
         self._warm_up(predictors)
         self.batcher = Batcher(
             f"{name}/{version}",
@@ -96,7 +124,7 @@ class ServedModel:
         from torchship.runtime import load_predictor
         from torchship.runtime.auto import int8_programs
 
-        runtime = self.settings.runtime
+        runtime = self._runtime
         int8 = set(int8_programs(self.artifact).values())
         if int8 and runtime != "auto" and runtime not in int8:
             raise ServeError(
@@ -109,22 +137,32 @@ class ServedModel:
             runtime,
             threads=self.settings.threads,
             warmup=self.settings.warmup,
-            spin=False,
+            spin=self._spin,
             allow_import=self.settings.allow_import,
         )
 
-    def _warm_up(self, predictors: list[Any]) -> None:
-        # the runtime warmed up at batch 1; the biggest batch allocates its buffers here, not under load
+    def _example(self, rows: int) -> np.ndarray | dict[str, np.ndarray]:
         if self.v2.single:
-            batch = np.zeros((self.settings.max_batch_size, *self.v2.sample_shape), dtype=np.float32)
-            for predictor in predictors:
-                predictor.predict(batch)
-            return
+            return np.zeros((rows, *self.v2.sample_shape), dtype=np.float32)
         from torchship.runtime.feeds import example_feeds
 
-        feeds = example_feeds(self.artifact.manifest.signature, batch=self.settings.max_batch_size)
+        return example_feeds(self.artifact.manifest.signature, batch=rows)
+
+    def _one_row_ms(self, predictor: Any, runs: int = 5) -> float:
+        """The median time of a one-row run (the predictor is warm)."""
+        x = self._example(1)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            run_rows(predictor, x)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1e3
+
+    def _warm_up(self, predictors: list[Any]) -> None:
+        # the runtime warmed up at batch 1; the biggest batch allocates its buffers here, not under load
+        x = self._example(self.settings.max_batch_size)
         for predictor in predictors:
-            predictor.run(feeds)
+            run_rows(predictor, x)
 
     def _observe(self, result: BatchResult) -> None:
         """On the instance thread, after the answers went out: feed the drift window and request log."""
