@@ -46,6 +46,7 @@ from torchship.serve.config import ServeConfig
 from torchship.serve.security import Security
 
 log = logging.getLogger("torchship.serve")
+LISTEN_BACKLOG = 2048  # uvicorn's default listen queue, for the socket the workers share
 _FAST_FAILURES = 3  # a worker that dies this many times in a row within _FAST_FAILURE_S stops the server
 _FAST_FAILURE_S = 10.0
 _BAD_INPUT = 2  # a worker's exit status when its input (the repository) is bad: not restarted
@@ -144,7 +145,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise ConfigError(
             f"cannot listen on {host}:{port} ({exc.strerror})", fix="choose another --port"
         ) from None
-    sock.listen(2048)
+    sock.listen(LISTEN_BACKLOG)  # a worker with max_connections resizes it (protocol.GatedListener)
     sock.set_inheritable(True)
     return sock
 
