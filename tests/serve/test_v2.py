@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from torchship.serve.v2 import DTYPES, OutputTensor, ServeError, classify, decode_infer, encode_infer
+from torchship.serve.v2 import (
+    DTYPES,
+    OutputTensor,
+    ServeError,
+    classify,
+    decode_infer,
+    encode_infer,
+    signature,
+)
+from torchship.serve.v2.signature import finite_copy
 
 
 def _body(data, shape, datatype="FP32", **extra):
@@ -95,3 +106,33 @@ def test_encode_json_and_binary():
     head = orjson.loads(body[:n])
     assert head["outputs"][0]["parameters"]["binary_data_size"] == y.nbytes
     np.testing.assert_array_equal(np.frombuffer(body[n:], np.float32).reshape(2, 3), y)
+
+
+SPECIAL = [np.nan, np.inf, -np.inf, 3.4e38, -3.4e38, 1.7e38, -0.0, 1e-45, 0.0]
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 20], ids=["numpy", "bytes"])
+@given(values=st.lists(st.one_of(st.floats(width=32), st.sampled_from(SPECIAL)), min_size=1, max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_finite_copy_agrees_with_numpy(values, limit):
+    """Both paths (bytes up to the lock-held limit, numpy above it) find numpy's first non-finite value
+    and give back an equal, writeable copy that shares no memory with a read-only body view."""
+    x = np.frombuffer(np.array(values, dtype=np.float32).tobytes(), np.float32).reshape(1, -1)
+    saved, signature._LOCK_HELD_BYTES = signature._LOCK_HELD_BYTES, limit
+    try:
+        copy, first = finite_copy(x)
+    finally:
+        signature._LOCK_HELD_BYTES = saved
+    bad = np.flatnonzero(~np.isfinite(x.reshape(-1)))
+    assert first == (int(bad[0]) if bad.size else None)
+    assert copy.flags.writeable
+    assert copy.dtype == np.float32
+    assert copy.shape == x.shape
+    assert copy.tobytes() == x.tobytes()
+    assert not np.shares_memory(copy, x)
+
+
+def test_finite_copy_casts_other_float_types():
+    copy, first = finite_copy(np.array([[1.5, np.nan]], dtype=np.float64))
+    assert copy.dtype == np.float32
+    assert first == 1
