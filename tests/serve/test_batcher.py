@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -145,3 +146,30 @@ def test_full_queue_refuses_at_once():
             await asyncio.to_thread(batcher.stop)
 
     asyncio.run(main())
+
+
+def test_requests_queued_in_one_loop_iteration_share_a_batch():
+    """An idle instance is woken once per loop iteration, after every request queued in it: woken by
+    the first, it would take that one alone while the loop went on with the others."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        echo = Echo()
+
+        def deliver(result):
+            for pending, out in zip(result.requests, result.outputs, strict=False):
+                pending.future.set_result(out)
+
+        batcher = Batcher("echo", BatchPolicy(max_batch_size=32), [echo], Echo, loop, deliver)
+        try:
+            pendings = []
+            for i in range(5):  # one iteration of the loop: no await between the submits
+                pendings.append(batcher.submit(np.full((1, 3), float(i), dtype=np.float32), 30))
+                time.sleep(0.005)  # the loop's other work, releasing the interpreter lock
+            outs = await asyncio.gather(*(asyncio.wait_for(p.future, 30) for p in pendings))
+        finally:
+            await asyncio.to_thread(batcher.stop)
+        assert [float(out[0, 0]) for out in outs] == [0.0, 2.0, 4.0, 6.0, 8.0]
+        return echo.batches
+
+    assert asyncio.run(main()) == [5]

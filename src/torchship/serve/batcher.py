@@ -2,8 +2,9 @@
 
 The policy is data (``BatchPolicy``) and the decision is one pure function (``decide``),
 so it is tested without threads. ``Batcher`` is the small machine around it: requests are
-appended to a deque from the event loop; each model instance is a thread that asks
-``decide`` what to take, concatenates the rows, runs the predictor off the event loop and
+appended to a deque from the event loop, which wakes a waiting instance once per loop
+iteration (after every request that iteration queued); each model instance is a thread
+that asks ``decide`` what to take, concatenates the rows, runs the predictor off the event loop and
 hands every request its own rows back through ``loop.call_soon_threadsafe`` (once per batch).
 
 An idle model never waits for company: when no instance is computing, whatever is queued
@@ -184,6 +185,7 @@ class Batcher:
         self._queue: deque[Pending] = deque()
         self._cond = threading.Condition()
         self._busy = 0
+        self._wake_due = False  # a _wake is scheduled on the loop
         self._stopping = False
         self.restarts = 0
         self._threads = [
@@ -202,15 +204,29 @@ class Batcher:
         return not self._queue and self._busy == 0
 
     def submit(self, rows: Rows, timeout_s: float) -> Pending:
-        """Queue ``rows`` (n, ...) from the event loop; raises ``QueueFullError`` at the limit."""
+        """Queue ``rows`` (n, ...) from the event loop; raises ``QueueFullError`` at the limit.
+
+        A waiting instance is woken by the loop's next iteration (``_wake``), not at once."""
         now = time.monotonic()
         pending = Pending(rows, self._loop.create_future(), now, now + timeout_s)
         with self._cond:
             if self._stopping or len(self._queue) >= self.policy.queue_limit:
                 raise QueueFullError(self.name)
             self._queue.append(pending)
-            self._cond.notify()
+        if not self._wake_due:
+            self._wake_due = True
+            self._loop.call_soon(self._wake)
         return pending
+
+    def _wake(self) -> None:
+        """Wake a waiting instance once per loop iteration, after every request this iteration
+        queued: woken per request, an idle instance took the first alone and made the loop wait
+        for the interpreter lock while it did (measured in docs/benchmarks.md, "The interpreter
+        lock on the event loop": the cnn's batches grew from about 6 to about 10 rows with 2
+        workers and from 6 to 25 with one)."""
+        self._wake_due = False
+        with self._cond:
+            self._cond.notify()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish everything queued, then end the instance threads and close the predictors."""
