@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -173,3 +174,31 @@ def test_requests_queued_in_one_loop_iteration_share_a_batch():
         return echo.batches
 
     assert asyncio.run(main()) == [5]
+
+
+def test_a_burst_that_needs_two_instances_wakes_both():
+    """One wake-up per loop iteration is passed on while requests are left, so a burst larger than one
+    batch runs on every idle instance at once."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        entered, release = threading.Semaphore(0), threading.Event()
+
+        class Held:
+            def predict(self, x):
+                entered.release()
+                release.wait(10)
+                return x
+
+        batcher = Batcher("held", BatchPolicy(max_batch_size=1), [Held(), Held()], Held, loop, lambda r: None)
+        try:
+            batcher.submit(np.zeros((1, 1)), 30)
+            batcher.submit(np.zeros((1, 1)), 30)  # the same loop iteration: one wake-up
+            await asyncio.sleep(0)  # let the wake-up run
+            both = await asyncio.to_thread(lambda: entered.acquire(timeout=5) and entered.acquire(timeout=5))
+        finally:
+            release.set()
+            await asyncio.to_thread(batcher.stop)
+        return both
+
+    assert asyncio.run(main())

@@ -256,7 +256,10 @@ class Batcher:
                     decision = Decision(len(alike))
                 if decision.take:
                     self._busy += 1
-                    return [queue.popleft() for _ in range(decision.take)]
+                    batch = [queue.popleft() for _ in range(decision.take)]
+                    if queue:  # one wake-up per loop iteration: pass it on to another idle instance
+                        self._cond.notify()
+                    return batch
                 self._cond.wait(None if decision.wait_ms is None else decision.wait_ms / 1e3)
 
     def _serve(self, index: int) -> None:
