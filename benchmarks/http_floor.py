@@ -73,14 +73,20 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 """
 
 
-# torchship's app for granian, which imports its target: the artifact comes in TORCHSHIP_ARTIFACT
-GRANIAN_TARGET = """
-import os
+# torchship's app as `torchship serve` runs it (--fronts uvicorn) and as granian imports it (the
+# artifact comes in TORCHSHIP_ARTIFACT), with the same settings
+SETTINGS = """
 from torchship.serve import ModelSettings, ServeConfig
-from torchship.serve.app import create_app
 config = ServeConfig(access_log=False, default=ModelSettings(runtime="onnxruntime", max_batch_size=32,
                                                              max_queue_delay_ms=2.0))
+"""
+GRANIAN_TARGET = f"""{SETTINGS}import os
+from torchship.serve.app import create_app
 app = create_app(os.environ["TORCHSHIP_ARTIFACT"], config)
+"""
+SERVE = f"""{SETTINGS}import sys
+from torchship.serve import serve
+serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[3]))
 """
 
 
@@ -162,15 +168,6 @@ def front_rows(front: str, art_path: Path, args) -> list[dict]:
         return load_rows(f"torchship app, {front}", proc, port, payload, args)
     finally:
         stop(proc)
-
-
-SERVE = """
-import sys
-from torchship.serve import ModelSettings, ServeConfig, serve
-config = ServeConfig(access_log=False, default=ModelSettings(runtime="onnxruntime", max_batch_size=32,
-                                                             max_queue_delay_ms=2.0))
-serve(sys.argv[1], port=int(sys.argv[2]), config=config, log_level="warning", workers=int(sys.argv[3]))
-"""
 
 
 async def app_alone(art_path: Path, duration_s: float, concurrency: int = 32) -> dict:
@@ -259,8 +256,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = floor_rows(args)
     if args.app or args.fronts:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from serve_load import make_artifact
+        from serve_load import make_artifact  # the benchmarks' directory is on sys.path (above)
 
         art_path = Path(make_artifact("cnn", Path(tempfile.mkdtemp(prefix="floor-art-")), "onnxruntime").path)
         if args.app:
